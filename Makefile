@@ -1,0 +1,47 @@
+# exemplar: every target creates .venv on first use, so a fresh clone needs only `make demo`
+# or `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+EXTRAS ?= dev
+
+.PHONY: venv demo test test-fast bench lint format clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## The main job: default strategy vs random and two others on MNIST-5k, HTML report in results/demo.
+demo: venv
+	$(BIN)/exemplar simulate --dataset mnist5k --strategies default,random,entropy,badge \
+		--seeds 5 --initial 20 --batch 10 --rounds 30 --jobs 2 \
+		--label-cost 2.5 --engineering-cost 500 --out results/demo
+	@echo "open results/demo/report.html in a browser"
+
+## The whole suite (slow simulations included).
+test: venv
+	$(BIN)/python -m pytest -n 2 -q
+
+## Everything except tests marked slow.
+test-fast: venv
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+bench: venv
+	$(BIN)/python -m bench.run
+
+lint: venv
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from exemplar.cli.main import main
+
+main()

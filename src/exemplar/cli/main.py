@@ -1,0 +1,187 @@
+"""The ``exemplar`` command line: a thin layer over the Python API.
+
+Every command has ``--help``; long work shows a progress bar; an error is one clear line
+(set ``EXEMPLAR_DEBUG=1`` to see the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from exemplar.errors import ExemplarError
+
+app = typer.Typer(
+    name="exemplar",
+    help="Active learning that proves itself against random sampling.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_line_errors(fn: F) -> F:
+    """Print exemplar errors (and unexpected ones) as a single line and exit non-zero."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ExemplarError as exc:
+            if os.environ.get("EXEMPLAR_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (OSError, MemoryError) as exc:
+            if os.environ.get("EXEMPLAR_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command()
+@one_line_errors
+def simulate(
+    dataset: Annotated[
+        str, typer.Option(help="Built-in name (see `exemplar datasets`) or a .csv/.npy/.npz path.")
+    ],
+    strategies: Annotated[
+        str, typer.Option(help="Comma-separated strategy names; 'default' is the default strategy.")
+    ] = "default,random",
+    model: Annotated[str, typer.Option(help="Model recipe: logreg or random_forest.")] = "logreg",
+    seeds: Annotated[int, typer.Option(help="Paired seeds per strategy.")] = 5,
+    initial: Annotated[int, typer.Option(help="Random labels before the first query.")] = 20,
+    batch: Annotated[int, typer.Option(help="Labels added per round.")] = 10,
+    rounds: Annotated[int, typer.Option(help="Query rounds.")] = 30,
+    out: Annotated[Path, typer.Option(help="Output folder for results.csv, summary.json, report.html.")] = Path("results/simulation"),
+    label_cost: Annotated[float, typer.Option(help="Cost of one expert label.")] = 1.0,
+    engineering_cost: Annotated[
+        float, typer.Option(help="One-off cost of setting up active learning.")
+    ] = 0.0,
+    test_size: Annotated[float, typer.Option(help="Fraction held out as the fixed test split.")] = 0.25,
+    noise_rate: Annotated[float, typer.Option(help="Probability the oracle flips a label.")] = 0.0,
+    label_column: Annotated[
+        str | None, typer.Option(help="Label column of a user CSV (name) or .npy (index).")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Parallel workers (-1: all cores).")] = 1,
+) -> None:
+    """Compare strategies against random on a fully labeled dataset, with paired seeds."""
+    from exemplar.data import load_dataset
+    from exemplar.simulate import SimulationConfig, run_simulation, summarize, write_outputs
+
+    names = tuple(s.strip() for s in strategies.split(",") if s.strip())
+    column: str | int | None = label_column
+    if label_column is not None and label_column.lstrip("-").isdigit():
+        column = int(label_column)
+    data = load_dataset(dataset, label_column=column)
+    config = SimulationConfig(
+        dataset=data.name,
+        model=model,
+        strategies=names,
+        seeds=seeds,
+        initial=initial,
+        batch=batch,
+        rounds=rounds,
+        test_size=test_size,
+        noise_rate=noise_rate,
+        label_cost=label_cost,
+        engineering_cost=engineering_cost,
+        jobs=jobs,
+    )
+    total = len(names) * seeds * (rounds + 1)
+    with Progress(
+        TextColumn("[bold]simulating[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rounds"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"{data.name} · {', '.join(names)}", total=total)
+        result = run_simulation(config, data, on_progress=lambda k: progress.advance(task, k))
+    summary = summarize(result)
+    paths = write_outputs(result, summary, out)
+    table = Table(title=f"{data.name}: normalized AULC over {seeds} seeds")
+    for col in ("strategy", "AULC", "gain vs random [95% CI]", "final acc", "query ms"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for name, s in summary["strategies"].items():
+        d = s.get("diff_vs_random")
+        gain = "—"
+        if d and name != "random":
+            gain = f"{d['mean']:+.3f}" + (
+                f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["ci_low"] is not None else ""
+            )
+        table.add_row(
+            name,
+            f"{s['aulc_mean']:.3f} ± {s['aulc_std']:.3f}",
+            gain,
+            f"{s['final_accuracy_mean']:.3f}",
+            f"{s['query_seconds_mean'] * 1000:.1f}",
+        )
+    console.print(table)
+    console.print(summary["verdict"], highlight=False)
+    console.print(f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}")
+
+
+@app.command("strategies")
+@one_line_errors
+def list_strategies() -> None:
+    """List the query strategies with a one-line description and reference."""
+    from exemplar.strategies import DEFAULT_STRATEGY, STRATEGIES
+
+    table = Table(title=f"strategies ('default' = {DEFAULT_STRATEGY})")
+    for col in ("name", "reads", "description", "reference"):
+        table.add_column(col)
+    for name, cls in STRATEGIES.items():
+        reads = ", ".join(sorted(cls.requires)) or "nothing"
+        if cls.cold_start:
+            reads += " (cold start)"
+        table.add_row(name, reads, cls.summary, cls.reference)
+    console.print(table)
+
+
+@app.command()
+@one_line_errors
+def datasets() -> None:
+    """List the built-in datasets (all load offline) and the accepted file formats."""
+    from exemplar.data import builtin_datasets
+
+    table = Table(title="built-in datasets")
+    for col in ("name", "items", "features", "classes", "description"):
+        table.add_column(col, justify="right" if col in ("items", "features", "classes") else "left")
+    for info in builtin_datasets():
+        table.add_row(
+            info.name, str(info.n_items), str(info.n_features), str(info.n_classes), info.description
+        )
+    console.print(table)
+    console.print(
+        "Your own data: pass a path to a .csv (header row; label column 'label', 'y', 'class' "
+        "or 'target', or --label-column), a .npy feature matrix, or a .npz with X and y."
+    )
+
+
+def main() -> None:
+    """Entry point for ``python -m exemplar``."""
+    app()

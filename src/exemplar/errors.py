@@ -1,0 +1,50 @@
+"""Every exception exemplar raises on bad input lives here, so callers catch one family.
+
+Each carries a message meant for a person: what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class ExemplarError(Exception):
+    """Base class of all exemplar errors. The CLI prints these as one line."""
+
+
+class StrategyError(ExemplarError, ValueError):
+    """A strategy was called with inputs it cannot use."""
+
+
+class EmptyPoolError(StrategyError):
+    """The unlabeled pool has no items left to select from."""
+
+
+class BatchTooLargeError(StrategyError):
+    """The requested batch is larger than the unlabeled pool."""
+
+
+class InvalidPredictionsError(StrategyError):
+    """Predictions are malformed: NaN/inf values, wrong shape, or rows that are not distributions."""
+
+
+class MissingPredictionsError(StrategyError):
+    """A strategy needs an output (stochastic samples, embeddings) that the predictions lack."""
+
+
+class SingleClassError(StrategyError):
+    """The labeled set (or the model trained on it) covers only one class."""
+
+
+class InvalidIndicesError(StrategyError):
+    """Index sets are out of range, duplicated, or overlap (an item both labeled and unlabeled)."""
+
+
+class DatasetError(ExemplarError):
+    """A dataset could not be found, read or parsed."""
+
+
+class ModelError(ExemplarError):
+    """A model adapter could not fit or predict."""
+
+
+class ConfigError(ExemplarError):
+    """A configuration value is unknown or invalid."""

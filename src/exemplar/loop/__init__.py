@@ -1,0 +1,7 @@
+"""Orchestration primitives shared by the simulator and the project loop."""
+
+from exemplar.loop.oracle import Oracle, SimulatedOracle
+from exemplar.loop.pool import LabeledPool
+from exemplar.loop.selection import Selection, select_batch
+
+__all__ = ["LabeledPool", "Oracle", "Selection", "SimulatedOracle", "select_batch"]

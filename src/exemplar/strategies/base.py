@@ -1,0 +1,280 @@
+"""The strategy contract: predictions and index sets in, a batch of indices (and scores) out.
+
+Every strategy follows small-text's loop contract and scikit-activeml's query signature
+(DESIGN.md §8): it receives the model's :class:`~exemplar.predictions.Predictions` for the
+whole dataset plus the unlabeled and labeled index sets, and returns dataset indices.
+It never returns a labeled or duplicate index, and it raises a specific
+:class:`~exemplar.errors.StrategyError` on inputs it cannot use.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal, overload
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from exemplar.errors import (
+    BatchTooLargeError,
+    EmptyPoolError,
+    InvalidIndicesError,
+    SingleClassError,
+    StrategyError,
+)
+from exemplar.predictions import Predictions
+
+__all__ = [
+    "QueryContext",
+    "ScoringStrategy",
+    "Strategy",
+    "as_rng",
+    "top_k",
+]
+
+RandomState = int | np.random.Generator | None
+
+
+def as_rng(random_state: RandomState) -> np.random.Generator:
+    """Turn a seed, a Generator or None into a Generator (a Generator is used as is)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return np.random.default_rng(random_state)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest scores, best first, without a full sort.
+
+    ``np.argpartition`` finds the top ``k`` in O(n); only those ``k`` are then sorted.
+    Ties are broken by position (stable), so the result is deterministic.
+    """
+    n = scores.shape[0]
+    if k >= n:
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k - 1)[:k]
+    order = np.lexsort((part, -scores[part]))
+    return part[order]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryContext:
+    """Validated inputs of one query, handed to :meth:`Strategy._select`.
+
+    Attributes
+    ----------
+    predictions : Predictions or None
+        Model outputs aligned with dataset rows (None only for strategies that need none).
+    unlabeled : ndarray of int64
+        Candidate dataset indices, unique, disjoint from ``labeled``.
+    labeled : ndarray of int64
+        Labeled dataset indices.
+    batch_size : int
+        Number of indices to return, ``1 <= batch_size <= len(unlabeled)``.
+    y_labeled : ndarray or None
+        Labels of ``labeled`` (same order), when the caller provides them.
+    rng : numpy.random.Generator
+        The seeded random generator for this query.
+    """
+
+    predictions: Predictions | None
+    unlabeled: np.ndarray
+    labeled: np.ndarray
+    batch_size: int
+    y_labeled: np.ndarray | None
+    rng: np.random.Generator
+
+
+class Strategy(ABC):
+    """Base class of all query strategies.
+
+    Subclasses set the class attributes below and implement :meth:`_select`.
+    Hyper-parameters go in ``__init__`` (scikit-learn convention: stored, not processed).
+    """
+
+    #: Registry name used by the CLI and configs (e.g. ``"margin"``).
+    name: ClassVar[str]
+    #: One line describing what the strategy prefers.
+    summary: ClassVar[str]
+    #: Short citation of the paper the strategy comes from.
+    reference: ClassVar[str]
+    #: Prediction outputs read: any of ``"proba"``, ``"samples"``, ``"embeddings"``.
+    requires: ClassVar[frozenset[str]] = frozenset({"proba"})
+    #: True if the strategy works with no (or single-class) labels, e.g. for a cold start.
+    cold_start: ClassVar[bool] = False
+
+    @overload
+    def query(
+        self,
+        predictions: Predictions | None,
+        unlabeled: ArrayLike | None = ...,
+        labeled: ArrayLike | None = ...,
+        batch_size: int = ...,
+        *,
+        y_labeled: ArrayLike | None = ...,
+        random_state: RandomState = ...,
+        return_scores: Literal[False] = ...,
+    ) -> np.ndarray: ...
+
+    @overload
+    def query(
+        self,
+        predictions: Predictions | None,
+        unlabeled: ArrayLike | None = ...,
+        labeled: ArrayLike | None = ...,
+        batch_size: int = ...,
+        *,
+        y_labeled: ArrayLike | None = ...,
+        random_state: RandomState = ...,
+        return_scores: Literal[True],
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def query(
+        self,
+        predictions: Predictions | None,
+        unlabeled: ArrayLike | None = None,
+        labeled: ArrayLike | None = None,
+        batch_size: int = 1,
+        *,
+        y_labeled: ArrayLike | None = None,
+        random_state: RandomState = None,
+        return_scores: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Select ``batch_size`` items to label next.
+
+        Parameters
+        ----------
+        predictions : Predictions or None
+            Model outputs for every dataset row (row ``i`` is item ``i``).
+        unlabeled : array-like of int, optional
+            Candidate indices. Defaults to every row not in ``labeled``.
+        labeled : array-like of int, optional
+            Indices already labeled. Defaults to none.
+        batch_size : int, default=1
+            How many items to select.
+        y_labeled : array-like, optional
+            Labels of ``labeled``; used by class-aware strategies and to reject a
+            single-class labeled set early.
+        random_state : int, Generator or None
+            Seed for any randomness; the same seed gives the same batch.
+        return_scores : bool, default=False
+            Also return one score per ``unlabeled`` item (higher means preferred).
+
+        Returns
+        -------
+        indices : ndarray of int64, shape (batch_size,)
+            Selected dataset indices, in selection order (best first).
+        scores : ndarray of float, shape (len(unlabeled),)
+            Only if ``return_scores``; aligned with ``unlabeled``.
+
+        Raises
+        ------
+        EmptyPoolError, BatchTooLargeError, InvalidIndicesError, InvalidPredictionsError,
+        MissingPredictionsError, SingleClassError
+        """
+        ctx = self._context(predictions, unlabeled, labeled, batch_size, y_labeled, random_state)
+        indices, scores = self._select(ctx)
+        indices = np.asarray(indices, dtype=np.int64)
+        if return_scores:
+            return indices, np.asarray(scores, dtype=np.float64)
+        return indices
+
+    @abstractmethod
+    def _select(self, ctx: QueryContext) -> tuple[np.ndarray, np.ndarray]:
+        """Return (selected dataset indices, scores aligned with ``ctx.unlabeled``)."""
+
+    def _context(
+        self,
+        predictions: Predictions | None,
+        unlabeled: ArrayLike | None,
+        labeled: ArrayLike | None,
+        batch_size: int,
+        y_labeled: ArrayLike | None,
+        random_state: RandomState,
+    ) -> QueryContext:
+        if predictions is None and self.requires:
+            raise StrategyError(f"strategy {self.name!r} needs predictions ({', '.join(sorted(self.requires))})")
+        n_items = predictions.n_items if predictions is not None else None
+        lab = _as_indices(labeled, "labeled")
+        if unlabeled is None:
+            if n_items is None:
+                raise StrategyError("pass `unlabeled` when no predictions are given")
+            mask = np.ones(n_items, dtype=bool)
+            mask[lab] = False
+            unl = np.flatnonzero(mask)
+        else:
+            unl = _as_indices(unlabeled, "unlabeled")
+        _check_indices(unl, lab, n_items)
+        if unl.size == 0:
+            raise EmptyPoolError("the unlabeled pool is empty: every item is labeled")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise StrategyError(f"batch_size must be an integer, got {batch_size!r}")
+        if batch_size < 1:
+            raise StrategyError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_size > unl.size:
+            raise BatchTooLargeError(
+                f"batch_size {batch_size} is larger than the unlabeled pool ({unl.size} items)"
+            )
+        y = None
+        if y_labeled is not None:
+            y = np.asarray(y_labeled)
+            if y.shape[0] != lab.size:
+                raise InvalidIndicesError(
+                    f"y_labeled has {y.shape[0]} labels for {lab.size} labeled indices"
+                )
+            if not self.cold_start and lab.size > 0 and np.unique(y).size < 2:
+                raise SingleClassError(
+                    f"the labeled set holds a single class ({y[0]!r}); strategy {self.name!r} "
+                    "needs at least two classes (label more, or start with 'random' or 'typiclust')"
+                )
+        return QueryContext(predictions, unl, lab, int(batch_size), y, as_rng(random_state))
+
+
+class ScoringStrategy(Strategy):
+    """A strategy that scores each item independently and takes the top ``batch_size``.
+
+    Subclasses implement :meth:`utility`, a row-wise function, so a scorer can also
+    apply it chunk by chunk over a pool that does not fit in memory.
+    """
+
+    @abstractmethod
+    def utility(self, predictions: Predictions) -> np.ndarray:
+        """One score per row of ``predictions``; higher means more worth labeling."""
+
+    def _select(self, ctx: QueryContext) -> tuple[np.ndarray, np.ndarray]:
+        assert ctx.predictions is not None
+        scores = self.utility(ctx.predictions.take(ctx.unlabeled))
+        return ctx.unlabeled[top_k(scores, ctx.batch_size)], scores
+
+
+def _as_indices(values: ArrayLike | None, name: str) -> np.ndarray:
+    if values is None:
+        return np.empty(0, dtype=np.int64)
+    arr = np.asarray(values)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64)
+    if arr.dtype == bool:
+        return np.flatnonzero(arr)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidIndicesError(f"{name} must be a 1-d array of integer indices, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_indices(unl: np.ndarray, lab: np.ndarray, n_items: int | None) -> None:
+    for name, arr in (("unlabeled", unl), ("labeled", lab)):
+        if arr.size and arr.min() < 0:
+            raise InvalidIndicesError(f"{name} contains a negative index ({int(arr.min())})")
+        if arr.size and n_items is not None and arr.max() >= n_items:
+            raise InvalidIndicesError(
+                f"{name} contains index {int(arr.max())}, but predictions cover {n_items} items"
+            )
+    size = int(max(unl.max(initial=-1), lab.max(initial=-1))) + 1
+    counts = np.bincount(unl, minlength=size) if unl.size else np.zeros(size, np.int64)
+    if unl.size and counts.max() > 1:
+        raise InvalidIndicesError(f"unlabeled contains duplicate index {int(np.argmax(counts))}")
+    if lab.size and unl.size:
+        overlap = counts[lab] > 0
+        if overlap.any():
+            raise InvalidIndicesError(
+                f"index {int(lab[np.argmax(overlap)])} is both labeled and unlabeled"
+            )
