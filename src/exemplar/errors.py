@@ -38,6 +38,18 @@ class InvalidIndicesError(StrategyError):
     """Index sets are out of range, duplicated, or overlap (an item both labeled and unlabeled)."""
 
 
+class StoppingError(ExemplarError, ValueError):
+    """A stopping criterion was given an observation or state it cannot use."""
+
+
+class MissingObservationError(StoppingError):
+    """The observation lacks what the criterion reads (stop-set predictions, a metric, ...)."""
+
+
+class InvalidObservationError(StoppingError):
+    """An observation is malformed: NaN values, a changed stop set, rounds out of order."""
+
+
 class DatasetError(ExemplarError):
     """A dataset could not be found, read or parsed."""
 

@@ -84,11 +84,17 @@ def simulate(
     label_column: Annotated[
         str | None, typer.Option(help="Label column of a user CSV (name) or .npy (index).")
     ] = None,
-    jobs: Annotated[int, typer.Option(help="Parallel workers (-1: all cores).")] = 1,
+    jobs: Annotated[int, typer.Option(help="Parallel workers (-1: all cores).")] = -1,
 ) -> None:
     """Compare strategies against random on a fully labeled dataset, with paired seeds."""
     from exemplar.data import load_dataset
-    from exemplar.simulate import SimulationConfig, run_simulation, summarize, write_outputs
+    from exemplar.simulate import (
+        SimulationConfig,
+        run_simulation,
+        summarize,
+        validate_config,
+        write_outputs,
+    )
 
     names = tuple(s.strip() for s in strategies.split(",") if s.strip())
     column: str | int | None = label_column
@@ -109,6 +115,7 @@ def simulate(
         engineering_cost=engineering_cost,
         jobs=jobs,
     )
+    validate_config(config, data)
     total = len(names) * seeds * (rounds + 1)
     with Progress(
         TextColumn("[bold]simulating[/] {task.description}"),

@@ -204,7 +204,7 @@ class CommitteeAdapter:
 def _require_two_classes(y: np.ndarray) -> None:
     classes = np.unique(y)
     if classes.size < 2:
-        found = "no labels" if classes.size == 0 else f"only class {classes[0]!r}"
+        found = "no labels" if classes.size == 0 else f"only class {classes[0].item()!r}"
         raise SingleClassError(
             f"cannot train a classifier on {found}: the labeled set needs at least two classes"
         )

@@ -1,7 +1,12 @@
 """The simulator: prove active learning against random on fully labeled data."""
 
 from exemplar.simulate.report import render_html, write_outputs
-from exemplar.simulate.runner import SimulationConfig, SimulationResult, run_simulation
+from exemplar.simulate.runner import (
+    SimulationConfig,
+    SimulationResult,
+    run_simulation,
+    validate_config,
+)
 from exemplar.simulate.summary import best_strategy, curve_table, summarize
 
 __all__ = [
@@ -12,5 +17,6 @@ __all__ = [
     "render_html",
     "run_simulation",
     "summarize",
+    "validate_config",
     "write_outputs",
 ]

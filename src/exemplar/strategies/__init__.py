@@ -3,10 +3,14 @@
 Every strategy is listed by ``exemplar strategies`` and documented in docs/strategies.md.
 """
 
+from exemplar.strategies.bald import Bald
 from exemplar.strategies.base import QueryContext, ScoringStrategy, Strategy, as_rng, top_k
+from exemplar.strategies.consensus_kl import ConsensusKL
 from exemplar.strategies.random import RandomSampling
 from exemplar.strategies.registry import DEFAULT_STRATEGY, STRATEGIES, get_strategy, register
 from exemplar.strategies.uncertainty import Entropy, LeastConfidence, Margin, RatioOfConfidence
+from exemplar.strategies.variation_ratios import VariationRatios
+from exemplar.strategies.vote_entropy import VoteEntropy
 
 for _cls in (
     RandomSampling,
@@ -14,12 +18,20 @@ for _cls in (
     Margin,
     Entropy,
     RatioOfConfidence,
+    VoteEntropy,
+    ConsensusKL,
+    Bald,
+    VariationRatios,
 ):
     register(_cls)
 
 __all__ = [
     "DEFAULT_STRATEGY",
     "STRATEGIES",
+    "Bald",
+    "ConsensusKL",
+    "VariationRatios",
+    "VoteEntropy",
     "Entropy",
     "LeastConfidence",
     "Margin",

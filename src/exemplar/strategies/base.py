@@ -224,7 +224,7 @@ class Strategy(ABC):
                 )
             if not self.cold_start and lab.size > 0 and np.unique(y).size < 2:
                 raise SingleClassError(
-                    f"the labeled set holds a single class ({y[0]!r}); strategy {self.name!r} "
+                    f"the labeled set holds a single class ({y[0].item()!r}); strategy {self.name!r} "
                     "needs at least two classes (label more, or start with 'random' or 'typiclust')"
                 )
         return QueryContext(predictions, unl, lab, int(batch_size), y, as_rng(random_state))
