@@ -132,7 +132,7 @@ def simulate(
     paths = write_outputs(result, summary, out)
     table = Table(title=f"{data.name}: normalized AULC over {seeds} seeds")
     for col in ("strategy", "AULC", "gain vs random [95% CI]", "final acc", "query ms"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy")
     for name, s in summary["strategies"].items():
         d = s.get("diff_vs_random")
         gain = "—"
@@ -159,7 +159,8 @@ def list_strategies() -> None:
     from exemplar.strategies import DEFAULT_STRATEGY, STRATEGIES
 
     table = Table(title=f"strategies ('default' = {DEFAULT_STRATEGY})")
-    for col in ("name", "reads", "description", "reference"):
+    table.add_column("name", no_wrap=True)
+    for col in ("reads", "description", "reference"):
         table.add_column(col)
     for name, cls in STRATEGIES.items():
         reads = ", ".join(sorted(cls.requires)) or "nothing"
@@ -176,8 +177,9 @@ def datasets() -> None:
     from exemplar.data import builtin_datasets
 
     table = Table(title="built-in datasets")
-    for col in ("name", "items", "features", "classes", "description"):
-        table.add_column(col, justify="right" if col in ("items", "features", "classes") else "left")
+    table.add_column("name", no_wrap=True)
+    for col in ("items", "features", "classes", "description"):
+        table.add_column(col, justify="left" if col == "description" else "right")
     for info in builtin_datasets():
         table.add_row(
             info.name, str(info.n_items), str(info.n_features), str(info.n_classes), info.description

@@ -3,12 +3,20 @@
 Every strategy is listed by ``exemplar strategies`` and documented in docs/strategies.md.
 """
 
+from exemplar.strategies.badge import Badge
 from exemplar.strategies.bald import Bald
 from exemplar.strategies.base import QueryContext, ScoringStrategy, Strategy, as_rng, top_k
+from exemplar.strategies.class_balanced import ClassBalanced
+from exemplar.strategies.cluster_margin import ClusterMargin
 from exemplar.strategies.consensus_kl import ConsensusKL
+from exemplar.strategies.coreset import CoreSet
+from exemplar.strategies.information_density import InformationDensity
+from exemplar.strategies.probcover import ProbCover
 from exemplar.strategies.random import RandomSampling
 from exemplar.strategies.registry import DEFAULT_STRATEGY, STRATEGIES, get_strategy, register
 from exemplar.strategies.uncertainty import Entropy, LeastConfidence, Margin, RatioOfConfidence
+from exemplar.strategies.typiclust import TypiClust
+from exemplar.strategies.uncertain_diverse import UncertainThenDiverse
 from exemplar.strategies.variation_ratios import VariationRatios
 from exemplar.strategies.vote_entropy import VoteEntropy
 
@@ -22,14 +30,30 @@ for _cls in (
     ConsensusKL,
     Bald,
     VariationRatios,
+    InformationDensity,
+    CoreSet,
+    Badge,
+    ClusterMargin,
+    TypiClust,
+    ProbCover,
+    ClassBalanced,
+    UncertainThenDiverse,
 ):
     register(_cls)
 
 __all__ = [
     "DEFAULT_STRATEGY",
     "STRATEGIES",
+    "Badge",
     "Bald",
+    "ClassBalanced",
+    "ClusterMargin",
+    "CoreSet",
+    "InformationDensity",
+    "ProbCover",
+    "TypiClust",
     "ConsensusKL",
+    "UncertainThenDiverse",
     "VariationRatios",
     "VoteEntropy",
     "Entropy",

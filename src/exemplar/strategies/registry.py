@@ -13,7 +13,7 @@ __all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "get_strategy", "register"]
 STRATEGIES: dict[str, type[Strategy]] = {}
 
 #: What ``"default"`` resolves to. Chosen from the paired simulations in docs/benchmarks.md.
-DEFAULT_STRATEGY = "margin"
+DEFAULT_STRATEGY = "uncertain_diverse"
 
 
 def register(cls: type[Strategy]) -> type[Strategy]:
