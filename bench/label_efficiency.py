@@ -26,15 +26,23 @@ DEFAULT_STRATEGIES = (
 )
 
 
-def run(datasets: list[str], strategies: list[str], seeds: int, jobs: int, rounds: int) -> dict[str, Any]:
+def run(
+    datasets: list[str], strategies: list[str], seeds: int, jobs: int, rounds: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in datasets:
         data = load_dataset(name)
         # wine's pool (133 items) cannot hold 20 + 30 x 10 labels: fewer rounds there.
         n_rounds = rounds if name != "wine" else 8
         config = SimulationConfig(
-            dataset=name, model="logreg", strategies=tuple(strategies), seeds=seeds,
-            initial=20, batch=10, rounds=n_rounds, jobs=jobs,
+            dataset=name,
+            model="logreg",
+            strategies=tuple(strategies),
+            seeds=seeds,
+            initial=20,
+            batch=10,
+            rounds=n_rounds,
+            jobs=jobs,
         )
         t0 = time.perf_counter()
         summary = summarize(run_simulation(config, data))
@@ -48,21 +56,33 @@ def run(datasets: list[str], strategies: list[str], seeds: int, jobs: int, round
 def table(name: str, summary: dict[str, Any]) -> str:
     cfg = summary["config"]
     lines = [
-        f"\n**{name}** (pool {summary['dataset']['n_pool']}, {cfg['seeds']} seeds, "
-        f"{cfg['initial']} + {cfg['rounds']}×{cfg['batch']} labels, full-data accuracy "
-        f"{summary['full_data_accuracy']:.3f})\n",
+        (
+            f"\n**{name}** (pool {summary['dataset']['n_pool']}, {cfg['seeds']} seeds, "
+            f"{cfg['initial']} + {cfg['rounds']}×{cfg['batch']} labels, full-data accuracy "
+            f"{summary['full_data_accuracy']:.3f})\n"
+        ),
         "| strategy | AULC | gain vs random [95% CI] | W/T/L vs random | final acc | labels to 95% | query ms |",
         "|---|---|---|---|---|---|---|",
     ]
     ranked = sorted(summary["strategies"].items(), key=lambda kv: -kv[1]["aulc_mean"])
     for strat, s in ranked:
         d = s.get("diff_vs_random") or {}
-        gain = "—" if strat == "random" else (
-            f"{d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" if d.get("ci_low") is not None else f"{d.get('mean', 0):+.4f}"
+        gain = (
+            "—"
+            if strat == "random"
+            else (
+                f"{d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
+                if d.get("ci_low") is not None
+                else f"{d.get('mean', 0):+.4f}"
+            )
         )
         wtl = "—" if strat == "random" else summary["win_tie_loss"][strat]["random"]
         reach = s["labels_to_target"]
-        reach_txt = f"{reach['mean']:.0f} ({reach['seeds_reached']}/{cfg['seeds']})" if reach["mean"] else "—"
+        reach_txt = (
+            f"{reach['mean']:.0f} ({reach['seeds_reached']}/{cfg['seeds']})"
+            if reach["mean"]
+            else "—"
+        )
         lines.append(
             f"| {strat} | {s['aulc_mean']:.4f} ± {s['aulc_std']:.4f} | {gain} | {wtl} | "
             f"{s['final_accuracy_mean']:.3f} | {reach_txt} | {s['query_seconds_mean'] * 1000:.1f} |"
@@ -71,7 +91,9 @@ def table(name: str, summary: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", default="digits,breast_cancer,wine,mnist5k")
     parser.add_argument("--strategies", default=DEFAULT_STRATEGIES)
     parser.add_argument("--seeds", type=int, default=5)
@@ -79,7 +101,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "label_efficiency.json")
     args = parser.parse_args()
-    result = run(args.datasets.split(","), args.strategies.split(","), args.seeds, args.jobs, args.rounds)
+    result = run(
+        args.datasets.split(","), args.strategies.split(","), args.seeds, args.jobs, args.rounds
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {args.out}")

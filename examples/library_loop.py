@@ -13,13 +13,15 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from exemplar.models import SklearnAdapter, make_estimator
-from exemplar.strategies import get_strategy
 from exemplar.stopping import LabelBudget, Observation
+from exemplar.strategies import get_strategy
 
 
 def run(strategy_name: str, seed: int = 0) -> list[tuple[int, float]]:
     X, y = load_digits(return_X_y=True)
-    X_pool, X_test, y_pool, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    X_pool, X_test, y_pool, y_test = train_test_split(
+        X, y, test_size=0.25, random_state=0, stratify=y
+    )
     rng = np.random.default_rng(seed)
     labeled = rng.choice(len(y_pool), 20, replace=False)
     strategy = get_strategy(strategy_name)

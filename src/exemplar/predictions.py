@@ -64,7 +64,9 @@ class Predictions:
                 f"embeddings must have shape (n_items, n_features), got {np.shape(self.embeddings)}"
             )
         if len(set(sizes.values())) > 1:
-            raise InvalidPredictionsError(f"prediction arrays disagree on the number of items: {sizes}")
+            raise InvalidPredictionsError(
+                f"prediction arrays disagree on the number of items: {sizes}"
+            )
 
     @property
     def n_items(self) -> int:

@@ -74,12 +74,16 @@ def simulate(
     initial: Annotated[int, typer.Option(help="Random labels before the first query.")] = 20,
     batch: Annotated[int, typer.Option(help="Labels added per round.")] = 10,
     rounds: Annotated[int, typer.Option(help="Query rounds.")] = 30,
-    out: Annotated[Path, typer.Option(help="Output folder for results.csv, summary.json, report.html.")] = Path("results/simulation"),
+    out: Annotated[
+        Path, typer.Option(help="Output folder for results.csv, summary.json, report.html.")
+    ] = Path("results/simulation"),
     label_cost: Annotated[float, typer.Option(help="Cost of one expert label.")] = 1.0,
     engineering_cost: Annotated[
         float, typer.Option(help="One-off cost of setting up active learning.")
     ] = 0.0,
-    test_size: Annotated[float, typer.Option(help="Fraction held out as the fixed test split.")] = 0.25,
+    test_size: Annotated[
+        float, typer.Option(help="Fraction held out as the fixed test split.")
+    ] = 0.25,
     noise_rate: Annotated[float, typer.Option(help="Probability the oracle flips a label.")] = 0.0,
     label_column: Annotated[
         str | None, typer.Option(help="Label column of a user CSV (name) or .npy (index).")
@@ -132,7 +136,9 @@ def simulate(
     paths = write_outputs(result, summary, out)
     table = Table(title=f"{data.name}: normalized AULC over {seeds} seeds")
     for col in ("strategy", "AULC", "gain vs random [95% CI]", "final acc", "query ms"):
-        table.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy")
+        table.add_column(
+            col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy"
+        )
     for name, s in summary["strategies"].items():
         d = s.get("diff_vs_random")
         gain = "—"
@@ -149,7 +155,9 @@ def simulate(
         )
     console.print(table)
     console.print(summary["verdict"], highlight=False)
-    console.print(f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}")
+    console.print(
+        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
+    )
 
 
 @app.command("strategies")
@@ -182,7 +190,11 @@ def datasets() -> None:
         table.add_column(col, justify="left" if col == "description" else "right")
     for info in builtin_datasets():
         table.add_row(
-            info.name, str(info.n_items), str(info.n_features), str(info.n_classes), info.description
+            info.name,
+            str(info.n_items),
+            str(info.n_features),
+            str(info.n_classes),
+            info.description,
         )
     console.print(table)
     console.print(

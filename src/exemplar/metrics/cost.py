@@ -83,7 +83,9 @@ def estimate_cost(
     net = savings - engineering_cost
     pays = net > 0
     if saved > 0 and label_cost > 0:
-        break_even: float | None = math.ceil(pool_size * engineering_cost / savings) if engineering_cost else 0.0
+        break_even: float | None = (
+            math.ceil(pool_size * engineering_cost / savings) if engineering_cost else 0.0
+        )
     else:
         break_even = None
     if saved <= 0:

@@ -54,7 +54,9 @@ class SklearnAdapter:
         except ValueError as exc:
             raise ModelError(f"{type(model).__name__} could not fit: {exc}") from exc
         if not hasattr(model, "predict_proba"):
-            raise ModelError(f"{type(model).__name__} has no predict_proba; use a probabilistic classifier")
+            raise ModelError(
+                f"{type(model).__name__} has no predict_proba; use a probabilistic classifier"
+            )
         self.model_ = model
         self.classes_ = np.asarray(model.classes_)
         return self
@@ -175,7 +177,9 @@ class CommitteeAdapter:
                 raise ModelError(f"a committee needs at least 2 members, got {self.n_members}")
             templates = [(self.estimator, _bootstrap(y, rng)) for _ in range(self.n_members)]
         for template, rows in templates:
-            fitted.append(SklearnAdapter(template, chunk_size=self.chunk_size).fit(X[rows], y[rows]))
+            fitted.append(
+                SklearnAdapter(template, chunk_size=self.chunk_size).fit(X[rows], y[rows])
+            )
         self.members_ = fitted
         return self
 

@@ -14,15 +14,17 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from exemplar.simulate.runner import RESULT_COLUMNS, SimulationResult  # noqa: E402
-from exemplar.simulate.summary import curve_table  # noqa: E402
+from exemplar.simulate.runner import RESULT_COLUMNS, SimulationResult
+from exemplar.simulate.summary import curve_table
 
 __all__ = ["write_outputs"]
 
 
-def write_outputs(result: SimulationResult, summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+def write_outputs(
+    result: SimulationResult, summary: dict[str, Any], out_dir: Path
+) -> dict[str, Path]:
     """Write the three output files atomically and return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {

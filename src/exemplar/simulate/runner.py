@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -72,7 +73,7 @@ class SimulationResult:
     """Per-round rows plus the context the summary needs."""
 
     config: SimulationConfig
-    rows: list[dict[str, object]]
+    rows: list[dict[str, Any]]
     n_pool: int
     n_test: int
     classes: np.ndarray
@@ -103,7 +104,7 @@ def run_simulation(
     full = _make_adapter(config, "random", seed=0).fit(X_pool, y_pool)
     full_pred = full.predict_labels(X_test)
     tasks = [(name, seed) for name in config.strategies for seed in range(config.seeds)]
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     if config.jobs == 1:
         with threadpool_limits(limits=1):
             for name, seed in tasks:
@@ -128,7 +129,7 @@ def run_simulation(
         rows=rows,
         n_pool=len(y_pool),
         n_test=len(y_test),
-        classes=np.unique(dataset.y),
+        classes=np.unique(y_pool),
         full_data_accuracy=float(accuracy_score(y_test, full_pred)),
         full_data_macro_f1=float(f1_score(y_test, full_pred, average="macro")),
         resolved=resolved,
@@ -143,7 +144,7 @@ def _collect(
     y_pool: np.ndarray,
     X_test: np.ndarray,
     y_test: np.ndarray,
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     with threadpool_limits(limits=1):
         return list(_run_curve(config, name, seed, X_pool, y_pool, X_test, y_test))
 
@@ -156,7 +157,7 @@ def _run_curve(
     y_pool: np.ndarray,
     X_test: np.ndarray,
     y_test: np.ndarray,
-) -> Iterator[dict[str, object]]:
+) -> Iterator[dict[str, Any]]:
     """One learning curve: ``rounds + 1`` evaluations of one strategy under one seed.
 
     Callers run it under one BLAS thread: the matrices are small, so a second thread

@@ -22,7 +22,9 @@ __all__ = ["curve_table", "summarize"]
 TARGET_FRACTION = 0.95
 
 
-def curve_table(result: SimulationResult, metric: str = "accuracy") -> dict[str, dict[str, list[float]]]:
+def curve_table(
+    result: SimulationResult, metric: str = "accuracy"
+) -> dict[str, dict[str, list[float]]]:
     """Per strategy: mean label count, mean and std of ``metric`` at each round."""
     out: dict[str, dict[str, list[float]]] = {}
     for name in result.config.strategies:
@@ -31,7 +33,9 @@ def curve_table(result: SimulationResult, metric: str = "accuracy") -> dict[str,
         out[name] = {
             "n_labels": n.mean(axis=0).tolist(),
             "mean": grid.mean(axis=0).tolist(),
-            "std": grid.std(axis=0, ddof=1).tolist() if grid.shape[0] > 1 else [0.0] * grid.shape[1],
+            "std": grid.std(axis=0, ddof=1).tolist()
+            if grid.shape[0] > 1
+            else [0.0] * grid.shape[1],
         }
     return out
 
@@ -84,7 +88,9 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
         }
     if "random" in aulc:
         for name in cfg.strategies:
-            strategies[name]["diff_vs_random"] = paired_difference(aulc[name], aulc["random"]).to_dict()
+            strategies[name]["diff_vs_random"] = paired_difference(
+                aulc[name], aulc["random"]
+            ).to_dict()
     summary: dict[str, Any] = {
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "dataset": {
@@ -181,7 +187,8 @@ def _verdict(result: SimulationResult, summary: dict[str, Any]) -> str:
     losers = [
         k
         for k, v in summary["strategies"].items()
-        if k != "random" and v.get("diff_vs_random", {}).get("ci_high") is not None
+        if k != "random"
+        and v.get("diff_vs_random", {}).get("ci_high") is not None
         and v["diff_vs_random"]["ci_high"] < 0
     ]
     warn = f" Worse than random: {', '.join(losers)}." if losers else ""
@@ -196,7 +203,7 @@ def _grid(result: SimulationResult, name: str, column: str) -> np.ndarray:
     out = np.full((cfg.seeds, cfg.rounds + 1), np.nan)
     for row in result.rows:
         if row["strategy"] == name:
-            out[int(row["seed"]), int(row["round"])] = float(row[column])  # type: ignore[arg-type]
+            out[int(row["seed"]), int(row["round"])] = float(row[column])
     return out
 
 

@@ -14,9 +14,9 @@ from exemplar.strategies.information_density import InformationDensity
 from exemplar.strategies.probcover import ProbCover
 from exemplar.strategies.random import RandomSampling
 from exemplar.strategies.registry import DEFAULT_STRATEGY, STRATEGIES, get_strategy, register
-from exemplar.strategies.uncertainty import Entropy, LeastConfidence, Margin, RatioOfConfidence
 from exemplar.strategies.typiclust import TypiClust
 from exemplar.strategies.uncertain_diverse import UncertainThenDiverse
+from exemplar.strategies.uncertainty import Entropy, LeastConfidence, Margin, RatioOfConfidence
 from exemplar.strategies.variation_ratios import VariationRatios
 from exemplar.strategies.vote_entropy import VoteEntropy
 
@@ -48,22 +48,22 @@ __all__ = [
     "Bald",
     "ClassBalanced",
     "ClusterMargin",
-    "CoreSet",
-    "InformationDensity",
-    "ProbCover",
-    "TypiClust",
     "ConsensusKL",
-    "UncertainThenDiverse",
-    "VariationRatios",
-    "VoteEntropy",
+    "CoreSet",
     "Entropy",
+    "InformationDensity",
     "LeastConfidence",
     "Margin",
+    "ProbCover",
     "QueryContext",
     "RandomSampling",
     "RatioOfConfidence",
     "ScoringStrategy",
     "Strategy",
+    "TypiClust",
+    "UncertainThenDiverse",
+    "VariationRatios",
+    "VoteEntropy",
     "as_rng",
     "get_strategy",
     "register",

@@ -193,7 +193,9 @@ class Strategy(ABC):
         random_state: RandomState,
     ) -> QueryContext:
         if predictions is None and self.requires:
-            raise StrategyError(f"strategy {self.name!r} needs predictions ({', '.join(sorted(self.requires))})")
+            raise StrategyError(
+                f"strategy {self.name!r} needs predictions ({', '.join(sorted(self.requires))})"
+            )
         n_items = predictions.n_items if predictions is not None else None
         lab = _as_indices(labeled, "labeled")
         if unlabeled is None:
@@ -256,7 +258,9 @@ def _as_indices(values: ArrayLike | None, name: str) -> np.ndarray:
     if arr.dtype == bool:
         return np.flatnonzero(arr)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise InvalidIndicesError(f"{name} must be a 1-d array of integer indices, got dtype {arr.dtype}")
+        raise InvalidIndicesError(
+            f"{name} must be a 1-d array of integer indices, got dtype {arr.dtype}"
+        )
     return arr.astype(np.int64, copy=False)
 
 

@@ -41,7 +41,9 @@ class ClassBalanced(Strategy):
     """
 
     name: ClassVar[str] = "class_balanced"
-    summary: ClassVar[str] = "base utility within predicted classes, batch share favouring rare classes"
+    summary: ClassVar[str] = (
+        "base utility within predicted classes, batch share favouring rare classes"
+    )
     reference: ClassVar[str] = "Ertekin et al. 2007, CIKM; Bengar et al. 2022, WACV"
 
     def __init__(self, base: str = "margin") -> None:

@@ -61,7 +61,9 @@ class UncertainThenDiverse(Strategy):
             raise ConfigError(f"diversity must be 'kmeans' or 'coreset', got {self.diversity!r}")
         base = get_strategy(self.base)
         if not isinstance(base, ScoringStrategy):
-            raise ConfigError(f"uncertain_diverse needs a scoring strategy as base, not {self.base!r}")
+            raise ConfigError(
+                f"uncertain_diverse needs a scoring strategy as base, not {self.base!r}"
+            )
         scores = base.utility(ctx.predictions.take(ctx.unlabeled))
         emb = ctx.predictions.require_embeddings(ctx.unlabeled)
         m = min(scores.size, self.factor * ctx.batch_size)

@@ -39,9 +39,29 @@ def test_simulate_writes_outputs(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     result = runner.invoke(
         app,
-        ["simulate", "--dataset", "wine", "--strategies", "default,random", "--seeds", "2",
-         "--initial", "10", "--batch", "5", "--rounds", "2", "--jobs", "1", "--out", str(out),
-         "--label-cost", "3", "--engineering-cost", "10"],
+        [
+            "simulate",
+            "--dataset",
+            "wine",
+            "--strategies",
+            "default,random",
+            "--seeds",
+            "2",
+            "--initial",
+            "10",
+            "--batch",
+            "5",
+            "--rounds",
+            "2",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+            "--label-cost",
+            "3",
+            "--engineering-cost",
+            "10",
+        ],
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
@@ -60,7 +80,9 @@ def test_simulate_writes_outputs(tmp_path: Path) -> None:
         (["--dataset", "/no/such/file.csv"], "/no/such/file.csv"),
     ],
 )
-def test_errors_are_one_line_without_traceback(args: list[str], message: str, tmp_path: Path) -> None:
+def test_errors_are_one_line_without_traceback(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
     result = runner.invoke(app, ["simulate", *args, "--out", str(tmp_path)], env={"COLUMNS": "400"})
     assert result.exit_code == 2
     assert message in result.output

@@ -15,7 +15,9 @@ def test_normalized_aulc_is_mean_height_of_curve() -> None:
     # Linear 0 -> 1 over the range: area 0.5 of the unit box.
     assert normalized_aulc([0, 50, 100], [0.0, 0.5, 1.0]) == pytest.approx(0.5)
     # Early gains count more than late ones.
-    assert normalized_aulc([0, 10, 100], [0.2, 0.9, 0.9]) > normalized_aulc([0, 90, 100], [0.2, 0.2, 0.9])
+    assert normalized_aulc([0, 10, 100], [0.2, 0.9, 0.9]) > normalized_aulc(
+        [0, 90, 100], [0.2, 0.2, 0.9]
+    )
 
 
 def test_normalized_aulc_rejects_bad_input() -> None:

@@ -70,7 +70,9 @@ def test_unfitted_and_no_samples_errors() -> None:
 
 
 def test_committee_samples_shape_and_members_differ() -> None:
-    com = CommitteeAdapter(DecisionTreeClassifier(random_state=0), n_members=4, random_state=0).fit(X, Y)
+    com = CommitteeAdapter(DecisionTreeClassifier(random_state=0), n_members=4, random_state=0).fit(
+        X, Y
+    )
     pred = com.predict(X)
     assert pred.samples is not None and pred.samples.shape == (4, 150, 3)
     assert not np.allclose(pred.samples[0], pred.samples[1])
@@ -89,6 +91,8 @@ def test_committee_with_string_labels_and_missing_class_in_a_member() -> None:
 
 
 def test_committee_of_different_estimators() -> None:
-    com = CommitteeAdapter(make_estimator("logreg"), members=[GaussianNB(), DecisionTreeClassifier()]).fit(X, Y)
+    com = CommitteeAdapter(
+        make_estimator("logreg"), members=[GaussianNB(), DecisionTreeClassifier()]
+    ).fit(X, Y)
     assert com.predict(X).samples.shape == (2, 150, 3)  # type: ignore[union-attr]
     assert com.predict_labels(X[:1]).tolist() == [0]

@@ -20,9 +20,14 @@ DIGITS = load_dataset("digits")
 
 
 def _config(**kw: object) -> SimulationConfig:
-    base: dict[str, object] = dict(
-        dataset="digits", strategies=("margin", "random"), seeds=2, initial=20, batch=10, rounds=3
-    )
+    base: dict[str, object] = {
+        "dataset": "digits",
+        "strategies": ("margin", "random"),
+        "seeds": 2,
+        "initial": 20,
+        "batch": 10,
+        "rounds": 3,
+    }
     base.update(kw)
     return SimulationConfig(**base)  # type: ignore[arg-type]
 
@@ -44,7 +49,9 @@ def test_rows_cover_every_strategy_seed_round(small_result) -> None:  # type: ig
 
 
 def test_seeds_are_paired_across_strategies(small_result) -> None:  # type: ignore[no-untyped-def]
-    start = {(r["strategy"], r["seed"]): r["accuracy"] for r in small_result.rows if r["round"] == 0}
+    start = {
+        (r["strategy"], r["seed"]): r["accuracy"] for r in small_result.rows if r["round"] == 0
+    }
     for seed in range(2):
         # Same initial labels, same recipe: identical round-0 model.
         assert start[("margin", seed)] == start[("random", seed)]
@@ -53,7 +60,7 @@ def test_seeds_are_paired_across_strategies(small_result) -> None:  # type: igno
 
 def test_reproducible_and_parallel_equals_serial(small_result) -> None:  # type: ignore[no-untyped-def]
     again = run_simulation(_config(jobs=2), DIGITS)
-    strip = lambda rows: [(r["strategy"], r["seed"], r["round"], r["accuracy"]) for r in rows]  # noqa: E731
+    strip = lambda rows: [(r["strategy"], r["seed"], r["round"], r["accuracy"]) for r in rows]
     assert strip(again.rows) == strip(small_result.rows)
 
 
@@ -85,7 +92,7 @@ def test_outputs_written_and_report_is_offline(small_result, tmp_path: Path) -> 
     assert data["win_tie_loss"]["margin"]["random"] in {"win", "tie", "loss"}
     page = paths["report"].read_text()
     assert page.count("data:image/png;base64,") == 2
-    assert "id=\"verdict\"" in page
+    assert 'id="verdict"' in page
     assert not re.search(r"(src|href)=\"https?://", page), "report must not load remote assets"
 
 

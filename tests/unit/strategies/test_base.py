@@ -28,7 +28,9 @@ def test_unlabeled_defaults_to_everything_not_labeled() -> None:
 
 def test_boolean_mask_is_accepted_as_index_set() -> None:
     proba = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4]])
-    idx = Margin().query(Predictions(proba=proba), unlabeled=np.array([False, True, True]), batch_size=1)
+    idx = Margin().query(
+        Predictions(proba=proba), unlabeled=np.array([False, True, True]), batch_size=1
+    )
     assert idx.tolist() == [2]
 
 

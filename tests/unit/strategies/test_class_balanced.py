@@ -21,15 +21,18 @@ def test_rare_class_gets_the_largest_share() -> None:
     pred = _predictions()
     labeled = np.arange(100, 100)  # none of the pool; counts come from y_labeled below
     y = np.array(["a"] * 30 + ["b"] * 5)
-    full = Predictions(proba=np.vstack([pred.proba, np.tile([0.9, 0.05, 0.05], (35, 1))]),
-                       classes=pred.classes)
+    full = Predictions(
+        proba=np.vstack([pred.proba, np.tile([0.9, 0.05, 0.05], (35, 1))]), classes=pred.classes
+    )
     idx = ClassBalanced().query(
         full, np.arange(100), np.arange(100, 135), 10, y_labeled=y, random_state=0
     )
     predicted = full.proba[idx].argmax(axis=1)  # type: ignore[index]
     # Plain margin would take all 10 from class 'a'; quotas favour 'c' (0 labels) then 'b'.
     assert (predicted == 2).sum() > (predicted == 1).sum() > (predicted == 0).sum()
-    assert set(Margin().query(full, np.arange(100), np.arange(100, 135), 10).tolist()) <= set(range(60))
+    assert set(Margin().query(full, np.arange(100), np.arange(100, 135), 10).tolist()) <= set(
+        range(60)
+    )
     del labeled
 
 

@@ -9,7 +9,9 @@ from exemplar.strategies import RandomSampling
 
 def test_random_needs_no_predictions_and_respects_pool() -> None:
     unlabeled = np.arange(10, 110)
-    idx = RandomSampling().query(None, unlabeled, labeled=np.arange(10), batch_size=20, random_state=1)
+    idx = RandomSampling().query(
+        None, unlabeled, labeled=np.arange(10), batch_size=20, random_state=1
+    )
     assert set(idx.tolist()) <= set(unlabeled.tolist())
     assert len(set(idx.tolist())) == 20
 
@@ -33,7 +35,9 @@ def test_random_is_roughly_uniform() -> None:
 
 def test_random_scores_align_with_unlabeled() -> None:
     pool = np.array([5, 3, 9, 1])
-    idx, scores = RandomSampling().query(None, pool, batch_size=2, random_state=0, return_scores=True)
+    idx, scores = RandomSampling().query(
+        None, pool, batch_size=2, random_state=0, return_scores=True
+    )
     assert scores.shape == (4,)
     chosen = {int(pool[p]) for p in np.argsort(-scores)[:2]}
     assert chosen == set(idx.tolist())
