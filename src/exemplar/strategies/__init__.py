@@ -10,13 +10,16 @@ from exemplar.strategies.class_balanced import ClassBalanced
 from exemplar.strategies.cluster_margin import ClusterMargin
 from exemplar.strategies.consensus_kl import ConsensusKL
 from exemplar.strategies.coreset import CoreSet
+from exemplar.strategies.entropy import Entropy
 from exemplar.strategies.information_density import InformationDensity
+from exemplar.strategies.least_confidence import LeastConfidence
+from exemplar.strategies.margin import Margin
 from exemplar.strategies.probcover import ProbCover
 from exemplar.strategies.random import RandomSampling
+from exemplar.strategies.ratio import RatioOfConfidence
 from exemplar.strategies.registry import DEFAULT_STRATEGY, STRATEGIES, get_strategy, register
 from exemplar.strategies.typiclust import TypiClust
 from exemplar.strategies.uncertain_diverse import UncertainThenDiverse
-from exemplar.strategies.uncertainty import Entropy, LeastConfidence, Margin, RatioOfConfidence
 from exemplar.strategies.variation_ratios import VariationRatios
 from exemplar.strategies.vote_entropy import VoteEntropy
 

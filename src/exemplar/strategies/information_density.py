@@ -14,9 +14,9 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from exemplar.errors import StrategyError
+from exemplar.strategies._proba import entropy_rows
 from exemplar.strategies.base import QueryContext, Strategy, top_k
 from exemplar.strategies.typiclust import knn_mean_distance
-from exemplar.strategies.uncertainty import entropy_rows
 
 __all__ = ["InformationDensity"]
 

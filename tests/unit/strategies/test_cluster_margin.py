@@ -8,8 +8,8 @@ from sklearn.datasets import make_blobs
 
 from exemplar.errors import MissingPredictionsError, StrategyError
 from exemplar.predictions import Predictions
+from exemplar.strategies import Margin
 from exemplar.strategies.cluster_margin import ClusterMargin, _round_robin
-from exemplar.strategies.uncertainty import Margin
 
 
 def _proba_with_margins(margins: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ from sklearn.datasets import make_blobs
 
 from exemplar.errors import MissingPredictionsError, StrategyError
 from exemplar.predictions import Predictions
+from exemplar.strategies import Entropy
 from exemplar.strategies.information_density import InformationDensity
-from exemplar.strategies.uncertainty import Entropy
 
 
 def _dirichlet(n: int, c: int, seed: int) -> np.ndarray:
