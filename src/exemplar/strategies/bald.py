@@ -45,10 +45,7 @@ class Bald(ScoringStrategy):
     """
 
     name: ClassVar[str] = "bald"
-    summary: ClassVar[str] = (
-        "Items whose stochastic predictions are individually confident but disagree "
-        "(mutual information)."
-    )
+    summary: ClassVar[str] = "samples each confident but disagreeing (mutual information)"
     reference: ClassVar[str] = "Houlsby et al. (2011), arXiv:1112.5745; Gal et al. (2017), ICML"
     requires: ClassVar[frozenset[str]] = frozenset({"samples"})
 

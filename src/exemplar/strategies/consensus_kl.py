@@ -42,9 +42,7 @@ class ConsensusKL(ScoringStrategy):
     """
 
     name: ClassVar[str] = "consensus_kl"
-    summary: ClassVar[str] = (
-        "Items whose committee members' distributions diverge most from the consensus."
-    )
+    summary: ClassVar[str] = "members' distributions diverge most from the consensus"
     reference: ClassVar[str] = "McCallum & Nigam (1998), ICML"
     requires: ClassVar[frozenset[str]] = frozenset({"samples"})
 

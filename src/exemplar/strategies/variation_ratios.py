@@ -38,7 +38,7 @@ class VariationRatios(ScoringStrategy):
     """
 
     name: ClassVar[str] = "variation_ratios"
-    summary: ClassVar[str] = "Items whose modal committee vote has the smallest share."
+    summary: ClassVar[str] = "smallest share of the modal committee vote"
     reference: ClassVar[str] = "Freeman (1965); Gal, Islam & Ghahramani (2017), ICML"
     requires: ClassVar[frozenset[str]] = frozenset({"samples"})
 

@@ -40,7 +40,7 @@ class VoteEntropy(ScoringStrategy):
     """
 
     name: ClassVar[str] = "vote_entropy"
-    summary: ClassVar[str] = "Items whose committee members' hard votes disagree the most."
+    summary: ClassVar[str] = "highest entropy of the committee's hard votes"
     reference: ClassVar[str] = "Dagan & Engelson (1995), ICML"
     requires: ClassVar[frozenset[str]] = frozenset({"samples"})
 
