@@ -48,7 +48,7 @@ def render_html(result: SimulationResult, summary: dict[str, Any]) -> str:
     esc = html.escape
     plots = "".join(
         f'<figure><img alt="{esc(label)} learning curve" src="data:image/png;base64,'
-        f'{_plot(result, metric, label)}"><figcaption>{esc(label)}: mean ± 1 std over '
+        f'{_plot(result, summary, metric, label)}"><figcaption>{esc(label)}: mean ± 1 std over '
         f"{cfg.seeds} seeds</figcaption></figure>"
         for metric, label in (("accuracy", "Test accuracy"), ("macro_f1", "Test macro-F1"))
     )
@@ -125,15 +125,25 @@ test {result.n_test}); the target is 95% of it. Gains are paired over seeds.</p>
 """
 
 
-def _plot(result: SimulationResult, metric: str, label: str) -> str:
+def _plot(result: SimulationResult, summary: dict[str, Any], metric: str, label: str) -> str:
     curves = curve_table(result, metric)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     for name, c in curves.items():
         style = "--" if name == "random" else "-"
-        (line,) = ax.plot(c["n_labels"], c["mean"], style, label=name, linewidth=1.6)
+        resolved = result.resolved.get(name, name)
+        legend = f"{name} ({resolved})" if resolved != name else name
+        (line,) = ax.plot(c["n_labels"], c["mean"], style, label=legend, linewidth=1.6)
         lo = [m - s for m, s in zip(c["mean"], c["std"], strict=True)]
         hi = [m + s for m, s in zip(c["mean"], c["std"], strict=True)]
         ax.fill_between(c["n_labels"], lo, hi, color=line.get_color(), alpha=0.15)
+    if metric == "accuracy":
+        ax.axhline(
+            summary["target_accuracy"],
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label="95% of full-data accuracy",
+        )
     ax.set_xlabel("labels")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
