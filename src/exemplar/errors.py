@@ -60,3 +60,11 @@ class ModelError(ExemplarError):
 
 class ConfigError(ExemplarError):
     """A configuration value is unknown or invalid."""
+
+
+class StoreError(ExemplarError):
+    """The project database cannot be opened, migrated or written."""
+
+
+class ProjectError(ExemplarError):
+    """A project is missing, locked by another process, or in a state that forbids the action."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from exemplar.errors import ConfigError
@@ -44,12 +45,22 @@ MODEL_RECIPES: dict[str, ModelRecipe] = {
 }
 
 
-def make_estimator(name: str, seed: int = 0) -> BaseEstimator:
-    """Build a fresh estimator from a recipe name."""
+def make_estimator(name: str, seed: int = 0, **params: Any) -> BaseEstimator:
+    """Build a fresh estimator from a recipe name.
+
+    ``params`` set hyper-parameters of the final estimator (for ``logreg``, e.g. ``C``).
+    """
     try:
         recipe = MODEL_RECIPES[name]
     except KeyError:
         raise ConfigError(
             f"unknown model {name!r}; choose one of: {', '.join(MODEL_RECIPES)}"
         ) from None
-    return recipe.build(seed)
+    estimator = recipe.build(seed)
+    if params:
+        final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+        try:
+            final.set_params(**params)
+        except ValueError as exc:
+            raise ConfigError(f"bad parameter for model {name!r}: {exc}") from None
+    return estimator

@@ -1,0 +1,182 @@
+"""``exemplar.toml``: the project's configuration, validated by pydantic.
+
+Every section rejects unknown keys, so a typo is reported with its key and section
+instead of being silently ignored (DESIGN.md §8).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from exemplar.errors import ConfigError
+
+__all__ = ["CONFIG_NAME", "ProjectConfig", "load_config", "save_config"]
+
+CONFIG_NAME = "exemplar.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectSection(_Section):
+    """What is being labeled and where its state lives."""
+
+    name: str = Field(min_length=1)
+    task: Literal["classification"] = "classification"
+    classes: list[str] = Field(min_length=2)
+    database_url: str = ""
+    seed: int = 0
+
+    @field_validator("classes")
+    @classmethod
+    def _unique_classes(cls, value: list[str]) -> list[str]:
+        cleaned = [c.strip() for c in value]
+        if any(not c for c in cleaned):
+            raise ValueError("class names must not be empty")
+        dupes = sorted({c for c in cleaned if cleaned.count(c) > 1})
+        if dupes:
+            raise ValueError(f"duplicate class names: {', '.join(dupes)}")
+        return cleaned
+
+
+class DataSection(_Section):
+    """How imported items become feature rows."""
+
+    image_size: int = Field(default=16, ge=4, le=256)
+    text_features: int = Field(default=512, ge=16, le=65536)
+
+
+class ModelCandidate(_Section):
+    """One model the Model Selector may choose."""
+
+    recipe: str = "logreg"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_candidates() -> list[ModelCandidate]:
+    return [ModelCandidate(recipe="logreg", params={"C": c}) for c in (0.1, 1.0, 10.0)]
+
+
+class ModelSection(_Section):
+    """The Model Selector: candidates, criterion, validation protocol, checkpoints."""
+
+    candidates: list[ModelCandidate] = Field(default_factory=_default_candidates, min_length=1)
+    criterion: Literal["accuracy", "macro_f1", "log_loss"] = "accuracy"
+    validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    min_validation_labels: int = Field(default=50, ge=2)
+    cv_folds: int = Field(default=3, ge=2, le=20)
+    keep_checkpoints: int = Field(default=3, ge=1)
+
+
+class SelectionSection(_Section):
+    """The Data Selector."""
+
+    strategy: str = "default"
+    params: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(default=10, ge=1)
+    initial_size: int = Field(default=20, ge=2)
+    chunk_size: int = Field(default=65_536, ge=256)
+
+
+class OracleSection(_Section):
+    """Who labels: ground truth (simulated), people (human), or another tool (file)."""
+
+    kind: Literal["simulated", "human", "file"] = "human"
+    noise_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    cost_per_label: float = Field(default=0.0, ge=0.0)
+    path: str = ""
+    lease_seconds: int = Field(default=600, ge=1)
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> OracleSection:
+        if self.kind == "file" and not self.path:
+            raise ValueError("oracle kind 'file' needs a path to the labels file")
+        return self
+
+
+class KPISection(_Section):
+    """The target the Compare step checks on each newly labeled batch."""
+
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    target: float = Field(default=0.9, gt=0.0, le=1.0)
+
+
+class StoppingSection(_Section):
+    """Stopping criteria (any of them stops the loop); see ``exemplar.stopping``."""
+
+    criteria: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"name": "label_budget", "budget": 200}]
+    )
+
+
+class ProjectConfig(_Section):
+    """The whole ``exemplar.toml``."""
+
+    project: ProjectSection
+    data: DataSection = Field(default_factory=DataSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    selection: SelectionSection = Field(default_factory=SelectionSection)
+    oracle: OracleSection = Field(default_factory=OracleSection)
+    kpi: KPISection = Field(default_factory=KPISection)
+    stopping: StoppingSection = Field(default_factory=StoppingSection)
+
+    @model_validator(mode="after")
+    def _known_names(self) -> ProjectConfig:
+        from exemplar.models import MODEL_RECIPES
+        from exemplar.stopping import make_criterion
+        from exemplar.strategies import get_strategy
+
+        for cand in self.model.candidates:
+            if cand.recipe not in MODEL_RECIPES:
+                raise ValueError(
+                    f"unknown model recipe {cand.recipe!r} in [model].candidates; "
+                    f"choose one of: {', '.join(MODEL_RECIPES)}"
+                )
+        try:
+            get_strategy(self.selection.strategy, **self.selection.params)
+            make_criterion({"name": "any_of", "criteria": self.stopping.criteria})
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def load_config(path: Path) -> ProjectConfig:
+    """Read and validate ``exemplar.toml``; errors name the file, key and problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (run `exemplar init` first)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None
+
+
+def save_config(config: ProjectConfig, path: Path) -> None:
+    """Write ``exemplar.toml`` atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(tomli_w.dumps(config.model_dump(mode="json")), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        where = f"[{loc[0]}]" + (f".{'.'.join(loc[1:])}" if len(loc) > 1 else "") if loc else "file"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown key {where}")
+        elif err["type"] == "missing":
+            parts.append(f"missing required key {where}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}")
+    return "; ".join(parts)

@@ -1,0 +1,205 @@
+"""The project database (DESIGN.md §2, §4): items, label history, cycles, queue, model versions.
+
+Labels are append-only: the current label of an item is its newest row. Every table is
+portable between SQLite and PostgreSQL (SQLAlchemy 2 declarative models); the schema is
+created and upgraded by Alembic migrations in ``exemplar/store/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Cycle",
+    "CycleState",
+    "Item",
+    "Label",
+    "LabelSource",
+    "LabelStatus",
+    "Meta",
+    "ModelVersion",
+    "QueueEntry",
+    "QueueStatus",
+    "Split",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current time (stored as UTC)."""
+    return datetime.now(UTC)
+
+
+class Split(StrEnum):
+    """Which part of the data an item belongs to."""
+
+    POOL = "pool"
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
+
+
+class LabelSource(StrEnum):
+    """Who made a label."""
+
+    HUMAN = "human"
+    MODEL = "model"
+    IMPORT = "import"
+    SIMULATED = "simulated"
+
+
+class LabelStatus(StrEnum):
+    """Review state of a label."""
+
+    PROPOSED = "proposed"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+
+
+class QueueStatus(StrEnum):
+    """Lifecycle of a queued item."""
+
+    PENDING = "pending"
+    LEASED = "leased"
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+class CycleState(StrEnum):
+    """The recorded steps of one cycle, in order (DESIGN.md §1)."""
+
+    TRAIN = "train"
+    SELECT_MODEL = "select_model"
+    SCORE = "score"
+    SELECT = "select"
+    LABEL = "label"
+    COMPARE = "compare"
+    STOP_CHECK = "stop_check"
+    DONE = "done"
+    STOPPED = "stopped"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Meta(Base):
+    """Key/value facts about the project (feature dimension, creation time, ...)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Item(Base):
+    """One thing to label. ``row`` indexes the project's feature array."""
+
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)  # content hash
+    row: Mapped[int] = mapped_column(Integer, unique=True)
+    uri: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))  # image | text | features
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    split: Mapped[str] = mapped_column(String(16), default=Split.POOL, index=True)
+    ground_truth: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Label(Base):
+    """One entry of an item's append-only label history, with provenance."""
+
+    __tablename__ = "labels"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=LabelStatus.VERIFIED)
+    source: Mapped[str] = mapped_column(String(16))
+    annotator: Mapped[str | None] = mapped_column(String(255), default=None)
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), default=None)
+    strategy: Mapped[str | None] = mapped_column(String(64), default=None)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_labels_item_id_id", "item_id", "id"),)
+
+
+class ModelVersion(Base):
+    """A trained checkpoint. Its arrays (scores, embeddings) are named by ``version``."""
+
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), default=None)
+    recipe: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    path: Mapped[str] = mapped_column(Text)
+    n_labels: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    selected: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Cycle(Base):
+    """One turn of the loop, as a recorded state machine."""
+
+    __tablename__ = "cycles"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, unique=True)
+    state: Mapped[str] = mapped_column(String(16), default=CycleState.TRAIN)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    strategy: Mapped[str] = mapped_column(String(64))
+    # Not a foreign key: cycles and model versions refer to each other.
+    model_version_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    decision: Mapped[str | None] = mapped_column(String(32), default=None)
+    stop_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    stopping_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class QueueEntry(Base):
+    """An item waiting for a label, leased to at most one annotator at a time."""
+
+    __tablename__ = "queue"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), default=None)
+    strategy: Mapped[str | None] = mapped_column(String(64), default=None)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    rank: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default=QueueStatus.PENDING)
+    annotator: Mapped[str | None] = mapped_column(String(255), default=None)
+    lease_expires: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("item_id", "cycle_id", name="uq_queue_item_cycle"),
+        Index("ix_queue_status_rank", "status", "rank"),
+    )
