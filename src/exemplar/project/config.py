@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from exemplar.errors import ConfigError
 
-__all__ = ["CONFIG_NAME", "ProjectConfig", "load_config", "save_config"]
+__all__ = ["CONFIG_NAME", "ProjectConfig", "load_config", "save_config", "validate_config"]
 
 CONFIG_NAME = "exemplar.toml"
 
@@ -154,10 +154,15 @@ def load_config(path: Path) -> ProjectConfig:
         raise ConfigError(f"{path}: not found (run `exemplar init` first)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return validate_config(raw, where=str(path))
+
+
+def validate_config(raw: dict[str, Any], where: str = CONFIG_NAME) -> ProjectConfig:
+    """Validate a parsed config mapping; errors name ``where``, the key and the problem."""
     try:
         return ProjectConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_describe(exc)}") from None
+        raise ConfigError(f"{where}: {_describe(exc)}") from None
 
 
 def save_config(config: ProjectConfig, path: Path) -> None:

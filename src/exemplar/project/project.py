@@ -1,0 +1,147 @@
+"""The Python API of a project: ``Project.init(...)`` / ``Project.open(path)``.
+
+The CLI is a thin layer over this class. A project is a folder holding
+``exemplar.toml``, the SQLite database (unless ``database_url`` points elsewhere),
+the feature array and per-model arrays, and model checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+from sqlalchemy import select
+
+from exemplar.errors import ProjectError
+from exemplar.project.config import (
+    CONFIG_NAME,
+    ProjectConfig,
+    load_config,
+    save_config,
+)
+from exemplar.store import Database, open_database, sqlite_url
+from exemplar.store.arrays import ArrayStore
+from exemplar.store.schema import Meta
+
+__all__ = ["Project"]
+
+DB_NAME = "exemplar.db"
+
+
+class Project:
+    """An open project: its config, database and arrays."""
+
+    def __init__(self, root: Path, config: ProjectConfig, db: Database) -> None:
+        self.root = root
+        self.config = config
+        self.db = db
+        self.arrays = ArrayStore(root)
+        self.models_dir = root / "models"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        root: Path | str,
+        classes: Sequence[str],
+        *,
+        name: str | None = None,
+        task: str = "classification",
+        database_url: str = "",
+        **sections: dict[str, object],
+    ) -> Project:
+        """Create a project folder with ``exemplar.toml`` and an empty database.
+
+        ``sections`` override config sections, e.g. ``oracle={"kind": "simulated"}``.
+        """
+        root = Path(root)
+        path = root / CONFIG_NAME
+        if path.exists():
+            raise ProjectError(f"{root} already holds a project ({CONFIG_NAME} exists)")
+        raw: dict[str, object] = {
+            "project": {
+                "name": name or root.resolve().name,
+                "task": task,
+                "classes": list(classes),
+                "database_url": database_url,
+            },
+            **sections,
+        }
+        from pydantic import ValidationError
+
+        from exemplar.errors import ConfigError
+        from exemplar.project.config import _describe
+
+        try:
+            config = ProjectConfig.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+        root.mkdir(parents=True, exist_ok=True)
+        db = open_database(cls._url(root, config))
+        save_config(config, path)
+        return cls(root, config, db)
+
+    @classmethod
+    def open(cls, root: Path | str) -> Project:
+        """Open an existing project (upgrading its database schema if needed)."""
+        root = Path(root)
+        if not (root / CONFIG_NAME).exists():
+            raise ProjectError(
+                f"{root} is not an exemplar project (no {CONFIG_NAME}); run `exemplar init`"
+            )
+        config = load_config(root / CONFIG_NAME)
+        return cls(root, config, open_database(cls._url(root, config)))
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.db.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @staticmethod
+    def _url(root: Path, config: ProjectConfig) -> str:
+        return config.project.database_url or sqlite_url(root / DB_NAME)
+
+    # -- facts -----------------------------------------------------------------------
+
+    @property
+    def classes(self) -> list[str]:
+        """The project's class names."""
+        return list(self.config.project.classes)
+
+    def meta(self, key: str) -> str | None:
+        """A value from the ``meta`` table."""
+        with self.db.session() as s:
+            return s.scalar(select(Meta.value).where(Meta.key == key))
+
+    @property
+    def feature_dim(self) -> int | None:
+        """Columns of the feature array (fixed by the first import)."""
+        value = self.meta("feature_dim")
+        return None if value is None else int(value)
+
+    @property
+    def n_rows(self) -> int:
+        """Committed feature rows (= imported items)."""
+        value = self.meta("n_rows")
+        return 0 if value is None else int(value)
+
+    def features(self) -> np.ndarray:
+        """All committed feature rows, memory-mapped read-only."""
+        dim = self.feature_dim
+        if dim is None:
+            raise ProjectError("the project has no items yet; run `exemplar import` first")
+        return self.arrays.features(self.n_rows, dim)

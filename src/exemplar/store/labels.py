@@ -1,0 +1,109 @@
+"""Writing and reading the append-only label history (one home for every label write)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from exemplar.errors import ExemplarError
+from exemplar.store.schema import Item, Label, LabelSource, LabelStatus
+
+__all__ = ["CurrentLabel", "UnknownClassError", "add_label", "current_labels", "validate_class"]
+
+
+class UnknownClassError(ExemplarError, ValueError):
+    """A label names a class the project does not have."""
+
+
+@dataclass(frozen=True)
+class CurrentLabel:
+    """The newest label row of an item."""
+
+    item_id: int
+    row: int
+    label: str | None
+    status: str
+    source: str
+    label_id: int
+
+
+def validate_class(label: str, classes: Sequence[str]) -> str:
+    """Return ``label`` if it is one of ``classes``, else raise :class:`UnknownClassError`."""
+    if label not in classes:
+        raise UnknownClassError(
+            f"unknown class {label!r}; the project's classes are: {', '.join(classes)}"
+        )
+    return label
+
+
+def add_label(
+    session: Session,
+    item_id: int,
+    label: str | None,
+    *,
+    classes: Sequence[str],
+    source: LabelSource | str,
+    status: LabelStatus | str = LabelStatus.VERIFIED,
+    annotator: str | None = None,
+    cycle_id: int | None = None,
+    strategy: str | None = None,
+    score: float | None = None,
+    idempotency_key: str | None = None,
+) -> Label:
+    """Append one label row in the caller's transaction.
+
+    A repeated ``idempotency_key`` returns the row written the first time instead of a
+    second one, so a client retrying after a dropped connection never double-labels.
+    ``label`` may be None only for a rejected proposal.
+    """
+    if idempotency_key is not None:
+        existing = session.scalar(select(Label).where(Label.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing
+    if label is None:
+        if status != LabelStatus.REJECTED:
+            raise UnknownClassError("only a rejected label may omit the class")
+    else:
+        validate_class(label, classes)
+    row = Label(
+        item_id=item_id,
+        label=label,
+        status=str(status),
+        source=str(source),
+        annotator=annotator,
+        cycle_id=cycle_id,
+        strategy=strategy,
+        score=score,
+        idempotency_key=idempotency_key,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def current_labels(session: Session, *, verified_only: bool = True) -> list[CurrentLabel]:
+    """The newest label of every labeled item, ordered by item row.
+
+    With ``verified_only`` (the training set), items whose newest label is proposed or
+    rejected are left out.
+    """
+    newest = (
+        select(Label.item_id, func.max(Label.id).label("label_id"))
+        .group_by(Label.item_id)
+        .subquery()
+    )
+    query = (
+        select(Label, Item.row)
+        .join(newest, Label.id == newest.c.label_id)
+        .join(Item, Item.id == Label.item_id)
+        .order_by(Item.row)
+    )
+    if verified_only:
+        query = query.where(Label.status == LabelStatus.VERIFIED)
+    return [
+        CurrentLabel(lab.item_id, row, lab.label, lab.status, lab.source, lab.id)
+        for lab, row in session.execute(query)
+    ]
