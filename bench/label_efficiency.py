@@ -1,5 +1,7 @@
 """Label efficiency: paired simulations of every strategy against random on built-in data.
 
+Writes bench/results/label_efficiency.json and label_efficiency.md.
+
     python -m bench.label_efficiency [--datasets digits,breast_cancer,mnist5k,wine]
         [--strategies ...] [--seeds 5] [--jobs 2]
 
@@ -100,13 +102,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "label_efficiency.json")
+    parser.add_argument("--markdown", type=Path, default=RESULTS / "label_efficiency.md")
     args = parser.parse_args()
     result = run(
         args.datasets.split(","), args.strategies.split(","), args.seeds, args.jobs, args.rounds
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwrote {args.out}")
+    args.markdown.write_text("\n".join(table(name, s) for name, s in result.items()) + "\n")
+    print(f"\nwrote {args.out} and {args.markdown}")
 
 
 if __name__ == "__main__":

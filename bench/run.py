@@ -1,0 +1,43 @@
+"""Run every benchmark with its defaults (``make bench``); results go to bench/results/.
+
+    python -m bench.run
+
+1. ``bench.selection_scale``: query time and peak memory per strategy at N = 10^4..10^6
+   (writes selection_scale.json and selection_scale.md).
+2. ``bench.label_efficiency``: paired simulations against random (label_efficiency.json).
+
+Each runs in its own process, so one's memory and thread pools do not affect the other.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+BENCHMARKS: list[list[str]] = [
+    ["bench.selection_scale", "--markdown", str(RESULTS / "selection_scale.md")],
+    ["bench.label_efficiency"],
+]
+
+
+def main() -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    root = Path(__file__).resolve().parent.parent
+    failed = []
+    for module, *args in BENCHMARKS:
+        print(f"\n=== {module} ===", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call([sys.executable, "-m", module, *args], cwd=root)
+        print(f"=== {module}: exit {rc} after {time.perf_counter() - t0:.0f} s ===", flush=True)
+        if rc != 0:
+            failed.append(module)
+    if failed:
+        sys.exit(f"benchmarks failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
