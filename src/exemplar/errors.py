@@ -68,3 +68,11 @@ class StoreError(ExemplarError):
 
 class ProjectError(ExemplarError):
     """A project is missing, locked by another process, or in a state that forbids the action."""
+
+
+class QueueError(ExemplarError):
+    """A labeling-queue operation cannot be done: unknown entry, entry not leased, already done."""
+
+
+class LeaseLostError(QueueError):
+    """The caller's lease on a queue entry expired and another annotator has taken the item."""

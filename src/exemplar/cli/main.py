@@ -56,6 +56,16 @@ def one_line_errors(fn: F) -> F:
                 raise
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except Exception as exc:  # a bug: still one line, with the way to see more
+            if os.environ.get("EXEMPLAR_DEBUG"):
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                "(set EXEMPLAR_DEBUG=1 to see the traceback, and please report it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -206,3 +216,7 @@ def datasets() -> None:
 def main() -> None:
     """Entry point for ``python -m exemplar``."""
     app()
+
+
+# Project commands register themselves on `app`.
+from exemplar.cli import project_commands  # noqa: F401

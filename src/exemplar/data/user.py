@@ -19,7 +19,14 @@ import numpy as np
 from exemplar.data.core import Dataset, check_finite
 from exemplar.errors import DatasetError
 
-__all__ = ["LABEL_COLUMN_CANDIDATES", "SUPPORTED_SUFFIXES", "load_user_file"]
+__all__ = [
+    "LABEL_COLUMN_CANDIDATES",
+    "SUPPORTED_SUFFIXES",
+    "load_user_file",
+    "parse_csv_header",
+    "read_array_file",
+    "resolve_csv_label_column",
+]
 
 #: File types :func:`load_user_file` reads.
 SUPPORTED_SUFFIXES = (".csv", ".npy", ".npz")
@@ -83,6 +90,49 @@ def load_user_file(path: Path, label_column: str | int | None = None) -> Dataset
     if suffix == ".npy":
         return _load_npy(path, label_column)
     return _load_npz(path, label_column)
+
+
+def parse_csv_header(header: list[str], header_line: int, where: str) -> list[str]:
+    """Validate a CSV header row and return the column names (unnamed ones get a placeholder).
+
+    Raises :class:`~exemplar.errors.DatasetError` for a header separated by semicolons or
+    tabs, a first row of numbers (data, not a header), or a repeated column name.
+    """
+    return _check_header(header, header_line, where)
+
+
+def resolve_csv_label_column(
+    names: list[str], label_column: str | int | None, where: str
+) -> int | None:
+    """The index of the label column among ``names``, or None when the data is unlabeled.
+
+    ``label_column`` is a name or a 0-based index; by default the first of
+    :data:`LABEL_COLUMN_CANDIDATES` present (case-insensitive). A named column that does not
+    exist raises :class:`~exemplar.errors.DatasetError`.
+    """
+    return _resolve_csv_label(names, label_column, where)
+
+
+def read_array_file(
+    path: Path, label_column: str | int | None = None, *, mmap: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read an ``.npy`` / ``.npz`` file as :func:`load_user_file` does, minus the NaN check.
+
+    Returns ``(X, y)``: 2-D numeric features (not yet checked for NaN or infinite values,
+    so a caller can skip bad rows instead of rejecting the file) and the validated labels or
+    None. With ``mmap``, a float ``.npy`` file is memory-mapped read-only instead of loaded.
+    Never unpickles.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise DatasetError(f"'{path}' is not an .npy or .npz file")
+    if not path.is_file():
+        raise DatasetError(f"file not found: '{path}'")
+    if suffix == ".npy":
+        X, y, _ = _read_npy(path, label_column, mmap=mmap)
+    else:
+        X, y, _, _ = _read_npz(path, label_column)
+    return X, y
 
 
 # --------------------------------------------------------------------------- helpers
@@ -394,6 +444,20 @@ def _load_csv(path: Path, label_column: str | int | None) -> Dataset:
 
 
 def _load_npy(path: Path, label_column: str | int | None) -> Dataset:
+    X, y, label_text = _read_npy(path, label_column)
+    check_finite(X, f"npy file '{path}'")
+    return Dataset(
+        name=path.stem,
+        X=X,
+        y=y,
+        description=f"user npy file: {X.shape[0]} rows, {X.shape[1]} features{label_text}",
+        source=str(path.resolve()),
+    )
+
+
+def _read_npy(
+    path: Path, label_column: str | int | None, *, mmap: bool = False
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     where = f"npy file '{path}'"
     try:
         with path.open("rb") as fh:
@@ -408,9 +472,10 @@ def _load_npy(path: Path, label_column: str | int | None) -> Dataset:
             "exemplar never loads pickle files"
         )
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
+        message = str(exc).lower()
+        if "pickle" in message or (mmap and "object" in message):
             raise DatasetError(f"cannot load {where}: {_PICKLE_HINT}") from exc
         raise DatasetError(f"cannot read {where}: not a valid .npy file ({exc})") from exc
     except (OSError, EOFError) as exc:
@@ -426,15 +491,8 @@ def _load_npy(path: Path, label_column: str | int | None) -> Dataset:
             _numeric_features(arr, where)  # raises the dtype error
         arr, y = _split_label_column(arr, index, where)
     X = _numeric_features(arr, where)
-    check_finite(X, where)
     label_text = f", labels from column {label_column}" if y is not None else ", unlabeled"
-    return Dataset(
-        name=path.stem,
-        X=X,
-        y=y,
-        description=f"user npy file: {X.shape[0]} rows, {X.shape[1]} features{label_text}",
-        source=str(path.resolve()),
-    )
+    return X, y, label_text
 
 
 def _pick_key(keys: list[str], options: tuple[str, str], where: str) -> str | None:
@@ -447,6 +505,21 @@ def _pick_key(keys: list[str], options: tuple[str, str], where: str) -> str | No
 
 
 def _load_npz(path: Path, label_column: str | int | None) -> Dataset:
+    X, y, label_text, x_key = _read_npz(path, label_column)
+    check_finite(X, f"npz file '{path}', array {x_key!r}")
+    return Dataset(
+        name=path.stem,
+        X=X,
+        y=y,
+        description=f"user npz file: {X.shape[0]} rows, {X.shape[1]} features{label_text}",
+        source=str(path.resolve()),
+    )
+
+
+def _read_npz(
+    path: Path, label_column: str | int | None
+) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+    """``X``, ``y``, a description of where the labels came from, and the key of ``X``."""
     where = f"npz file '{path}'"
     read_errors = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)
     try:
@@ -505,11 +578,4 @@ def _load_npz(path: Path, label_column: str | int | None) -> Dataset:
                 "labels; they must have the same length"
             )
         label_text = f", labels from {y_key!r}"
-    check_finite(X, f"{where}, array {x_key!r}")
-    return Dataset(
-        name=path.stem,
-        X=X,
-        y=y,
-        description=f"user npz file: {X.shape[0]} rows, {X.shape[1]} features{label_text}",
-        source=str(path.resolve()),
-    )
+    return X, y, label_text, x_key

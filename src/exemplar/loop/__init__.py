@@ -2,6 +2,14 @@
 
 from exemplar.loop.oracle import Oracle, SimulatedOracle
 from exemplar.loop.pool import LabeledPool
-from exemplar.loop.selection import Selection, select_batch
+from exemplar.loop.selection import Selection, query_batch, score_pool, select_batch
 
-__all__ = ["LabeledPool", "Oracle", "Selection", "SimulatedOracle", "select_batch"]
+__all__ = [
+    "LabeledPool",
+    "Oracle",
+    "Selection",
+    "SimulatedOracle",
+    "query_batch",
+    "score_pool",
+    "select_batch",
+]

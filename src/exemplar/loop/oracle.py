@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from exemplar.errors import ConfigError, InvalidIndicesError
 
-__all__ = ["Oracle", "SimulatedOracle"]
+__all__ = ["Oracle", "SimulatedOracle", "noisy_label"]
 
 
 class Oracle(Protocol):
@@ -64,10 +65,20 @@ class SimulatedOracle:
         if idx.size and (idx.min() < 0 or idx.max() >= self._y.size):
             raise InvalidIndicesError(f"oracle asked for an index outside 0..{self._y.size - 1}")
         labels = self._y[idx].copy()
-        if self.noise_rate > 0 and self._classes.size > 1:
-            flip = self._rng.random(idx.size) < self.noise_rate
-            for pos in np.flatnonzero(flip):
-                others = self._classes[self._classes != labels[pos]]
-                labels[pos] = others[self._rng.integers(others.size)]
+        if self.noise_rate > 0:
+            for pos in range(idx.size):
+                labels[pos] = noisy_label(
+                    labels[pos], self._classes.tolist(), self.noise_rate, self._rng
+                )
         self.n_queries += idx.size
         return labels
+
+
+def noisy_label(
+    truth: Any, classes: Sequence[Any], noise_rate: float, rng: np.random.Generator
+) -> Any:
+    """``truth``, or with probability ``noise_rate`` a different class chosen uniformly."""
+    if noise_rate <= 0 or rng.random() >= noise_rate:
+        return truth
+    others = [c for c in classes if c != truth]
+    return others[int(rng.integers(len(others)))] if others else truth

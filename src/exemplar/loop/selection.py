@@ -1,4 +1,9 @@
-"""Score the pool and select a batch: the Scorer + Data Selector step of every cycle."""
+"""Score the pool and select a batch: the Scorer and Data Selector steps of every cycle.
+
+The simulator calls :func:`select_batch` (both steps at once); the project loop calls
+:func:`score_pool` in its ``score`` state, stores the arrays, and :func:`query_batch` in
+its ``select`` state, so both run the same code.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from exemplar.models.base import ModelAdapter
 from exemplar.predictions import Predictions
 from exemplar.strategies.base import RandomState, Strategy
 
-__all__ = ["Selection", "select_batch"]
+__all__ = ["Selection", "query_batch", "score_pool", "select_batch"]
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,52 @@ class Selection:
     indices: np.ndarray
     scores: np.ndarray
     strategy: str
+
+
+def score_pool(model: ModelAdapter | None, X: np.ndarray, strategy: Strategy) -> Predictions | None:
+    """Predict what ``strategy`` reads, for every row of ``X`` (None if it reads nothing).
+
+    The adapter predicts in chunks, so memory is bounded by its chunk size plus the
+    outputs kept (probabilities, and samples or embeddings only when the strategy needs
+    them).
+    """
+    if not strategy.requires:
+        return None
+    if model is None:
+        raise ValueError(f"strategy {strategy.name!r} needs a fitted model")
+    return model.predict(
+        X,
+        samples="samples" in strategy.requires,
+        embeddings="embeddings" in strategy.requires,
+    )
+
+
+def query_batch(
+    predictions: Predictions | None,
+    strategy: Strategy,
+    unlabeled: np.ndarray,
+    labeled: np.ndarray,
+    batch_size: int,
+    *,
+    y_labeled: np.ndarray | None = None,
+    random_state: RandomState = None,
+) -> Selection:
+    """Query one batch and keep each selected item's score."""
+    indices, scores = strategy.query(
+        predictions,
+        unlabeled,
+        labeled,
+        batch_size,
+        y_labeled=y_labeled,
+        random_state=random_state,
+        return_scores=True,
+    )
+    if _is_sorted(unlabeled):
+        position = np.searchsorted(unlabeled, indices)
+    else:
+        lookup = {int(v): p for p, v in enumerate(unlabeled)}
+        position = np.array([lookup[int(i)] for i in indices], dtype=np.int64)
+    return Selection(indices, scores[position], strategy.name)
 
 
 def select_batch(
@@ -33,34 +84,16 @@ def select_batch(
     y_labeled: np.ndarray | None = None,
     random_state: RandomState = None,
 ) -> Selection:
-    """Predict what ``strategy`` reads (nothing for random) and query one batch.
-
-    Predictions cover every row of ``X`` so that indices mean the same thing to the
-    model, the strategy and the store.
-    """
-    predictions: Predictions | None = None
-    if strategy.requires:
-        if model is None:
-            raise ValueError(f"strategy {strategy.name!r} needs a fitted model")
-        predictions = model.predict(
-            X,
-            samples="samples" in strategy.requires,
-            embeddings="embeddings" in strategy.requires,
-        )
-    indices, scores = strategy.query(
-        predictions,
+    """Score the pool and query one batch (predictions cover every row of ``X``)."""
+    return query_batch(
+        score_pool(model, X, strategy),
+        strategy,
         unlabeled,
         labeled,
         batch_size,
         y_labeled=y_labeled,
         random_state=random_state,
-        return_scores=True,
     )
-    position = np.searchsorted(unlabeled, indices) if _is_sorted(unlabeled) else None
-    if position is None:
-        lookup = {int(v): p for p, v in enumerate(unlabeled)}
-        position = np.array([lookup[int(i)] for i in indices], dtype=np.int64)
-    return Selection(indices, scores[position], strategy.name)
 
 
 def _is_sorted(a: np.ndarray) -> bool:

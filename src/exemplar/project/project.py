@@ -7,10 +7,10 @@ the feature array and per-model arrays, and model checkpoints.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from sqlalchemy import select
@@ -25,6 +25,12 @@ from exemplar.project.config import (
 from exemplar.store import Database, open_database, sqlite_url
 from exemplar.store.arrays import ArrayStore
 from exemplar.store.schema import Meta
+
+if TYPE_CHECKING:
+    from exemplar.loop.engine import RunOutcome
+    from exemplar.project.importing import ImportReport
+    from exemplar.project.labels_file import LabelImport
+    from exemplar.store.queue import LeasedItem
 
 __all__ = ["Project"]
 
@@ -124,7 +130,7 @@ class Project:
 
     def meta(self, key: str) -> str | None:
         """A value from the ``meta`` table."""
-        with self.db.session() as s:
+        with self.db.read() as s:
             return s.scalar(select(Meta.value).where(Meta.key == key))
 
     @property
@@ -138,6 +144,71 @@ class Project:
         """Committed feature rows (= imported items)."""
         value = self.meta("n_rows")
         return 0 if value is None else int(value)
+
+    # -- actions (the CLI calls these) -----------------------------------------------------
+
+    def import_(self, path: Path | str, **options: Any) -> ImportReport:
+        """Import a folder of images, a CSV/Parquet file, or .npy/.npz (see ``import_path``)."""
+        from exemplar.project.importing import import_path
+
+        return import_path(self, Path(path), **options)
+
+    def export(self, path: Path | str, **options: Any) -> int:
+        """Export labels with provenance to CSV or JSON; returns the number of rows."""
+        from exemplar.project.exporting import export_labels
+
+        return export_labels(self, Path(path), **options)
+
+    def run(
+        self,
+        max_cycles: int | None = None,
+        *,
+        wait: bool = False,
+        on_event: Callable[[str], None] | None = None,
+    ) -> RunOutcome:
+        """Drive the loop until it stops, waits for labels, or ran ``max_cycles`` cycles."""
+        from exemplar.loop.engine import LoopEngine
+
+        return LoopEngine(self, wait=wait, on_event=on_event).run(max_cycles)
+
+    def status(self) -> dict[str, Any]:
+        """Cycle, state, queue, label counts per class, and metric history."""
+        from exemplar.project.status import project_status
+
+        return project_status(self)
+
+    def next_item(self, annotator: str) -> LeasedItem | None:
+        """Lease the best queued item to ``annotator`` (the same one again if still leased)."""
+        from exemplar.store.queue import lease
+
+        return lease(self.db, annotator, lease_seconds=self.config.oracle.lease_seconds)
+
+    def submit_label(
+        self, entry_id: int, annotator: str, label: str, *, idempotency_key: str | None = None
+    ) -> None:
+        """Record a human label for a leased queue entry."""
+        from exemplar.store.queue import submit
+
+        submit(
+            self.db,
+            entry_id,
+            annotator,
+            label,
+            classes=self.classes,
+            idempotency_key=idempotency_key,
+        )
+
+    def skip_item(self, entry_id: int, annotator: str) -> None:
+        """Put a leased item back at the end of the queue."""
+        from exemplar.store.queue import skip
+
+        skip(self.db, entry_id, annotator)
+
+    def import_labels(self, path: Path | str, *, annotator: str | None = None) -> LabelImport:
+        """Label items (queued or not) from a CSV/JSON labels file of another tool or person."""
+        from exemplar.project.labels_file import apply_labels_file
+
+        return apply_labels_file(self, Path(path), annotator=annotator)
 
     def features(self) -> np.ndarray:
         """All committed feature rows, memory-mapped read-only."""

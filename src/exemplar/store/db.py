@@ -40,6 +40,9 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
+        )
 
     @property
     def dialect(self) -> str:
@@ -48,8 +51,19 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose work is one transaction: committed on success, rolled back on error."""
+        """A write transaction: committed on success, rolled back on error.
+
+        On SQLite it takes the write lock at BEGIN (``BEGIN IMMEDIATE``), so concurrent
+        writers queue instead of failing when they upgrade a read lock. Do not open a
+        second session while holding one in the same thread.
+        """
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction that does not block writers (deferred BEGIN on SQLite)."""
+        with self._readers() as session, session.begin():
             yield session
 
     def dispose(self) -> None:
@@ -118,8 +132,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
-    # Take the write lock at BEGIN, so two writers never deadlock upgrading read locks.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock at BEGIN, so two writers never deadlock upgrading read
+    # locks; readers (Database.read) begin deferred and never block anyone in WAL mode.
+    mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def _alembic_config() -> Config:

@@ -1,0 +1,710 @@
+"""The resumable loop: train → select_model → score → select → label → compare → stop?
+
+Each cycle is a row in ``cycles`` whose ``state`` names the step to run next. A step
+does its work, then records its results and the next state in **one** transaction, so a
+process killed anywhere resumes at the step it was in. Steps are deterministic given the
+database (seeds are derived from the project seed and the cycle number; files are
+written atomically under names fixed by the cycle), so re-running an interrupted step
+gives the same result as a run that was never killed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import joblib
+import numpy as np
+from filelock import FileLock, Timeout
+from sklearn.metrics import accuracy_score, f1_score
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from threadpoolctl import threadpool_limits
+
+from exemplar.errors import ConfigError, ProjectError
+from exemplar.loop.faults import crash_point
+from exemplar.loop.model_selector import (
+    Candidate,
+    CandidateResult,
+    best_candidate,
+    evaluate_candidates,
+)
+from exemplar.loop.oracle import noisy_label
+from exemplar.loop.selection import query_batch, score_pool
+from exemplar.models import CommitteeAdapter, ModelAdapter, SklearnAdapter, make_estimator
+from exemplar.predictions import Predictions
+from exemplar.project.project import Project
+from exemplar.stopping import AnyOf, Observation, make_criterion
+from exemplar.store.labels import add_label, current_labels
+from exemplar.store.queue import enqueue
+from exemplar.store.schema import (
+    Cycle,
+    CycleState,
+    Item,
+    LabelSource,
+    ModelVersion,
+    QueueEntry,
+    QueueStatus,
+    Split,
+)
+from exemplar.strategies import RandomSampling, Strategy, get_strategy
+
+__all__ = ["LoopEngine", "RunOutcome", "cycle_seed"]
+
+#: Items in the fixed "stop set" on which stabilizing predictions are compared.
+STOP_SET_SIZE = 1000
+ORACLE_ANNOTATOR = "simulated-oracle"
+
+
+def cycle_seed(project_seed: int, number: int) -> int:
+    """The recorded seed of a cycle: a function of the project seed and cycle number only."""
+    return int(np.random.SeedSequence([project_seed, number]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Why ``run`` returned."""
+
+    status: str  # "stopped" | "waiting" | "max_cycles"
+    cycle: int
+    state: str
+    message: str
+
+
+@dataclass
+class _Labeled:
+    item_ids: np.ndarray
+    rows: np.ndarray
+    y: np.ndarray
+
+
+class LoopEngine:
+    """Drives one project's cycles. Use :meth:`run`; it takes the project lock.
+
+    Parameters
+    ----------
+    project : Project
+        An open project.
+    wait : bool, default=False
+        With a human or file oracle, poll until the batch is labeled instead of returning
+        ``"waiting"``.
+    poll_seconds : float, default=1.0
+        Poll interval while waiting for labels.
+    on_event : callable, optional
+        Called with a short message at every state transition (for progress display).
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        wait: bool = False,
+        poll_seconds: float = 1.0,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.project = project
+        self.cfg = project.config
+        self.wait = wait
+        self.poll_seconds = poll_seconds
+        self.on_event = on_event or (lambda _msg: None)
+
+    # -- driving -----------------------------------------------------------------------
+
+    def run(self, max_cycles: int | None = None) -> RunOutcome:
+        """Run cycles until a stopping criterion fires, labels are awaited, or ``max_cycles``."""
+        with self._lock():
+            if self.project.n_rows == 0:
+                raise ProjectError("the project has no items; run `exemplar import` first")
+            self._check_budget()
+            finished = 0
+            while True:
+                cycle = self._current_cycle()
+                if cycle.state == CycleState.STOPPED:
+                    return RunOutcome("stopped", cycle.number, cycle.state, cycle.stop_reason or "")
+                if max_cycles is not None and finished >= max_cycles:
+                    return RunOutcome(
+                        "max_cycles", cycle.number, cycle.state, f"ran {finished} cycle(s)"
+                    )
+                crash_point(f"enter:{cycle.state}:{cycle.number}")
+                t0 = time.perf_counter()
+                waiting = self._step(cycle)
+                if waiting is not None:
+                    return RunOutcome("waiting", cycle.number, cycle.state, waiting)
+                after = self._current_cycle()
+                self.on_event(
+                    f"cycle {cycle.number}: {cycle.state} done in {time.perf_counter() - t0:.2f}s"
+                )
+                if after.number != cycle.number:
+                    finished += 1
+
+    def _step(self, cycle: Cycle) -> str | None:
+        """Run the cycle's current state; return a message if labels must be awaited."""
+        handlers: dict[str, Callable[[Cycle], str | None]] = {
+            CycleState.TRAIN: self._train,
+            CycleState.SELECT_MODEL: self._select_model,
+            CycleState.SCORE: self._score,
+            CycleState.SELECT: self._select,
+            CycleState.LABEL: self._label,
+            CycleState.COMPARE: self._compare,
+            CycleState.STOP_CHECK: self._stop_check,
+        }
+        return handlers[cycle.state](cycle)
+
+    # -- states ------------------------------------------------------------------------
+
+    def _train(self, cycle: Cycle) -> None:
+        t0 = time.perf_counter()
+        labeled = self._labeled()
+        previous = self._cycle(cycle.number - 1)
+        if np.unique(labeled.y).size < 2:
+            self._advance(cycle, CycleState.SELECT, decision_note="cold_start")
+            return
+        if previous is not None and previous.decision == "skip" and previous.model_version_id:
+            self._advance(
+                cycle,
+                CycleState.SELECT,
+                model_version_id=previous.model_version_id,
+                metrics={"reused_model": True},
+            )
+            return
+        X = np.asarray(self.project.features()[labeled.rows])
+        with threadpool_limits(limits=1):  # small fits: a second BLAS thread only contends
+            results = self._evaluate(X, labeled.y, cycle.seed)
+        versions = []
+        for k, res in enumerate(results):
+            version = f"c{cycle.number:04d}-m{k}"
+            path = self._save_checkpoint(version, res.model)
+            versions.append(
+                ModelVersion(
+                    version=version,
+                    cycle_id=cycle.id,
+                    recipe=res.candidate.recipe,
+                    params=res.candidate.params,
+                    path=str(path.relative_to(self.project.root)),
+                    n_labels=int(labeled.y.size),
+                    metrics={**res.metrics, "protocol": res.protocol},
+                )
+            )
+        crash_point(f"train:{cycle.number}:saved")
+        with self.project.db.session() as s:
+            for old in s.scalars(select(ModelVersion).where(ModelVersion.cycle_id == cycle.id)):
+                s.delete(old)
+            s.flush()
+            s.add_all(versions)
+            self._transition(s, cycle, CycleState.SELECT_MODEL, timing=("train", t0))
+
+    def _evaluate(self, X: np.ndarray, y: np.ndarray, seed: int) -> list[CandidateResult]:
+        mcfg = self.cfg.model
+        return evaluate_candidates(
+            X,
+            y,
+            [Candidate(c.recipe, dict(c.params)) for c in mcfg.candidates],
+            validation_fraction=mcfg.validation_fraction,
+            min_validation_labels=mcfg.min_validation_labels,
+            cv_folds=mcfg.cv_folds,
+            seed=seed,
+        )
+
+    def _select_model(self, cycle: Cycle) -> None:
+        t0 = time.perf_counter()
+        with self.project.db.session() as s:
+            versions = list(
+                s.scalars(
+                    select(ModelVersion)
+                    .where(ModelVersion.cycle_id == cycle.id)
+                    .order_by(ModelVersion.version)
+                )
+            )
+            best = versions[best_candidate(_as_results(versions), self.cfg.model.criterion)]
+            for v in versions:
+                v.selected = v.id == best.id
+            row = s.get_one(Cycle, cycle.id)
+            row.model_version_id = best.id
+            row.metrics = {
+                **row.metrics,
+                "model": best.version,
+                "validation": {k: v for k, v in best.metrics.items()},
+                "n_labels": best.n_labels,
+            }
+            self._transition(s, cycle, CycleState.SCORE, timing=("select_model", t0))
+        self._prune_checkpoints(cycle.number)
+
+    def _score(self, cycle: Cycle) -> None:
+        t0 = time.perf_counter()
+        version = self._version(cycle)
+        model = self._load_model(version, cycle)
+        X = self.project.features()
+        strategy = self._strategy()
+        predictions = score_pool(model, X, strategy) or model.predict(X)
+        assert predictions.proba is not None
+        self.project.arrays.save(f"proba-{version.version}", predictions.proba)
+        if predictions.embeddings is not None:
+            self.project.arrays.save(f"embeddings-{version.version}", predictions.embeddings)
+        if predictions.samples is not None:
+            self.project.arrays.save(f"samples-{version.version}", predictions.samples)
+        crash_point(f"score:{cycle.number}:saved")
+        with self.project.db.session() as s:
+            self._transition(s, cycle, CycleState.SELECT, timing=("score", t0))
+
+    def _select(self, cycle: Cycle) -> None:
+        t0 = time.perf_counter()
+        labeled = self._labeled()
+        rng = np.random.default_rng(cycle.seed)
+        version = self._version(cycle) if cycle.model_version_id else None
+        n_scored = self.project.n_rows
+        predictions: Predictions | None = None
+        if version is not None:
+            predictions = self._load_predictions(version)
+            n_scored = predictions.n_items
+        pool_rows, pool_ids = self._pool(n_scored)
+        if pool_rows.size == 0:
+            with self.project.db.session() as s:
+                self._stop(s, cycle, "the pool is exhausted: every item is labeled or queued")
+            return
+        if version is None:
+            strategy: Strategy = RandomSampling()
+            wanted = self.cfg.selection.initial_size - labeled.y.size
+            batch = max(wanted, self.cfg.selection.batch_size)
+        else:
+            strategy = self._strategy()
+            batch = self.cfg.selection.batch_size
+        batch = min(batch, pool_rows.size, self._budget_left(labeled.y.size))
+        selection = query_batch(
+            predictions,
+            strategy,
+            pool_rows,
+            labeled.rows[labeled.rows < n_scored],
+            batch,
+            y_labeled=labeled.y[labeled.rows < n_scored],
+            random_state=rng,
+        )
+        position = np.searchsorted(pool_rows, selection.indices)
+        entries = [
+            (int(pool_ids[p]), selection.strategy, float(score))
+            for p, score in zip(position, selection.scores, strict=True)
+        ]
+        with self.project.db.session() as s:
+            enqueue(s, cycle.id, entries)
+            self._transition(s, cycle, CycleState.LABEL, timing=("select", t0))
+
+    def _label(self, cycle: Cycle) -> str | None:
+        kind = self.cfg.oracle.kind
+        while True:
+            open_entries = self._open_entries(cycle)
+            if not open_entries:
+                break
+            if kind == "simulated":
+                self._simulated_labels(cycle, open_entries)
+                continue
+            if kind == "file":
+                self._file_labels(cycle, open_entries)
+                if not self._open_entries(cycle):
+                    break
+            if not self.wait:
+                n = len(self._open_entries(cycle))
+                how = (
+                    "label them with `exemplar label` or `exemplar import-labels FILE`"
+                    if kind == "human"
+                    else f"add them to {self.cfg.oracle.path}"
+                )
+                return (
+                    f"cycle {cycle.number} waits for {n} label(s): {how}, "
+                    "then run `exemplar run` again"
+                )
+            time.sleep(self.poll_seconds)
+        with self.project.db.session() as s:
+            self._transition(s, cycle, CycleState.COMPARE)
+        return None
+
+    def _compare(self, cycle: Cycle) -> None:
+        t0 = time.perf_counter()
+        with self.project.db.read() as s:
+            batch_ids = list(
+                s.scalars(select(QueueEntry.item_id).where(QueueEntry.cycle_id == cycle.id))
+            )
+            labels = {
+                c.item_id: (c.row, c.label)
+                for c in current_labels(s)
+                if c.item_id in set(batch_ids)
+            }
+        decision, batch_metrics = "retrain", {}
+        if cycle.model_version_id and labels:
+            version = self._version(cycle)
+            model = self._load_model(version, cycle, committee=False)
+            rows = np.asarray([r for r, _ in labels.values()], dtype=np.int64)
+            truth = np.asarray([lab for _, lab in labels.values()])
+            order = np.argsort(rows)
+            pred = model.predict_labels(np.asarray(self.project.features()[rows[order]]))
+            batch_metrics = {
+                "accuracy": float(accuracy_score(truth[order], pred)),
+                "macro_f1": float(f1_score(truth[order], pred, average="macro")),
+                "n": int(rows.size),
+            }
+            kpi = self.cfg.kpi
+            decision = "skip" if batch_metrics[kpi.metric] >= kpi.target else "retrain"
+        with self.project.db.session() as s:
+            row = s.get_one(Cycle, cycle.id)
+            row.decision = decision
+            row.metrics = {**row.metrics, "batch": batch_metrics}
+            self._transition(s, cycle, CycleState.STOP_CHECK, timing=("compare", t0))
+
+    def _stop_check(self, cycle: Cycle) -> None:
+        criteria = AnyOf([make_criterion(c) for c in self.cfg.stopping.criteria])
+        previous = self._cycle(cycle.number - 1)
+        if previous is not None and previous.stopping_state:
+            criteria.load_state_dict(previous.stopping_state)
+        labeled = self._labeled()
+        if cycle.model_version_id is None:
+            state = previous.stopping_state if previous is not None else {}
+            if labeled.y.size >= self._budget():
+                with self.project.db.session() as s:
+                    self._stop(s, cycle, f"label budget of {self._budget()} reached")
+                return
+            with self.project.db.session() as s:
+                self._finish(s, cycle, state)
+            return
+        version = self._version(cycle)
+        proba = self.project.arrays.load(f"proba-{version.version}")
+        classes = np.asarray(self._load_model(version, cycle, committee=False).classes_)
+        pool_rows, _ = self._pool(proba.shape[0])
+        stop_rows = self._stop_set(proba.shape[0])
+        obs = Observation(
+            round=cycle.number,
+            n_labeled=int(labeled.y.size),
+            stop_set_predictions=classes[np.asarray(proba[stop_rows]).argmax(axis=1)],
+            pool_proba=np.asarray(proba[pool_rows]) if pool_rows.size else None,
+            metrics=_flat_metrics(cycle.metrics),
+        )
+        decision = criteria.update(obs)
+        with self.project.db.session() as s:
+            if decision.stop:
+                row = s.get_one(Cycle, cycle.id)
+                row.stopping_state = criteria.state_dict()
+                self._stop(s, cycle, decision.reason)
+            else:
+                self._finish(s, cycle, criteria.state_dict())
+
+    # -- oracles -----------------------------------------------------------------------
+
+    def _simulated_labels(self, cycle: Cycle, entries: list[QueueEntry]) -> None:
+        ocfg = self.cfg.oracle
+        classes = self.project.classes
+        for k, entry in enumerate(entries):
+            with self.project.db.session() as s:
+                item = s.get_one(Item, entry.item_id)
+                if item.ground_truth is None:
+                    raise ProjectError(
+                        f"item {item.id} ({item.uri}) has no ground truth for the simulated "
+                        "oracle; import with `--labels-as ground_truth`, or use oracle kind "
+                        "'human'"
+                    )
+                rng = np.random.default_rng([self.cfg.project.seed, item.id])
+                label = noisy_label(item.ground_truth, classes, ocfg.noise_rate, rng)
+                add_label(
+                    s,
+                    item.id,
+                    label,
+                    classes=classes,
+                    source=LabelSource.SIMULATED,
+                    annotator=ORACLE_ANNOTATOR,
+                    cycle_id=cycle.id,
+                    strategy=entry.strategy,
+                    score=entry.score,
+                )
+                row = s.get_one(QueueEntry, entry.id)
+                row.status = QueueStatus.DONE
+                row.annotator = ORACLE_ANNOTATOR
+                cyc = s.get_one(Cycle, cycle.id)
+                cost = float(cyc.metrics.get("oracle_cost", 0.0)) + ocfg.cost_per_label
+                cyc.metrics = {**cyc.metrics, "oracle_cost": cost}
+            crash_point(f"label:{cycle.number}:{k}")
+
+    def _file_labels(self, cycle: Cycle, entries: list[QueueEntry]) -> None:
+        from exemplar.project.labels_file import apply_labels_file
+
+        path = Path(self.cfg.oracle.path)
+        if not path.is_absolute():
+            path = self.project.root / path
+        if path.exists():
+            apply_labels_file(self.project, path, only_queued=True)
+
+    # -- queries -------------------------------------------------------------------------
+
+    def _current_cycle(self) -> Cycle:
+        with self.project.db.read() as s:
+            cycle = s.scalar(select(Cycle).order_by(Cycle.number.desc()).limit(1))
+        if cycle is not None:
+            return cycle
+        if self.project.n_rows == 0:
+            raise ProjectError("the project has no items; run `exemplar import` first")
+        with self.project.db.session() as s:
+            cycle = s.scalar(select(Cycle).order_by(Cycle.number.desc()).limit(1))
+            return cycle if cycle is not None else self._new_cycle(s, 0)
+
+    def _cycle(self, number: int) -> Cycle | None:
+        if number < 0:
+            return None
+        with self.project.db.read() as s:
+            return s.scalar(select(Cycle).where(Cycle.number == number))
+
+    def _labeled(self) -> _Labeled:
+        with self.project.db.read() as s:
+            train_ids = set(
+                s.scalars(select(Item.id).where(Item.split.in_([Split.POOL, Split.TRAIN])))
+            )
+            rows = [c for c in current_labels(s) if c.item_id in train_ids]
+        return _Labeled(
+            np.asarray([c.item_id for c in rows], dtype=np.int64),
+            np.asarray([c.row for c in rows], dtype=np.int64),
+            np.asarray([c.label for c in rows], dtype=object).astype(str),
+        )
+
+    def _pool(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (ascending) and item ids of pool items with no label and no open queue entry."""
+        with self.project.db.read() as s:
+            from exemplar.store.schema import Label
+
+            labeled = select(Label.item_id).distinct()
+            queued = select(QueueEntry.item_id).where(
+                QueueEntry.status.in_([QueueStatus.PENDING, QueueStatus.LEASED])
+            )
+            result = s.execute(
+                select(Item.row, Item.id)
+                .where(
+                    Item.split == Split.POOL,
+                    Item.row < n_rows,
+                    Item.id.not_in(labeled),
+                    Item.id.not_in(queued),
+                )
+                .order_by(Item.row)
+            ).all()
+        rows = np.asarray([r for r, _ in result], dtype=np.int64)
+        ids = np.asarray([i for _, i in result], dtype=np.int64)
+        return rows, ids
+
+    def _stop_set(self, n_rows: int) -> np.ndarray:
+        """A fixed sample of item rows (from the project seed) for stabilizing predictions."""
+        rng = np.random.default_rng([self.cfg.project.seed, 7_919])
+        size = min(STOP_SET_SIZE, n_rows)
+        return np.sort(rng.choice(n_rows, size=size, replace=False))
+
+    def _open_entries(self, cycle: Cycle) -> list[QueueEntry]:
+        with self.project.db.read() as s:
+            return list(
+                s.scalars(
+                    select(QueueEntry)
+                    .where(
+                        QueueEntry.cycle_id == cycle.id,
+                        QueueEntry.status.in_([QueueStatus.PENDING, QueueStatus.LEASED]),
+                    )
+                    .order_by(QueueEntry.rank)
+                )
+            )
+
+    def _version(self, cycle: Cycle) -> ModelVersion:
+        with self.project.db.read() as s:
+            return s.get_one(ModelVersion, cycle.model_version_id)
+
+    def _strategy(self) -> Strategy:
+        sel = self.cfg.selection
+        return get_strategy(sel.strategy, **sel.params)
+
+    def _budget(self) -> float:
+        budgets = [
+            c["budget"] for c in self.cfg.stopping.criteria if c.get("name") == "label_budget"
+        ]
+        return float(min(budgets)) if budgets else float("inf")
+
+    def _budget_left(self, n_labeled: int) -> int:
+        left = self._budget() - n_labeled
+        return max(1, int(left)) if left != float("inf") else 2**31
+
+    def _check_budget(self) -> None:
+        budget = self._budget()
+        if budget == float("inf"):
+            return
+        with self.project.db.read() as s:
+            n_pool = (
+                s.scalar(select(func.count()).select_from(Item).where(Item.split == Split.POOL))
+                or 0
+            )
+        if budget > n_pool:
+            raise ConfigError(
+                f"the label budget ({budget:.0f}) is larger than the pool ({n_pool} items); "
+                "lower [stopping] label_budget or import more items"
+            )
+
+    # -- models and arrays -------------------------------------------------------------
+
+    def _save_checkpoint(self, version: str, model: SklearnAdapter) -> Path:
+        self.project.models_dir.mkdir(parents=True, exist_ok=True)
+        path = self.project.models_dir / f"{version}.joblib"
+        tmp = path.with_name(path.name + ".tmp")
+        joblib.dump(model.model_, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return path
+
+    def _load_model(
+        self, version: ModelVersion, cycle: Cycle, *, committee: bool = True
+    ) -> ModelAdapter:
+        """The checkpoint as an adapter; a bagged committee around it if the strategy needs samples."""
+        path = self.project.root / version.path
+        if not path.exists():
+            raise ProjectError(f"checkpoint {path} of model {version.version} is missing")
+        # Local checkpoints written by this project only (DESIGN.md §4): never untrusted input.
+        estimator = joblib.load(path)
+        adapter = SklearnAdapter(estimator, chunk_size=self.cfg.selection.chunk_size)
+        adapter.model_ = estimator
+        adapter.classes_ = np.asarray(estimator.classes_)
+        if committee and "samples" in self._strategy().requires:
+            labeled = self._labeled()
+            X = np.asarray(self.project.features()[labeled.rows])
+            base = make_estimator(version.recipe, cycle.seed, **version.params)
+            return CommitteeAdapter(base, random_state=cycle.seed).fit(X, labeled.y)
+        return adapter
+
+    def _load_predictions(self, version: ModelVersion) -> Predictions:
+        arrays = self.project.arrays
+        name = version.version
+        proba = arrays.load(f"proba-{name}")
+        return Predictions(
+            proba=proba,
+            embeddings=arrays.load(f"embeddings-{name}")
+            if arrays.exists(f"embeddings-{name}")
+            else None,
+            samples=arrays.load(f"samples-{name}") if arrays.exists(f"samples-{name}") else None,
+        )
+
+    def _prune_checkpoints(self, number: int) -> None:
+        keep_from = number - self.cfg.model.keep_checkpoints + 1
+        with self.project.db.read() as s:
+            old = s.execute(
+                select(ModelVersion, Cycle.number)
+                .join(Cycle, Cycle.id == ModelVersion.cycle_id)
+                .where(
+                    (Cycle.number < keep_from) | (~ModelVersion.selected & (Cycle.number < number))
+                )
+            ).all()
+            in_use = {
+                c
+                for c in s.scalars(select(Cycle.model_version_id).where(Cycle.number >= keep_from))
+                if c is not None
+            }
+        for version, _ in old:
+            if version.id in in_use:
+                continue
+            (self.project.root / version.path).unlink(missing_ok=True)
+            for kind in ("proba", "embeddings", "samples"):
+                p = self.project.arrays.root / "arrays" / f"{kind}-{version.version}.npy"
+                p.unlink(missing_ok=True)
+
+    # -- transitions -------------------------------------------------------------------
+
+    def _advance(self, cycle: Cycle, state: CycleState, **fields: Any) -> None:
+        with self.project.db.session() as s:
+            row = s.get_one(Cycle, cycle.id)
+            note = fields.pop("decision_note", None)
+            if note:
+                row.metrics = {**row.metrics, "note": note}
+            for key, value in fields.items():
+                if key == "metrics":
+                    row.metrics = {**row.metrics, **value}
+                else:
+                    setattr(row, key, value)
+            self._transition(s, cycle, state)
+
+    def _transition(
+        self,
+        session: Session,
+        cycle: Cycle,
+        state: CycleState,
+        *,
+        timing: tuple[str, float] | None = None,
+    ) -> None:
+        row = session.get_one(Cycle, cycle.id)
+        if row.state != cycle.state:
+            raise ProjectError(
+                f"cycle {cycle.number} moved from {cycle.state} to {row.state} underneath this "
+                "process; is another `exemplar run` driving the project?"
+            )
+        if timing is not None:
+            name, t0 = timing
+            row.timings = {**row.timings, name: round(time.perf_counter() - t0, 6)}
+        row.state = state
+
+    def _finish(self, session: Session, cycle: Cycle, stopping_state: dict[str, Any]) -> None:
+        row = session.get_one(Cycle, cycle.id)
+        row.stopping_state = stopping_state
+        self._transition(session, cycle, CycleState.DONE)
+        self._new_cycle(session, cycle.number + 1)
+
+    def _stop(self, session: Session, cycle: Cycle, reason: str) -> None:
+        row = session.get_one(Cycle, cycle.id)
+        row.stop_reason = reason
+        self._transition(session, cycle, CycleState.STOPPED)
+
+    def _new_cycle(self, session: Session, number: int) -> Cycle:
+        sel = self.cfg.selection
+        cycle = Cycle(
+            number=number,
+            state=CycleState.TRAIN,
+            seed=cycle_seed(self.cfg.project.seed, number),
+            strategy=get_strategy(sel.strategy).name,
+            batch_size=sel.batch_size,
+        )
+        session.add(cycle)
+        session.flush()
+        return cycle
+
+    def _lock(self) -> FileLock:
+        lock = _ProjectLock(self.project.root / ".exemplar.lock")
+        return lock
+
+
+class _ProjectLock(FileLock):
+    """A non-blocking lock on the project folder with a clear message when taken."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path), timeout=0)
+        self.info = path.with_name(path.name + ".owner")
+
+    def __enter__(self) -> Self:
+        try:
+            self.acquire()
+        except Timeout:
+            owner = self.info.read_text().strip() if self.info.exists() else "unknown"
+            raise ProjectError(
+                f"another `exemplar run` is driving this project ({owner}); wait for it to "
+                "finish or stop it first"
+            ) from None
+        self.info.write_text(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.info.unlink(missing_ok=True)
+        self.release()
+
+
+def _as_results(versions: list[ModelVersion]) -> list[Any]:
+    @dataclass
+    class _R:
+        metrics: dict[str, float]
+
+    return [
+        _R({k: v for k, v in mv.metrics.items() if isinstance(v, (int, float))}) for mv in versions
+    ]
+
+
+def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key in ("validation", "batch"):
+        for name, value in (metrics.get(key) or {}).items():
+            if isinstance(value, (int, float)):
+                out[name if key == "validation" else f"batch_{name}"] = float(value)
+    return out

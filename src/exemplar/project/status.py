@@ -1,0 +1,62 @@
+"""What ``exemplar status`` shows: cycle, state, queue, label counts per class, metric history."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func, select
+
+from exemplar.store.labels import current_labels
+from exemplar.store.queue import queue_counts
+from exemplar.store.schema import Cycle, Item, ModelVersion
+
+__all__ = ["project_status"]
+
+
+def project_status(project: Any) -> dict[str, Any]:
+    """A JSON-serializable snapshot of a project's progress."""
+    db = project.db
+    with db.read() as s:
+        n_items = s.scalar(select(func.count()).select_from(Item)) or 0
+        per_split = dict(s.execute(select(Item.split, func.count()).group_by(Item.split)).all())
+        labels = current_labels(s, verified_only=False)
+        cycles = list(s.scalars(select(Cycle).order_by(Cycle.number)))
+        versions = {v.id: v.version for v in s.scalars(select(ModelVersion))}
+    verified = Counter(c.label for c in labels if c.status == "verified")
+    per_class = {name: int(verified.get(name, 0)) for name in project.classes}
+    history = [
+        {
+            "cycle": c.number,
+            "state": c.state,
+            "strategy": c.strategy,
+            "model": versions.get(c.model_version_id) if c.model_version_id else None,
+            "n_labels": c.metrics.get("n_labels"),
+            "validation": c.metrics.get("validation", {}),
+            "batch": c.metrics.get("batch", {}),
+            "decision": c.decision,
+            "timings": c.timings,
+            "stop_reason": c.stop_reason,
+        }
+        for c in cycles
+    ]
+    current = history[-1] if history else None
+    rare = [name for name, n in per_class.items() if n == 0]
+    return {
+        "project": project.config.project.name,
+        "root": str(project.root),
+        "database": project.db.dialect,
+        "items": {"total": int(n_items), **{k: int(v) for k, v in per_split.items()}},
+        "labels": {
+            "verified": int(sum(verified.values())),
+            "proposed": sum(1 for c in labels if c.status == "proposed"),
+            "rejected": sum(1 for c in labels if c.status == "rejected"),
+            "per_class": per_class,
+            "classes_without_labels": rare,
+        },
+        "queue": queue_counts(db),
+        "cycle": current,
+        "stopped": bool(current and current["state"] == "stopped"),
+        "stop_reason": current["stop_reason"] if current else None,
+        "history": history,
+    }

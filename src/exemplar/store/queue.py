@@ -1,0 +1,557 @@
+"""The labeling queue: ranked entries leased to one annotator at a time (DESIGN.md §4).
+
+Invariants this module keeps, on SQLite and PostgreSQL alike:
+
+* Two annotators never hold the same entry at once. Claiming an entry is one atomic
+  ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING``: on SQLite every write
+  transaction starts with ``BEGIN IMMEDIATE`` (writers are serialised), on PostgreSQL the
+  inner select is ``FOR UPDATE SKIP LOCKED`` (concurrent claimers skip each other's rows).
+* An expired lease returns the item to the queue: the next :func:`lease` (or
+  :func:`expire_leases`) puts it back to ``pending`` at its rank.
+* An acknowledged label is never lost: :func:`submit` writes the label (through
+  :func:`exemplar.store.labels.add_label`, with provenance) and marks the entry done in one
+  transaction. A late submit whose lease expired is still accepted while nobody else has
+  taken the item; it fails with :class:`~exemplar.errors.LeaseLostError` (writing nothing)
+  once another annotator has it. A retried submit with the same idempotency key returns the
+  label written the first time.
+
+Statuses: ``pending`` (waiting, by rank), ``leased`` (held until ``lease_expires``),
+``skipped`` (waiting, served after every pending entry), ``done`` (labeled). The
+``annotator`` column keeps the last holder after a lease expires or is given back, so that
+holder's late submit can be told apart from another annotator's.
+
+The hot paths (:func:`lease`, :func:`submit`) use SQLAlchemy Core statements, a handful of
+round trips each; ``python -m bench.queue_ops`` measures them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any, cast
+
+from sqlalchemy import Connection, DateTime, Dialect, Table, case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from exemplar.errors import LeaseLostError, QueueError, StoreError
+from exemplar.store.db import Database
+from exemplar.store.labels import add_label, validate_class
+from exemplar.store.schema import Label, LabelSource, LabelStatus, QueueEntry, QueueStatus, utcnow
+
+__all__ = [
+    "LeaseLostError",
+    "LeasedItem",
+    "QueueError",
+    "enqueue",
+    "expire_leases",
+    "lease",
+    "pending_for_cycle",
+    "queue_counts",
+    "release",
+    "skip",
+    "submit",
+]
+
+_Q = cast(Table, QueueEntry.__table__)
+_PENDING = QueueStatus.PENDING.value
+_LEASED = QueueStatus.LEASED.value
+_DONE = QueueStatus.DONE.value
+_SKIPPED = QueueStatus.SKIPPED.value
+
+
+@dataclass(frozen=True)
+class LeasedItem:
+    """A queue entry held by one annotator until ``lease_expires`` (timezone-aware UTC)."""
+
+    entry_id: int
+    item_id: int
+    cycle_id: int | None
+    strategy: str | None
+    score: float | None
+    rank: int
+    annotator: str
+    lease_expires: datetime
+    attempts: int
+
+
+def _utc(value: datetime | None) -> datetime:
+    """``value`` (or now) as an aware UTC datetime; naive values (SQLite) are taken as UTC."""
+    if value is None:
+        return utcnow()
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def enqueue(
+    session: Session,
+    cycle_id: int | None,
+    entries: Sequence[tuple[int, str | None, float | None]],
+) -> int:
+    """Add ``(item_id, strategy, score)`` entries, best first, in the caller's transaction.
+
+    An entry's rank is its position in ``entries`` (0 is served first). Entries whose item
+    is already queued for ``cycle_id`` (or repeated within ``entries``) are left as they are,
+    so enqueueing a batch twice is harmless.
+
+    Returns
+    -------
+    int
+        The number of entries added.
+    """
+    cycle_filter = _Q.c.cycle_id.is_(None) if cycle_id is None else _Q.c.cycle_id == cycle_id
+    existing = set(session.scalars(select(_Q.c.item_id).where(cycle_filter)))
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for rank, (item_id, strategy, score) in enumerate(entries):
+        if item_id in existing:
+            continue
+        existing.add(item_id)
+        rows.append(
+            {
+                "item_id": int(item_id),
+                "cycle_id": cycle_id,
+                "strategy": strategy,
+                "score": None if score is None else float(score),
+                "rank": rank,
+                "status": _PENDING,
+                "annotator": None,
+                "lease_expires": None,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        # A concurrent enqueue of the same (item, cycle) is absorbed by the unique constraint.
+        insert_fn = sqlite_insert if dialect == "sqlite" else pg_insert
+        stmt = insert_fn(_Q).on_conflict_do_nothing(index_elements=["item_id", "cycle_id"])
+        session.execute(stmt, rows)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        session.execute(_Q.insert(), rows)
+    return len(rows)
+
+
+def lease(
+    db: Database,
+    annotator: str,
+    *,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> LeasedItem | None:
+    """Claim the best-ranked waiting entry for ``annotator`` until ``now + lease_seconds``.
+
+    If ``annotator`` already holds a live lease, that entry is returned again with its
+    lease extended (a page reload does not grab a second item, and does not count as an
+    attempt). Otherwise the entry with the lowest rank among the pending ones and those
+    whose lease expired is claimed, or, when there is none, the earliest skipped one.
+    Claiming increments ``attempts``.
+
+    Returns
+    -------
+    LeasedItem or None
+        None when nothing is waiting.
+    """
+    if lease_seconds <= 0:
+        raise QueueError(f"lease_seconds must be positive, got {lease_seconds}")
+    now = _utc(now)
+    dialect = db.engine.dialect
+    params = {
+        "annotator": annotator,
+        "now": _bind_time(dialect, now),
+        "expires": _bind_time(dialect, now + timedelta(seconds=lease_seconds)),
+    }
+    # Raw DB-API statements: this is the hot path, and SQLAlchemy's per-statement
+    # overhead would be most of its cost (see bench/queue_ops.py).
+    with _raw_transaction(db) as cur:
+        if dialect.name == "postgresql":
+            cur.execute(_PG_ANNOTATOR_LOCK, params)
+            cur.execute(_PG_EXPIRE, params)
+            cur.execute(_PG_LEASE, params)
+        else:
+            cur.execute(_SQLITE_LEASE, params)
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return LeasedItem(
+        entry_id=row[0],
+        item_id=row[1],
+        cycle_id=row[2],
+        strategy=row[3],
+        score=row[4],
+        rank=row[5],
+        annotator=row[6],
+        lease_expires=_read_time(dialect, row[7]),
+        attempts=row[8],
+    )
+
+
+def submit(
+    db: Database,
+    entry_id: int,
+    annotator: str,
+    label: str | None,
+    *,
+    classes: Sequence[str],
+    idempotency_key: str | None = None,
+    status: LabelStatus | str = LabelStatus.VERIFIED,
+    source: LabelSource | str = LabelSource.HUMAN,
+    now: datetime | None = None,
+) -> Label:
+    """Write ``annotator``'s label for queue entry ``entry_id`` and mark the entry done.
+
+    One transaction: the label (with the entry's cycle, strategy and score as provenance)
+    and the entry's ``done`` status are written together or not at all. The submit is
+    accepted while ``annotator`` is the entry's holder, even when the lease has expired, as
+    long as nobody else has taken the item since (no work is lost). A retry with the same
+    ``idempotency_key`` returns the label written the first time.
+
+    Raises
+    ------
+    LeaseLostError
+        Another annotator has taken (or already labeled) the entry. Nothing is written.
+    QueueError
+        The entry does not exist, was never leased to ``annotator``, is already done, or
+        ``idempotency_key`` was used for another item. Nothing is written.
+    UnknownClassError
+        ``label`` is not one of ``classes``. Nothing is written.
+    """
+    now = _utc(now)
+    if label is not None:
+        validate_class(label, classes)  # fail before taking the write lock
+    try:
+        return _submit(
+            db, entry_id, annotator, label, classes, idempotency_key, status, source, now
+        )
+    except db.engine.dialect.loaded_dbapi.Error as exc:
+        raise StoreError(f"queue database error: {exc}") from exc
+
+
+def _submit(
+    db: Database,
+    entry_id: int,
+    annotator: str,
+    label: str | None,
+    classes: Sequence[str],
+    idempotency_key: str | None,
+    status: LabelStatus | str,
+    source: LabelSource | str,
+    now: datetime,
+) -> Label:
+    with db.session() as session:
+        dialect = session.get_bind().dialect
+        cur = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(_ENTRY_FOR_UPDATE[dialect.name], {"entry_id": entry_id})
+            entry = cur.fetchone()
+            if entry is None:
+                raise QueueError(f"no queue entry {entry_id}")
+            item_id, cycle_id, strategy, score, entry_status, holder = entry
+            if entry_status == _DONE or holder != annotator:
+                if idempotency_key is not None:
+                    # A retry of a submit that went through: hand back the first label.
+                    existing = session.scalar(
+                        select(Label).where(Label.idempotency_key == idempotency_key)
+                    )
+                    if existing is not None and existing.item_id == item_id:
+                        return existing
+                if holder is None:
+                    raise QueueError(f"queue entry {entry_id} is not leased to {annotator!r}")
+                if holder != annotator:
+                    raise LeaseLostError(
+                        f"the lease of {annotator!r} on queue entry {entry_id} expired and "
+                        f"{holder!r} has taken the item; the label was not saved"
+                    )
+                raise QueueError(f"queue entry {entry_id} was already submitted by {annotator!r}")
+            written = add_label(
+                session,
+                item_id,
+                label,
+                classes=classes,
+                source=source,
+                status=status,
+                annotator=annotator,
+                cycle_id=cycle_id,
+                strategy=strategy,
+                score=score,
+                idempotency_key=idempotency_key,
+            )
+            if written.item_id != item_id:
+                raise QueueError(
+                    f"idempotency key {idempotency_key!r} was already used for another item"
+                )
+            cur.execute(
+                _ENTRY_DONE[dialect.name], {"entry_id": entry_id, "now": _bind_time(dialect, now)}
+            )
+        finally:
+            cur.close()
+    return written
+
+
+def skip(db: Database, entry_id: int, annotator: str, *, now: datetime | None = None) -> None:
+    """Give the entry back as ``skipped``: it is served again after every pending entry.
+
+    Skipped entries are not dropped; among themselves they come back in the order they
+    were skipped.
+
+    Raises
+    ------
+    LeaseLostError
+        Another annotator holds the entry.
+    QueueError
+        The entry does not exist, was never leased to ``annotator``, or is done.
+    """
+    now = _utc(now)
+    with db.engine.begin() as conn:
+        status = _held_status(conn, entry_id, annotator)
+        if status == _SKIPPED:
+            return
+        last = conn.execute(
+            select(
+                select(func.max(_Q.c.rank)).where(_Q.c.status == _PENDING).scalar_subquery(),
+                select(func.max(_Q.c.rank)).where(_Q.c.status == _SKIPPED).scalar_subquery(),
+            )
+        ).one()
+        rank = max((r for r in last if r is not None), default=-1) + 1
+        conn.execute(
+            update(_Q)
+            .where(_Q.c.id == entry_id)
+            .values(status=_SKIPPED, rank=rank, lease_expires=None, updated_at=now)
+        )
+
+
+def release(db: Database, entry_id: int, annotator: str, *, now: datetime | None = None) -> bool:
+    """Give a lease back: the entry returns to ``pending`` at its rank.
+
+    Returns
+    -------
+    bool
+        True if ``annotator`` held the entry (live or expired lease) and it was released,
+        False if there was nothing of theirs to release (another annotator holds it, it is
+        already waiting, or done).
+
+    Raises
+    ------
+    QueueError
+        The entry does not exist.
+    """
+    now = _utc(now)
+    with db.engine.begin() as conn:
+        result = conn.execute(
+            update(_Q)
+            .where(_Q.c.id == entry_id, _Q.c.status == _LEASED, _Q.c.annotator == annotator)
+            .values(status=_PENDING, lease_expires=None, updated_at=now)
+        )
+        if result.rowcount == 1:
+            return True
+        if conn.scalar(select(_Q.c.id).where(_Q.c.id == entry_id)) is None:
+            raise QueueError(f"no queue entry {entry_id}")
+        return False
+
+
+def expire_leases(db: Database, now: datetime | None = None) -> int:
+    """Return every entry whose lease expired at or before ``now`` to ``pending``.
+
+    Not needed for correctness: :func:`lease` claims expired entries by itself, and
+    :func:`queue_counts` counts them as pending. Use it for housekeeping.
+
+    Returns
+    -------
+    int
+        The number of entries returned to the queue.
+    """
+    with db.engine.begin() as conn:
+        return _expire(conn, _utc(now))
+
+
+def queue_counts(db: Database, now: datetime | None = None) -> dict[str, int]:
+    """The number of entries per status: ``pending``, ``leased``, ``done``, ``skipped``.
+
+    A lease that has expired counts as pending (the item is back in the queue).
+    """
+    now = _utc(now)
+    effective = case(
+        (
+            (_Q.c.status == _LEASED) & (_Q.c.lease_expires <= now),
+            _PENDING,
+        ),
+        else_=_Q.c.status,
+    )
+    counts = {status.value: 0 for status in QueueStatus}
+    with db.read() as session:
+        for status, n in session.execute(select(effective, func.count()).group_by(effective)):
+            counts[str(status)] = counts.get(str(status), 0) + int(n)
+    return counts
+
+
+def pending_for_cycle(db: Database, cycle_id: int) -> int:
+    """The number of the cycle's entries not yet labeled (pending, leased or skipped)."""
+    with db.read() as session:
+        n = session.scalar(
+            select(func.count()).where(_Q.c.cycle_id == cycle_id, _Q.c.status != _DONE)
+        )
+    return int(n or 0)
+
+
+def _expire(conn: Connection, now: datetime) -> int:
+    """Return expired leases to ``pending`` (keeping the last holder in ``annotator``)."""
+    expired = select(_Q.c.id).where(_Q.c.status == _LEASED, _Q.c.lease_expires <= now)
+    if conn.dialect.name == "postgresql":
+        # Never wait for a row another transaction is claiming or submitting.
+        expired = expired.with_for_update(skip_locked=True)
+    result = conn.execute(
+        update(_Q)
+        .where(_Q.c.id.in_(expired.scalar_subquery()), _Q.c.status == _LEASED)
+        .values(status=_PENDING, lease_expires=None, updated_at=now)
+    )
+    return int(result.rowcount)
+
+
+def _held_status(conn: Connection, entry_id: int, annotator: str) -> str:
+    """The entry's status if ``annotator`` holds it (or held it last and nobody took it)."""
+    row = conn.execute(
+        select(_Q.c.status, _Q.c.annotator).where(_Q.c.id == entry_id).with_for_update()
+    ).first()
+    if row is None:
+        raise QueueError(f"no queue entry {entry_id}")
+    if row.annotator != annotator:
+        if row.annotator is None:
+            raise QueueError(f"queue entry {entry_id} is not leased to {annotator!r}")
+        raise LeaseLostError(
+            f"queue entry {entry_id} is held by {row.annotator!r}, not {annotator!r}"
+        )
+    if row.status == _DONE:
+        raise QueueError(f"queue entry {entry_id} is already labeled")
+    return str(row.status)
+
+
+@contextmanager
+def _raw_transaction(db: Database) -> Iterator[Any]:
+    """A DB-API cursor in one transaction (``BEGIN IMMEDIATE`` on SQLite, as db.py does).
+
+    Driver errors (such as SQLite's "database is locked" after the busy timeout) are raised
+    as :class:`~exemplar.errors.StoreError`.
+    """
+    raw = db.engine.raw_connection()
+    try:
+        conn = raw.dbapi_connection
+        assert conn is not None
+        cur = conn.cursor()
+        try:
+            if db.engine.dialect.name == "sqlite":
+                cur.execute("BEGIN IMMEDIATE")
+            yield cur
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            cur.close()
+    except db.engine.dialect.loaded_dbapi.Error as exc:
+        raise StoreError(f"queue database error: {exc}") from exc
+    finally:
+        raw.close()
+
+
+@cache
+def _time_processors(dialect: Dialect) -> tuple[Any, Any]:
+    impl = DateTime(timezone=True).dialect_impl(dialect)
+    return impl.bind_processor(dialect), impl.result_processor(dialect, None)
+
+
+def _bind_time(dialect: Dialect, value: datetime) -> Any:
+    """An aware UTC datetime as the driver takes it (SQLite: SQLAlchemy's text format)."""
+    bind, _ = _time_processors(dialect)
+    return value if bind is None else bind(value)
+
+
+def _read_time(dialect: Dialect, value: Any) -> datetime:
+    """A datetime column value from the driver as an aware UTC datetime."""
+    _, result = _time_processors(dialect)
+    return _utc(value if result is None else result(value))
+
+
+def _pg(sql: str) -> str:
+    """``:name`` placeholders (sqlite3's named style) as psycopg's ``%(name)s``."""
+    return re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql)
+
+
+_RETURN_LEASE = (
+    "RETURNING id, item_id, cycle_id, strategy, score, rank, annotator, lease_expires, attempts"
+)
+_SET_LEASE = f"""
+SET status = '{_LEASED}',
+    attempts = CASE WHEN status = '{_LEASED}' AND annotator = :annotator
+                         AND lease_expires > :now
+                    THEN attempts ELSE attempts + 1 END,
+    annotator = :annotator,
+    lease_expires = :expires,
+    updated_at = :now
+"""
+_OWN_LIVE_LEASE = f"""
+SELECT id FROM queue
+WHERE status = '{_LEASED}' AND annotator = :annotator AND lease_expires > :now
+ORDER BY rank, id LIMIT 1
+"""
+
+# SQLite: one statement (writers are serialised by BEGIN IMMEDIATE). The caller's own live
+# lease first; else the lowest rank among pending entries and expired leases (each branch
+# is an index seek on ix_queue_status_rank); else the earliest skipped entry.
+_SQLITE_LEASE = f"""
+UPDATE queue {_SET_LEASE}
+WHERE id = COALESCE(
+    ({_OWN_LIVE_LEASE}),
+    (SELECT id FROM (
+        SELECT * FROM (SELECT id, rank FROM queue WHERE status = '{_PENDING}'
+                       ORDER BY rank, id LIMIT 1)
+        UNION ALL
+        SELECT * FROM (SELECT id, rank FROM queue
+                       WHERE status = '{_LEASED}' AND lease_expires <= :now
+                       ORDER BY rank, id LIMIT 1)
+     ) ORDER BY rank, id LIMIT 1),
+    (SELECT id FROM queue WHERE status = '{_SKIPPED}' ORDER BY rank, id LIMIT 1)
+)
+{_RETURN_LEASE}
+"""
+
+# PostgreSQL: one lease call at a time per annotator (two tabs must not get two items);
+# expired leases go back to pending without waiting on rows other transactions hold; then
+# claim with FOR UPDATE SKIP LOCKED, so concurrent claimers never wait on or share a row.
+_PG_ANNOTATOR_LOCK = _pg("SELECT pg_advisory_xact_lock(hashtextextended(:annotator, 0))")
+_PG_EXPIRE = _pg(f"""
+UPDATE queue SET status = '{_PENDING}', lease_expires = NULL, updated_at = :now
+WHERE id IN (SELECT id FROM queue WHERE status = '{_LEASED}' AND lease_expires <= :now
+             FOR UPDATE SKIP LOCKED)
+""")
+_PG_LEASE = _pg(f"""
+UPDATE queue {_SET_LEASE}
+WHERE id = COALESCE(
+    ({_OWN_LIVE_LEASE} FOR UPDATE),
+    (SELECT id FROM queue WHERE status = '{_PENDING}'
+     ORDER BY rank, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+    (SELECT id FROM queue WHERE status = '{_SKIPPED}'
+     ORDER BY rank, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+)
+{_RETURN_LEASE}
+""")
+
+_ENTRY_SQL = (
+    "SELECT item_id, cycle_id, strategy, score, status, annotator FROM queue WHERE id = :entry_id"
+)
+_DONE_SQL = (
+    f"UPDATE queue SET status = '{_DONE}', lease_expires = NULL, updated_at = :now "
+    "WHERE id = :entry_id"
+)
+#: By dialect. PostgreSQL locks the entry row; on SQLite, BEGIN IMMEDIATE already holds
+#: the database's write lock.
+_ENTRY_FOR_UPDATE = {"sqlite": _ENTRY_SQL, "postgresql": _pg(_ENTRY_SQL + " FOR UPDATE")}
+_ENTRY_DONE = {"sqlite": _DONE_SQL, "postgresql": _pg(_DONE_SQL)}
