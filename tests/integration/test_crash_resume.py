@@ -49,6 +49,7 @@ def _run_cli(root: Path, crash_at: str | None = None) -> subprocess.CompletedPro
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
 
 
