@@ -115,8 +115,14 @@ def run(
     """Run the loop; resumes where it stopped (also after a crash)."""
     from exemplar.project import Project
 
+    def show(message: str) -> None:
+        if message.startswith("warning:"):
+            console.print(f"[yellow]{message}[/]", highlight=False)
+        else:
+            spinner.update(message)
+
     with Project.open(project) as proj, console.status("running") as spinner:
-        outcome = proj.run(cycles, wait=wait, on_event=lambda m: spinner.update(m))
+        outcome = proj.run(cycles, wait=wait, on_event=show)
     console.print(
         f"[bold]{outcome.status}[/] at cycle {outcome.cycle} ({outcome.state}): {outcome.message}"
     )

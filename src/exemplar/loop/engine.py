@@ -42,6 +42,7 @@ from exemplar.stopping import AnyOf, Observation, make_criterion
 from exemplar.store.labels import add_label, current_labels
 from exemplar.store.queue import enqueue
 from exemplar.store.schema import (
+    OPEN_QUEUE_STATUSES,
     Cycle,
     CycleState,
     Item,
@@ -160,6 +161,12 @@ class LoopEngine:
         t0 = time.perf_counter()
         labeled = self._labeled()
         previous = self._cycle(cycle.number - 1)
+        missing = sorted(set(self.project.classes) - set(labeled.y.tolist()))
+        if missing:
+            self.on_event(
+                f"warning: no labels yet for class(es) {', '.join(missing)}; the model cannot "
+                "predict them until some are labeled"
+            )
         if np.unique(labeled.y).size < 2:
             self._advance(cycle, CycleState.SELECT, decision_note="cold_start")
             return
@@ -469,9 +476,7 @@ class LoopEngine:
             from exemplar.store.schema import Label
 
             labeled = select(Label.item_id).distinct()
-            queued = select(QueueEntry.item_id).where(
-                QueueEntry.status.in_([QueueStatus.PENDING, QueueStatus.LEASED])
-            )
+            queued = select(QueueEntry.item_id).where(QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
             result = s.execute(
                 select(Item.row, Item.id)
                 .where(
@@ -499,7 +504,7 @@ class LoopEngine:
                     select(QueueEntry)
                     .where(
                         QueueEntry.cycle_id == cycle.id,
-                        QueueEntry.status.in_([QueueStatus.PENDING, QueueStatus.LEASED]),
+                        QueueEntry.status.in_(OPEN_QUEUE_STATUSES),
                     )
                     .order_by(QueueEntry.rank)
                 )

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from exemplar.errors import DatasetError
 from exemplar.store.labels import add_label, current_labels
-from exemplar.store.schema import Item, LabelSource, QueueEntry, QueueStatus
+from exemplar.store.schema import OPEN_QUEUE_STATUSES, Item, LabelSource, QueueEntry, QueueStatus
 
 __all__ = ["LabelImport", "apply_labels_file", "read_labels_file"]
 
@@ -91,11 +91,7 @@ def apply_labels_file(
         current = {c.item_id: c.label for c in current_labels(s, verified_only=False)}
         open_entries = {
             e.item_id: e
-            for e in s.scalars(
-                select(QueueEntry).where(
-                    QueueEntry.status.in_([QueueStatus.PENDING, QueueStatus.LEASED])
-                )
-            )
+            for e in s.scalars(select(QueueEntry).where(QueueEntry.status.in_(OPEN_QUEUE_STATUSES)))
         }
     by_key: dict[str, int] = {}
     for item_id, uid, uri in items:

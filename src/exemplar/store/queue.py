@@ -6,8 +6,9 @@ Invariants this module keeps, on SQLite and PostgreSQL alike:
   ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING``: on SQLite every write
   transaction starts with ``BEGIN IMMEDIATE`` (writers are serialised), on PostgreSQL the
   inner select is ``FOR UPDATE SKIP LOCKED`` (concurrent claimers skip each other's rows).
-* An expired lease returns the item to the queue: the next :func:`lease` (or
-  :func:`expire_leases`) puts it back to ``pending`` at its rank.
+* An expired lease returns the item to the queue: the next :func:`lease` may claim it,
+  at its rank, like a pending entry (:func:`expire_leases` sets such entries back to
+  ``pending`` for housekeeping).
 * An acknowledged label is never lost: :func:`submit` writes the label (through
   :func:`exemplar.store.labels.add_label`, with provenance) and marks the entry done in one
   transaction. A late submit whose lease expired is still accepted while nobody else has
@@ -20,8 +21,10 @@ Statuses: ``pending`` (waiting, by rank), ``leased`` (held until ``lease_expires
 ``annotator`` column keeps the last holder after a lease expires or is given back, so that
 holder's late submit can be told apart from another annotator's.
 
-The hot paths (:func:`lease`, :func:`submit`) use SQLAlchemy Core statements, a handful of
-round trips each; ``python -m bench.queue_ops`` measures them.
+The hot paths run their queue statements as plain SQL on the DB-API connection: a
+:func:`lease` is one statement on SQLite (three on PostgreSQL), and :func:`submit` adds two
+to the label write. SQLAlchemy's per-statement overhead would otherwise be most of their
+cost; ``python -m bench.queue_ops`` measures them. Everything else uses Core.
 """
 
 from __future__ import annotations
@@ -268,8 +271,8 @@ def _submit(
                     raise QueueError(f"queue entry {entry_id} is not leased to {annotator!r}")
                 if holder != annotator:
                     raise LeaseLostError(
-                        f"the lease of {annotator!r} on queue entry {entry_id} expired and "
-                        f"{holder!r} has taken the item; the label was not saved"
+                        f"queue entry {entry_id} is now held by {holder!r}, not {annotator!r} "
+                        "(the lease expired and the item was reassigned); the label was not saved"
                     )
                 raise QueueError(f"queue entry {entry_id} was already submitted by {annotator!r}")
             written = add_label(

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "OPEN_QUEUE_STATUSES",
     "Base",
     "Cycle",
     "CycleState",
@@ -80,6 +81,10 @@ class QueueStatus(StrEnum):
     LEASED = "leased"
     DONE = "done"
     SKIPPED = "skipped"
+
+
+#: Queue statuses of entries still waiting for a label (skipped ones come back later).
+OPEN_QUEUE_STATUSES = (QueueStatus.PENDING, QueueStatus.LEASED, QueueStatus.SKIPPED)
 
 
 class CycleState(StrEnum):

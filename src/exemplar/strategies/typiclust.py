@@ -23,9 +23,11 @@ _CHUNK_ROWS = 65536
 #: Upper bound on the elements of one (rows × references) or (rows × centroids) block.
 _BLOCK_ELEMENTS = 1 << 22
 #: Lloyd iterations of k-means on the fitting sample, at most.
-_KMEANS_MAX_ITER = 10
+_KMEANS_MAX_ITER = 5
 #: Stop when the centroids move less than this, relative to the sample's mean variance.
 _KMEANS_TOL = 1e-4
+#: k-means++ seeds from a subsample of this many items per cluster (at least 2048).
+_SEED_PER_CLUSTER = 4
 
 
 @cache
@@ -73,7 +75,7 @@ class TypiClust(Strategy):
     Notes
     -----
     k-means. The centroids are seeded by greedy k-means++ on a random subsample of
-    ``max(4 · n_clusters, 2048)`` items of the fitting sample, then refined by at most 10
+    ``max(4 · n_clusters, 2048)`` items of the fitting sample, then refined by at most 5
     Lloyd iterations on the whole sample (fewer once the assignment stops changing or the
     centroids move by less than 1e-4 of the sample's variance). Every item is then
     assigned to its nearest centroid, in chunks. All of it runs in float32 on embeddings
@@ -261,7 +263,7 @@ def _kmeans_assign(
     if n_clusters == 1:
         centers = xs.mean(axis=0, dtype=np.float64).astype(np.float32)[None, :]
     else:
-        n_seed = min(n_fit, max(4 * n_clusters, 2048))
+        n_seed = min(n_fit, max(_SEED_PER_CLUSTER * n_clusters, 2048))
         seed_pos = np.sort(rng.choice(n_fit, n_seed, replace=False))
         with _one_blas_thread():
             centers = _kmeans_plusplus(xs[seed_pos], n_clusters, rng)
@@ -318,28 +320,31 @@ def _kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     n = x.shape[0]
     n_local = 2 + int(np.log(k))
     x_sq = np.einsum("ij,ij->i", x, x)
+    x_m2 = -2.0 * x.T  # (d, n)
     chosen = np.empty(k, dtype=np.intp)
     picked = np.zeros(n, dtype=bool)
     idx = int(rng.integers(n))
-    closest = np.maximum(x_sq + x_sq[idx] - 2.0 * (x @ x[idx]), 0.0).astype(np.float64)
+    closest = np.maximum(x_sq + x_sq[idx] + x[idx] @ x_m2, 0.0)
     for i in range(k):
         chosen[i] = idx
         picked[idx] = True
         closest[idx] = 0.0  # not drawn again (duplicates of it are at distance 0 too)
         if i + 1 == k:
             break
-        cum = np.cumsum(closest)
+        cum = np.cumsum(closest, dtype=np.float64)
         if cum[-1] <= 0:  # every row coincides with a centre: take any row not chosen yet
             idx = int(rng.choice(np.flatnonzero(~picked)))
             continue
         cand = np.searchsorted(cum, rng.random(n_local) * cum[-1], side="right")
         cand = np.minimum(cand, n - 1)
-        d2 = x_sq[:, None] + x_sq[cand][None, :] - 2.0 * (x @ x[cand].T)
+        d2 = x[cand] @ x_m2  # (n_local, n): squared distances less x_sq[cand]
+        d2 += x_sq
+        d2 += x_sq[cand][:, None]
         np.maximum(d2, 0.0, out=d2)
-        new = np.minimum(closest[:, None], d2)
-        best = int(np.argmin(new.sum(axis=0)))
+        np.minimum(d2, closest, out=d2)
+        best = int(np.argmin(d2.sum(axis=1, dtype=np.float64)))
         idx = int(cand[best])
-        closest = new[:, best]
+        closest = d2[best]
     return np.ascontiguousarray(x[chosen])
 
 

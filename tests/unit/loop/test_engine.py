@@ -142,3 +142,27 @@ def _uris(project: Project) -> list[tuple[str, int]]:
 
     with project.db.read() as s:
         return [(u, r) for u, r in s.execute(select(Item.uri, Item.row)).all()]
+
+
+def test_skipped_item_keeps_the_cycle_open_until_labeled(tmp_path: Path) -> None:
+    with make_project(tmp_path / "p", oracle="human", budget=30) as p:
+        p.run()
+        y = np.load(tmp_path / "p-digits.npz")["y"]
+        first = p.next_item("ann")
+        assert first is not None
+        p.skip_item(first.entry_id, "ann")
+        for _ in range(19):
+            leased = p.next_item("ann")
+            assert leased is not None and leased.entry_id != first.entry_id
+            p.submit_label(leased.entry_id, "ann", str(y[_row(p, leased.item_id)]))
+        outcome = p.run()
+        assert outcome.status == "waiting" and "1 label(s)" in outcome.message
+        again = p.next_item("ann")
+        assert again is not None and again.entry_id == first.entry_id  # it came back
+        p.submit_label(again.entry_id, "ann", str(y[_row(p, again.item_id)]))
+        assert "10 label(s)" in p.run().message
+
+
+def _row(project: Project, item_id: int) -> int:
+    with project.db.read() as s:
+        return s.get_one(Item, item_id).row
