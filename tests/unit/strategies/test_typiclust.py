@@ -10,7 +10,7 @@ from sklearn.datasets import make_blobs
 
 from exemplar.errors import MissingPredictionsError, StrategyError
 from exemplar.predictions import Predictions
-from exemplar.strategies.typiclust import TypiClust, knn_mean_distance
+from exemplar.strategies.typiclust import TypiClust, _round_robin, knn_mean_distance
 
 CENTERS = np.array([[0.0, 0.0], [12.0, 0.0], [0.0, 12.0]])
 
@@ -118,3 +118,72 @@ def test_invalid_parameters_raise(kwargs: dict[str, int]) -> None:
 def test_missing_embeddings_raise() -> None:
     with pytest.raises(MissingPredictionsError, match="embeddings"):
         TypiClust().query(Predictions(proba=np.full((4, 2), 0.5)), batch_size=1)
+
+
+def _exact_typicality(x: np.ndarray, k: int) -> np.ndarray:
+    d = cdist(x, x)
+    np.fill_diagonal(d, np.inf)
+    return 1.0 / (np.sort(d, axis=1)[:, :k].mean(axis=1) + 1e-5)
+
+
+def test_covers_the_largest_uncovered_clusters_first() -> None:
+    centres = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0], [20.0, 20.0]])
+    sizes = [80, 200, 120, 60]
+    x, y = make_blobs(n_samples=sizes, centers=centres, cluster_std=1.0, random_state=7)
+    labeled = np.flatnonzero(y == 0)[:2]  # blob 0 is covered; 1 > 2 > 3 by size
+    for seed in range(3):
+        idx = TypiClust().query(
+            Predictions(embeddings=x), labeled=labeled, batch_size=2, random_state=seed
+        )
+        assert y[idx].tolist() == [1, 2]  # best first: the largest uncovered blob
+
+
+def test_scores_outside_the_visited_clusters_are_a_typicality_proxy() -> None:
+    """Blobs the batch does not draw from get a proxy on the typicality scale."""
+    centres = np.array([[15.0 * (i % 3), 15.0 * (i // 3)] for i in range(6)])
+    x, y = make_blobs(n_samples=[80] * 6, centers=centres, cluster_std=1.0, random_state=8)
+    labeled = np.array([np.flatnonzero(y == b)[0] for b in range(4)])  # blobs 0-3 covered
+    unl = np.setdiff1d(np.arange(x.shape[0]), labeled)
+    idx, scores = TypiClust().query(
+        Predictions(embeddings=x), unl, labeled, batch_size=2, random_state=0, return_scores=True
+    )
+    assert sorted(y[idx].tolist()) == [4, 5]
+    assert np.isfinite(scores).all() and (scores > 0).all()
+    y_unl = y[unl]
+    true = np.empty(unl.size)
+    for b in range(6):
+        true[y_unl == b] = _exact_typicality(x[unl[y_unl == b]], 20)
+    visited = y_unl >= 4
+    # The blobs the batch draws from: typicality itself.
+    np.testing.assert_allclose(scores[visited], true[visited], rtol=1e-3)
+    for b in range(4):
+        m = y_unl == b
+        # The proxy falls with the distance to the blob's centroid ...
+        d = np.linalg.norm(x[unl[m]] - x[y == b].mean(axis=0), axis=1)
+        assert spearmanr(scores[m], d)[0] < -0.99
+        # ... ranks like typicality, and is on its scale.
+        assert spearmanr(scores[m], true[m])[0] > 0.8
+        assert 0.7 < np.median(scores[m]) / np.median(true[m]) < 1.4
+
+
+def test_round_robin_matches_a_visit_one_by_one() -> None:
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        capacity = rng.integers(1, 6, size=rng.integers(1, 12))
+        order = rng.permutation(100)[: capacity.size]
+        batch = int(rng.integers(1, capacity.sum() + 1))
+        taken = dict.fromkeys(order.tolist(), 0)
+        while sum(taken.values()) < batch:
+            for c, cap in zip(order.tolist(), capacity.tolist(), strict=True):
+                if taken[c] < cap and sum(taken.values()) < batch:
+                    taken[c] += 1
+        clusters, counts = _round_robin(capacity, order, batch)
+        expected = [(c, t) for c, t in taken.items() if t > 0]
+        assert list(zip(clusters.tolist(), counts.tolist(), strict=True)) == expected
+
+
+def test_more_clusters_than_distinct_points() -> None:
+    x = np.repeat(np.array([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0], [5.0, 5.0]]), 30, axis=0)
+    idx = TypiClust().query(Predictions(embeddings=x), batch_size=10, random_state=0)
+    assert np.unique(idx).size == 10
+    assert np.unique(x[idx[:4]], axis=0).shape[0] == 4  # the first round covers every point
