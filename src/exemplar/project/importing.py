@@ -52,6 +52,7 @@ import io
 import math
 import operator
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -217,6 +218,7 @@ def import_path(
             writer.write(chunk, pool)
             if on_progress is not None:
                 on_progress(chunk.progress, source.total)
+    report.skipped.sort(key=lambda entry: _natural_key(entry[0]))
     return report
 
 
@@ -474,6 +476,11 @@ def _check_dim(stored: int | None, dim: int, what: str) -> None:
         )
 
 
+def _natural_key(where: str) -> list[Any]:
+    """Sort key that puts ``a.csv:9`` before ``a.csv:10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", where)]
+
+
 def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -590,7 +597,7 @@ class _ImageSource(_Source):
     def __init__(self, path: Path, size: int, folder_labels: bool, report: ImportReport):
         self.report = report
         self.dim = size * size
-        self.what = f"images at [data] image_size = {size}"
+        self.what = f"images at data.image_size = {size}"
         others = len(report.skipped)
         self.files = self._scan(path, folder_labels, report)
         others = len(report.skipped) - others
@@ -744,7 +751,7 @@ class _CsvSource(_Source):
         others = [j for j in range(self.n_fields) if j not in skip]
         if self.text_index is not None:
             self.dim = self.n_features
-            self.what = f"text at [data] text_features = {self.n_features}"
+            self.what = f"text at data.text_features = {self.n_features}"
             self.feature_index: list[int] = []
             ignored = [self.names[j] for j in others]
             report.notes.append(f"text from column {self.names[self.text_index]!r}")
@@ -965,7 +972,7 @@ class _ParquetSource(_Source):
         others = [n for n in self.names if n not in (self.label_name, self.text_name)]
         if self.text_name is not None:
             self.dim = n_features
-            self.what = f"text at [data] text_features = {n_features}"
+            self.what = f"text at data.text_features = {n_features}"
             self.feature_names: list[str] = []
             ignored = others
             report.notes.append(f"text from column {self.text_name!r}")

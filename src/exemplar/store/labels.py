@@ -84,11 +84,13 @@ def add_label(
     return row
 
 
-def current_labels(session: Session, *, verified_only: bool = True) -> list[CurrentLabel]:
+def current_labels(
+    session: Session, *, verified_only: bool = True, splits: Sequence[str] | None = None
+) -> list[CurrentLabel]:
     """The newest label of every labeled item, ordered by item row.
 
     With ``verified_only`` (the training set), items whose newest label is proposed or
-    rejected are left out.
+    rejected are left out; ``splits`` keeps only items of those splits.
     """
     newest = (
         select(Label.item_id, func.max(Label.id).label("label_id"))
@@ -103,6 +105,8 @@ def current_labels(session: Session, *, verified_only: bool = True) -> list[Curr
     )
     if verified_only:
         query = query.where(Label.status == LabelStatus.VERIFIED)
+    if splits is not None:
+        query = query.where(Item.split.in_([str(x) for x in splits]))
     return [
         CurrentLabel(lab.item_id, row, lab.label, lab.status, lab.source, lab.id)
         for lab, row in session.execute(query)
