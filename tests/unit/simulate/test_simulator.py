@@ -113,9 +113,7 @@ def test_summary_verdict_reflects_the_numbers(small_result) -> None:  # type: ig
 def test_default_strategy_is_not_worse_than_random(name: str, rounds: int) -> None:
     """The default's promise, on a small budget: paired AULC at least random's on each dataset."""
     data = DIGITS if name == "digits" else load_dataset(name)
-    config = _config(
-        dataset=name, strategies=("default", "random"), seeds=4, rounds=rounds, jobs=2
-    )
+    config = _config(dataset=name, strategies=("default", "random"), seeds=4, rounds=rounds, jobs=2)
     s = summarize(run_simulation(config, data))["strategies"]
     assert s["default"]["aulc_mean"] >= s["random"]["aulc_mean"]
     assert s["default"]["diff_vs_random"]["ci_high"] > 0
