@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from exemplar.errors import ExemplarError
 
@@ -49,25 +50,31 @@ def one_line_errors(fn: F) -> F:
         except ExemplarError as exc:
             if os.environ.get("EXEMPLAR_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _print_error("error:", str(exc))
             raise typer.Exit(2) from None
         except (OSError, MemoryError) as exc:
             if os.environ.get("EXEMPLAR_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _print_error("error:", str(exc))
             raise typer.Exit(1) from None
         except Exception as exc:  # a bug: still one line, with the way to see more
             if os.environ.get("EXEMPLAR_DEBUG"):
                 raise
-            err_console.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            _print_error(
+                "internal error:",
+                f"{type(exc).__name__}: {exc} "
                 "(set EXEMPLAR_DEBUG=1 to see the traceback, and please report it)",
-                highlight=False,
-                soft_wrap=True,
             )
             raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_error(prefix: str, message: str) -> None:
+    """One line on stderr; the message is plain text (``[section]`` is not rich markup)."""
+    err_console.print(
+        Text.assemble((prefix, "bold red"), " ", message), highlight=False, soft_wrap=True
+    )
 
 
 @app.command()

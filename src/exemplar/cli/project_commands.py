@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from exemplar.cli.main import app, console, one_line_errors
 
@@ -61,6 +62,10 @@ def import_(
     labels_as: Annotated[
         str, typer.Option(help="'labels' (verified labels) or 'ground_truth' (simulated oracle).")
     ] = "labels",
+    folder_labels: Annotated[
+        bool, typer.Option(help="Take an image folder's class subfolders as labels.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option(help="Items per transaction.")] = 2000,
 ) -> None:
     """Import items; re-importing the same content adds nothing."""
     from rich.progress import Progress
@@ -69,9 +74,14 @@ def import_(
 
     with Project.open(project) as proj, Progress(console=console, transient=True) as progress:
         task = progress.add_task("importing", total=None)
+        column: str | int | None = label_column
+        if label_column is not None and label_column.isdigit() and source.suffix == ".npy":
+            column = int(label_column)
         report = proj.import_(
             source,
-            label_column=label_column,
+            label_column=column,
+            folder_labels=folder_labels,
+            batch_size=batch_size,
             text_column=text_column,
             labels_as=labels_as,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -80,8 +90,10 @@ def import_(
         f"added {report.added} item(s), {report.duplicates} duplicate(s) skipped, "
         f"{report.labeled} labeled, {len(report.skipped)} problem(s)"
     )
+    for note in report.notes:
+        console.print(f"  {note}", highlight=False, markup=False)
     for where, why in report.skipped[:20]:
-        console.print(f"  [yellow]skipped[/] {where}: {why}", highlight=False)
+        console.print(Text.assemble(("  skipped ", "yellow"), f"{where}: {why}"), highlight=False)
     if len(report.skipped) > 20:
         console.print(f"  ... and {len(report.skipped) - 20} more")
 
@@ -235,4 +247,4 @@ def import_labels(
         f"{len(result.unknown_keys)} unknown key(s), {len(result.problems)} problem(s)"
     )
     for problem in result.problems[:20]:
-        console.print(f"  [yellow]skipped[/] {problem}", highlight=False)
+        console.print(Text.assemble(("  skipped ", "yellow"), problem), highlight=False)

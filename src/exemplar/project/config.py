@@ -140,9 +140,12 @@ class ProjectConfig(_Section):
                 )
         try:
             get_strategy(self.selection.strategy, **self.selection.params)
+        except ConfigError as exc:
+            raise ValueError(f"[selection].strategy: {exc}") from None
+        try:
             make_criterion({"name": "any_of", "criteria": self.stopping.criteria})
         except ConfigError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(f"[stopping].criteria: {exc}") from None
         return self
 
 
@@ -176,12 +179,12 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
-        where = f"[{loc[0]}]" + (f".{'.'.join(loc[1:])}" if len(loc) > 1 else "") if loc else "file"
+        where = f"[{loc[0]}]" + (f".{'.'.join(loc[1:])}" if len(loc) > 1 else "") if loc else ""
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown key {where}")
         elif err["type"] == "missing":
             parts.append(f"missing required key {where}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{where}: {msg}")
+            parts.append(f"{where}: {msg}" if where else msg)
     return "; ".join(parts)

@@ -72,7 +72,7 @@ from exemplar.data.user import (
 )
 from exemplar.errors import ConfigError, DatasetError, ProjectError, StoreError
 from exemplar.project.project import Project
-from exemplar.store.labels import UnknownClassError, add_label, validate_class
+from exemplar.store.labels import UnknownClassError, add_labels, validate_class
 from exemplar.store.schema import Item, LabelSource, LabelStatus, Meta, Split, utcnow
 
 __all__ = [
@@ -421,16 +421,13 @@ class _BatchWriter:
         last_row = first_row + len(records)
         rows = select(Item.row, Item.id).where(Item.row >= first_row, Item.row < last_row)
         ids = {row: item_id for row, item_id in s.execute(rows)}
-        for j, label in labeled:
-            add_label(
-                s,
-                ids[first_row + j],
-                label,
-                classes=self.classes,
-                source=LabelSource.IMPORT,
-                status=LabelStatus.VERIFIED,
-            )
-        return len(labeled)
+        return add_labels(
+            s,
+            [(ids[first_row + j], label) for j, label in labeled],
+            classes=self.classes,
+            source=LabelSource.IMPORT,
+            status=LabelStatus.VERIFIED,
+        )
 
 
 def _lock_meta(s: Session) -> tuple[int, int | None]:

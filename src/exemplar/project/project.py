@@ -21,6 +21,7 @@ from exemplar.project.config import (
     ProjectConfig,
     load_config,
     save_config,
+    validate_config,
 )
 from exemplar.store import Database, open_database, sqlite_url
 from exemplar.store.arrays import ArrayStore
@@ -77,15 +78,7 @@ class Project:
             },
             **sections,
         }
-        from pydantic import ValidationError
-
-        from exemplar.errors import ConfigError
-        from exemplar.project.config import _describe
-
-        try:
-            config = ProjectConfig.model_validate(raw)
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+        config = validate_config(raw, where="project settings")
         root.mkdir(parents=True, exist_ok=True)
         db = open_database(cls._url(root, config))
         save_config(config, path)

@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from exemplar.errors import ExemplarError
-from exemplar.store.schema import Item, Label, LabelSource, LabelStatus
+from exemplar.store.schema import Item, Label, LabelSource, LabelStatus, utcnow
 
-__all__ = ["CurrentLabel", "UnknownClassError", "add_label", "current_labels", "validate_class"]
+__all__ = [
+    "CurrentLabel",
+    "UnknownClassError",
+    "add_label",
+    "add_labels",
+    "current_labels",
+    "validate_class",
+]
 
 
 class UnknownClassError(ExemplarError, ValueError):
@@ -82,6 +89,40 @@ def add_label(
     session.add(row)
     session.flush()
     return row
+
+
+def add_labels(
+    session: Session,
+    entries: Sequence[tuple[int, str]],
+    *,
+    classes: Sequence[str],
+    source: LabelSource | str,
+    status: LabelStatus | str = LabelStatus.VERIFIED,
+    annotator: str | None = None,
+) -> int:
+    """Append many ``(item_id, label)`` rows in one statement (bulk import).
+
+    Every class is checked before anything is written, so one unknown class writes nothing.
+    """
+    for _, label in entries:
+        validate_class(label, classes)
+    now = utcnow()
+    if entries:
+        session.execute(
+            insert(Label),
+            [
+                {
+                    "item_id": item_id,
+                    "label": label,
+                    "status": str(status),
+                    "source": str(source),
+                    "annotator": annotator,
+                    "created_at": now,
+                }
+                for item_id, label in entries
+            ],
+        )
+    return len(entries)
 
 
 def current_labels(
