@@ -5,6 +5,9 @@
 1. ``bench.selection_scale``: query time and peak memory per strategy at N = 10^4..10^6
    (writes selection_scale.json and selection_scale.md).
 2. ``bench.label_efficiency``: paired simulations against random (label_efficiency.json).
+3. ``bench.import_speed``: 10^5 CSV rows and 10^4 images into a project (import_speed.json).
+4. ``bench.cycle_overhead``: label-to-next-batch time at a pool of 10^5 (cycle_overhead.json).
+5. ``bench.queue_ops``: lease + submit with 8 concurrent writers, SQLite and PostgreSQL.
 
 Each runs in its own process, so one's memory and thread pools do not affect the other.
 """
@@ -21,6 +24,10 @@ RESULTS = Path(__file__).parent / "results"
 BENCHMARKS: list[list[str]] = [
     ["bench.selection_scale", "--markdown", str(RESULTS / "selection_scale.md")],
     ["bench.label_efficiency"],
+    ["bench.import_speed"],
+    ["bench.cycle_overhead"],
+    ["bench.queue_ops", "--db", "sqlite", "--repeat", "3"],
+    ["bench.queue_ops", "--db", "postgresql", "--out", str(RESULTS / "queue_ops_postgresql.json")],
 ]
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from exemplar.errors import ExemplarError
@@ -75,20 +76,26 @@ def add_label(
             raise UnknownClassError("only a rejected label may omit the class")
     else:
         validate_class(label, classes)
-    row = Label(
-        item_id=item_id,
-        label=label,
-        status=str(status),
-        source=str(source),
-        annotator=annotator,
-        cycle_id=cycle_id,
-        strategy=strategy,
-        score=score,
-        idempotency_key=idempotency_key,
-    )
-    session.add(row)
-    session.flush()
-    return row
+    values = {
+        "item_id": item_id,
+        "label": label,
+        "status": str(status),
+        "source": str(source),
+        "annotator": annotator,
+        "cycle_id": cycle_id,
+        "strategy": strategy,
+        "score": score,
+        "idempotency_key": idempotency_key,
+        "created_at": utcnow(),
+    }
+    # A Core INSERT ... RETURNING: the ORM unit of work costs more than the write itself,
+    # and submit() runs this inside the queue's write lock.
+    label_id = session.connection().execute(_INSERT_LABEL, values).scalar_one()
+    return Label(id=label_id, **values)
+
+
+_LABELS = cast(Table, Label.__table__)
+_INSERT_LABEL = insert(_LABELS).returning(_LABELS.c.id)
 
 
 def add_labels(
