@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from uncertainty_cases import query
 
 from exemplar.predictions import Predictions
 from exemplar.strategies import Entropy, Margin
 
-# Row 0: confident. Row 1: two-way tie. Row 2: uniform over three. Row 3: mildly unsure.
-PROBA = np.array(
-    [
-        [0.98, 0.01, 0.01],
-        [0.50, 0.49, 0.01],
-        [1 / 3, 1 / 3, 1 / 3],
-        [0.70, 0.20, 0.10],
-    ]
-)
-
-
-def _query(strategy: object, k: int, proba: np.ndarray = PROBA) -> tuple[np.ndarray, np.ndarray]:
-    return strategy.query(Predictions(proba=proba), batch_size=k, return_scores=True)  # type: ignore[attr-defined]
-
 
 def test_entropy_prefers_uniform_over_two_way_tie() -> None:
-    idx, scores = _query(Entropy(), 4)
+    idx, scores = query(Entropy(), 4)
     assert idx[0] == 2  # log(3) > entropy of [.5, .49, .01]
     assert idx[-1] == 0
     assert scores[2] == pytest.approx(np.log(3), rel=1e-5)

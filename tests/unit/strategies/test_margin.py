@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from uncertainty_cases import query
 
 from exemplar.predictions import Predictions
 from exemplar.strategies import Margin
 
-# Row 0: confident. Row 1: two-way tie. Row 2: uniform over three. Row 3: mildly unsure.
-PROBA = np.array(
-    [
-        [0.98, 0.01, 0.01],
-        [0.50, 0.49, 0.01],
-        [1 / 3, 1 / 3, 1 / 3],
-        [0.70, 0.20, 0.10],
-    ]
-)
-
-
-def _query(strategy: object, k: int, proba: np.ndarray = PROBA) -> tuple[np.ndarray, np.ndarray]:
-    return strategy.query(Predictions(proba=proba), batch_size=k, return_scores=True)  # type: ignore[attr-defined]
-
 
 def test_margin_picks_smallest_top2_gap_not_most_confident() -> None:
-    idx, scores = _query(Margin(), 2)
+    idx, scores = query(Margin(), 2)
     # Uniform (gap 0) and the near-tie (gap 0.01) have the smallest margins.
     assert set(idx.tolist()) == {1, 2}
     assert 0 not in idx

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from uncertainty_cases import PROBA
 
 from exemplar.errors import InvalidPredictionsError, MissingPredictionsError, SingleClassError
 from exemplar.predictions import Predictions
 from exemplar.strategies import Entropy, LeastConfidence, Margin, RatioOfConfidence
-
-# Row 0: confident. Row 1: two-way tie. Row 2: uniform over three. Row 3: mildly unsure.
-PROBA = np.array(
-    [
-        [0.98, 0.01, 0.01],
-        [0.50, 0.49, 0.01],
-        [1 / 3, 1 / 3, 1 / 3],
-        [0.70, 0.20, 0.10],
-    ]
-)
 
 
 @pytest.mark.parametrize("cls", [LeastConfidence, Margin, Entropy, RatioOfConfidence])
