@@ -225,5 +225,5 @@ def main() -> None:
     app()
 
 
-# Project commands register themselves on `app`.
-from exemplar.cli import project_commands  # noqa: F401
+# Project and server commands register themselves on `app`.
+from exemplar.cli import project_commands, server_commands  # noqa: F401

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from exemplar.loop.engine import RunOutcome
     from exemplar.project.importing import ImportReport
     from exemplar.project.labels_file import LabelImport
-    from exemplar.store.queue import LeasedItem
+    from exemplar.store.queue import LeasedItem, UndoneLabel
 
 __all__ = ["Project"]
 
@@ -196,6 +196,16 @@ class Project:
         from exemplar.store.queue import skip
 
         skip(self.db, entry_id, annotator)
+
+    def undo_last_label(self, annotator: str) -> UndoneLabel | None:
+        """Take back ``annotator``'s newest label still in force (see ``store.queue.undo_last``).
+
+        The label is superseded by an undo marker (append-only history) and the item is
+        leased to ``annotator`` again, so ``next_item`` returns it. None if nothing to undo.
+        """
+        from exemplar.store.queue import undo_last
+
+        return undo_last(self.db, annotator, lease_seconds=self.config.oracle.lease_seconds)
 
     def import_labels(self, path: Path | str, *, annotator: str | None = None) -> LabelImport:
         """Label items (queued or not) from a CSV/JSON labels file of another tool or person."""

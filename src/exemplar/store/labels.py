@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from exemplar.errors import ExemplarError
@@ -48,7 +48,7 @@ def validate_class(label: str, classes: Sequence[str]) -> str:
 
 
 def add_label(
-    session: Session,
+    session: Session | Connection,
     item_id: int,
     label: str | None,
     *,
@@ -61,16 +61,21 @@ def add_label(
     score: float | None = None,
     idempotency_key: str | None = None,
 ) -> Label:
-    """Append one label row in the caller's transaction.
+    """Append one label row in the caller's transaction (an ORM session or a Core connection).
 
     A repeated ``idempotency_key`` returns the row written the first time instead of a
     second one, so a client retrying after a dropped connection never double-labels.
     ``label`` may be None only for a rejected proposal.
     """
+    conn = session.connection() if isinstance(session, Session) else session
     if idempotency_key is not None:
-        existing = session.scalar(select(Label).where(Label.idempotency_key == idempotency_key))
-        if existing is not None:
-            return existing
+        found = (
+            conn.execute(select(_LABELS).where(_LABELS.c.idempotency_key == idempotency_key))
+            .mappings()
+            .first()
+        )
+        if found is not None:
+            return Label(**found)
     if label is None:
         if status != LabelStatus.REJECTED:
             raise UnknownClassError("only a rejected label may omit the class")
@@ -90,7 +95,7 @@ def add_label(
     }
     # A Core INSERT ... RETURNING: the ORM unit of work costs more than the write itself,
     # and submit() runs this inside the queue's write lock.
-    label_id = session.connection().execute(_INSERT_LABEL, values).scalar_one()
+    label_id = conn.execute(_INSERT_LABEL, values).scalar_one()
     return Label(id=label_id, **values)
 
 

@@ -52,12 +52,22 @@ from sqlalchemy.orm import Session
 from exemplar.errors import LeaseLostError, QueueError, StoreError
 from exemplar.store.db import Database
 from exemplar.store.labels import add_label, validate_class
-from exemplar.store.schema import Label, LabelSource, LabelStatus, QueueEntry, QueueStatus, utcnow
+from exemplar.store.schema import (
+    Cycle,
+    CycleState,
+    Label,
+    LabelSource,
+    LabelStatus,
+    QueueEntry,
+    QueueStatus,
+    utcnow,
+)
 
 __all__ = [
     "LeaseLostError",
     "LeasedItem",
     "QueueError",
+    "UndoneLabel",
     "enqueue",
     "expire_leases",
     "lease",
@@ -66,6 +76,7 @@ __all__ = [
     "release",
     "skip",
     "submit",
+    "undo_last",
 ]
 
 _Q = cast(Table, QueueEntry.__table__)
@@ -157,6 +168,7 @@ def lease(
     *,
     lease_seconds: float,
     now: datetime | None = None,
+    additional: bool = False,
 ) -> LeasedItem | None:
     """Claim the best-ranked waiting entry for ``annotator`` until ``now + lease_seconds``.
 
@@ -164,7 +176,9 @@ def lease(
     lease extended (a page reload does not grab a second item, and does not count as an
     attempt). Otherwise the entry with the lowest rank among the pending ones and those
     whose lease expired is claimed, or, when there is none, the earliest skipped one.
-    Claiming increments ``attempts``.
+    Claiming increments ``attempts``. With ``additional`` the caller's live leases are
+    left alone and one more entry is claimed (a client prefetching the next item; the
+    caller bounds how many it holds).
 
     Returns
     -------
@@ -186,9 +200,9 @@ def lease(
         if dialect.name == "postgresql":
             cur.execute(_PG_ANNOTATOR_LOCK, params)
             cur.execute(_PG_EXPIRE, params)
-            cur.execute(_PG_LEASE, params)
+            cur.execute(_PG_LEASE_MORE if additional else _PG_LEASE, params)
         else:
-            cur.execute(_SQLITE_LEASE, params)
+            cur.execute(_SQLITE_LEASE_MORE if additional else _SQLITE_LEASE, params)
         row = cur.fetchone()
     if row is None:
         return None
@@ -258,9 +272,11 @@ def _submit(
     source: LabelSource | str,
     now: datetime,
 ) -> Label:
-    with db.session() as session:
-        dialect = session.get_bind().dialect
-        cur = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    # A Core transaction, not an ORM session: this runs inside the queue's write turn,
+    # and the session's unit-of-work bookkeeping cost more than the two writes.
+    with db.engine.begin() as session:
+        dialect = session.dialect
+        cur = session.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cur.execute(_ENTRY_FOR_UPDATE[dialect.name], {"entry_id": entry_id})
             entry = cur.fetchone()
@@ -270,11 +286,17 @@ def _submit(
             if entry_status == _DONE or holder != annotator:
                 if idempotency_key is not None:
                     # A retry of a submit that went through: hand back the first label.
-                    existing = session.scalar(
-                        select(Label).where(Label.idempotency_key == idempotency_key)
+                    found = (
+                        session.execute(
+                            select(Label.__table__).where(
+                                Label.__table__.c.idempotency_key == idempotency_key
+                            )
+                        )
+                        .mappings()
+                        .first()
                     )
-                    if existing is not None and existing.item_id == item_id:
-                        return existing
+                    if found is not None and found["item_id"] == item_id:
+                        return Label(**found)
                 if holder is None:
                     raise QueueError(f"queue entry {entry_id} is not leased to {annotator!r}")
                 if holder != annotator:
@@ -367,6 +389,107 @@ def release(db: Database, entry_id: int, annotator: str, *, now: datetime | None
         if conn.scalar(select(_Q.c.id).where(_Q.c.id == entry_id)) is None:
             raise QueueError(f"no queue entry {entry_id}")
         return False
+
+
+@dataclass(frozen=True)
+class UndoneLabel:
+    """What :func:`undo_last` did: which label it superseded and which entry it reopened."""
+
+    entry_id: int
+    item_id: int
+    undone_label_id: int
+    marker_label_id: int
+
+
+def undo_last(
+    db: Database,
+    annotator: str,
+    *,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> UndoneLabel | None:
+    """Take back ``annotator``'s newest human label that is still in force.
+
+    History stays append-only: the label is superseded by a new row of status ``rejected``
+    with no class (an *undo marker*), so the item has no current label any more, and its
+    queue entry is leased to ``annotator`` again (their other live leases go back to
+    ``pending``), so their next :func:`lease` returns that item. Repeated calls walk back
+    through older labels. Only labels whose cycle is still waiting for labels (state
+    ``label``) can be undone: once the loop has trained on a label, it stays.
+
+    Returns
+    -------
+    UndoneLabel or None
+        None when there is nothing (left) to undo.
+    """
+    if lease_seconds <= 0:
+        raise QueueError(f"lease_seconds must be positive, got {lease_seconds}")
+    now = _utc(now)
+    with _writer_turn(db), db.session() as s:
+        candidates = s.scalars(
+            select(Label)
+            .where(Label.annotator == annotator, Label.source == LabelSource.HUMAN.value)
+            .order_by(Label.id.desc())
+            .limit(200)
+        )
+        for row in candidates:
+            if row.status == LabelStatus.REJECTED.value and row.label is None:
+                continue  # an undo marker
+            newest = s.scalar(select(func.max(Label.id)).where(Label.item_id == row.item_id))
+            if newest != row.id:
+                continue  # already superseded (undone or relabeled)
+            entry = s.scalar(
+                select(QueueEntry).where(
+                    QueueEntry.item_id == row.item_id,
+                    QueueEntry.cycle_id.is_(None)
+                    if row.cycle_id is None
+                    else QueueEntry.cycle_id == row.cycle_id,
+                )
+            )
+            if entry is None or entry.status != _DONE or entry.annotator != annotator:
+                return None
+            if row.cycle_id is not None:
+                cycle = s.get(Cycle, row.cycle_id)
+                if cycle is None or cycle.state != CycleState.LABEL.value:
+                    return None
+            marker_id = (
+                s.connection()
+                .execute(
+                    _INSERT_MARKER,
+                    {
+                        "item_id": row.item_id,
+                        "label": None,
+                        "status": LabelStatus.REJECTED.value,
+                        "source": LabelSource.HUMAN.value,
+                        "annotator": annotator,
+                        "cycle_id": row.cycle_id,
+                        "strategy": row.strategy,
+                        "score": row.score,
+                        "idempotency_key": None,
+                        "created_at": now,
+                    },
+                )
+                .scalar_one()
+            )
+            s.execute(
+                update(_Q)
+                .where(_Q.c.status == _LEASED, _Q.c.annotator == annotator, _Q.c.id != entry.id)
+                .values(status=_PENDING, lease_expires=None, updated_at=now)
+            )
+            s.execute(
+                update(_Q)
+                .where(_Q.c.id == entry.id)
+                .values(
+                    status=_LEASED,
+                    lease_expires=now + timedelta(seconds=lease_seconds),
+                    updated_at=now,
+                )
+            )
+            return UndoneLabel(entry.id, row.item_id, row.id, int(marker_id))
+    return None
+
+
+_INSERT_MARKER = cast(Table, Label.__table__).insert().returning(cast(Table, Label.__table__).c.id)
 
 
 def expire_leases(db: Database, now: datetime | None = None) -> int:
@@ -594,6 +717,17 @@ WHERE id = COALESCE(
 )
 {_RETURN_LEASE}
 """)
+
+
+def _without_own_lease(sql: str, branch: str) -> str:
+    """``sql`` without its first COALESCE branch (the caller's own live lease)."""
+    out = sql.replace(branch, "", 1)
+    assert out != sql, "lease SQL changed shape"
+    return out
+
+
+_SQLITE_LEASE_MORE = _without_own_lease(_SQLITE_LEASE, f"    ({_OWN_LIVE_LEASE}),\n")
+_PG_LEASE_MORE = _without_own_lease(_PG_LEASE, _pg(f"    ({_OWN_LIVE_LEASE} FOR UPDATE),\n"))
 
 _ENTRY_SQL = (
     "SELECT item_id, cycle_id, strategy, score, status, annotator FROM queue WHERE id = :entry_id"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from exemplar.store import accounts  # noqa: F401 - registers the account tables
 from exemplar.store.schema import Base
 
 config = context.config

@@ -1,0 +1,543 @@
+"""The FastAPI application: JSON API under ``/api/v1`` plus the login and labeling pages.
+
+Authentication is a signed session cookie (``SameSite=Strict``; ``Secure`` unless
+``https_only=False``) or an ``Authorization: Bearer <token>`` header. Cookie-authenticated
+unsafe requests must carry the session's CSRF token in the ``X-Exemplar-CSRF`` header (JSON
+API) or a ``csrf`` form field (form posts). Bearer requests need no CSRF token: browsers
+never attach them on their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+from starlette.middleware.sessions import SessionMiddleware
+
+from exemplar.errors import LeaseLostError, QueueError, StoreError
+from exemplar.project import Project
+from exemplar.server.items import entry_proposal, item_payload, registered_image
+from exemplar.server.security import (
+    BodyLimitMiddleware,
+    LoginRateLimiter,
+    csrf_matches,
+    new_csrf_token,
+    session_secret,
+)
+from exemplar.store.accounts import (
+    AccountError,
+    Role,
+    User,
+    add_user,
+    create_token,
+    get_user,
+    user_for_token,
+    verify_password,
+)
+from exemplar.store.labels import UnknownClassError
+from exemplar.store.queue import LeasedItem, lease, submit
+from exemplar.store.schema import LabelSource, LabelStatus, QueueEntry, QueueStatus, utcnow
+
+__all__ = ["API_PREFIX", "CSRF_HEADER", "create_app"]
+
+log = logging.getLogger("exemplar.server")
+
+API_PREFIX = "/api/v1"
+CSRF_HEADER = "X-Exemplar-CSRF"
+SESSION_COOKIE = "exemplar_session"
+MAX_BODY_BYTES = 1024 * 1024
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_HERE = Path(__file__).parent
+ALL_ROLES = (Role.ADMIN, Role.REVIEWER, Role.ANNOTATOR)
+
+
+# -- request and response schemas -----------------------------------------------------------
+
+
+class LoginIn(BaseModel):
+    """Credentials for ``POST /api/v1/session``."""
+
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionOut(BaseModel):
+    """The logged-in user and the CSRF token to send in ``X-Exemplar-CSRF``."""
+
+    name: str
+    role: str
+    csrf: str
+
+
+class LabelIn(BaseModel):
+    """A label for a leased queue entry.
+
+    ``action`` is ``label`` (``label`` names the class), ``accept`` (take the model's
+    proposal) or ``reject`` (record the proposal as rejected). Retrying with the same
+    ``idempotency_key`` returns the label written the first time.
+    """
+
+    entry_id: int
+    label: str | None = Field(default=None, max_length=255)
+    action: Literal["label", "accept", "reject"] = "label"
+    idempotency_key: str | None = Field(
+        default=None, min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
+    )
+
+
+class LabelOut(BaseModel):
+    """The label row that was written (or found, for a retry)."""
+
+    label_id: int
+    item_id: int
+    label: str | None
+    status: str
+
+
+class UndoOut(BaseModel):
+    """What an undo did: the label it superseded and the entry given back to the caller."""
+
+    entry_id: int
+    item_id: int
+    undone_label_id: int
+    marker_label_id: int
+
+
+class UserIn(BaseModel):
+    """A new account (admin only)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    role: Role
+    password: str = Field(min_length=8, max_length=1024)
+
+
+class UserOut(BaseModel):
+    """An account, without its secret."""
+
+    id: int
+    name: str
+    role: str
+
+
+class TokenIn(BaseModel):
+    """A name for a new API token."""
+
+    name: str = Field(default="api", min_length=1, max_length=64)
+
+
+class TokenOut(BaseModel):
+    """A new API token; it is shown once and only its digest is stored."""
+
+    token: str
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+class ServerState:
+    """What the routes share: the open project and the login limiter."""
+
+    def __init__(self, project: Project, limiter: LoginRateLimiter) -> None:
+        self.project = project
+        self.limiter = limiter
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.exemplar
+    return state
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def current_user(request: Request) -> User:
+    """The authenticated user (bearer token or session cookie), CSRF-checked; else 401/403."""
+    state = _state(request)
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        user = (
+            user_for_token(state.project.db, token.strip()) if scheme.lower() == "bearer" else None
+        )
+        if user is None:
+            raise HTTPException(401, "invalid API token", headers={"WWW-Authenticate": "Bearer"})
+        return user
+    user_id = request.session.get("user_id")
+    user = get_user(state.project.db, user_id) if isinstance(user_id, int) else None
+    if user is None:
+        request.session.clear()
+        raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Bearer"})
+    if request.method not in _SAFE_METHODS and not csrf_matches(
+        request.session.get("csrf"), request.headers.get(CSRF_HEADER)
+    ):
+        log.warning(
+            "CSRF check failed for %s %s (user %s)", request.method, request.url.path, user.name
+        )
+        raise HTTPException(403, f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
+    return user
+
+
+def require_role(*roles: Role) -> Callable[..., User]:
+    """A dependency that lets only ``roles`` through (403 for the others)."""
+    allowed = {r.value for r in roles}
+
+    def check(user: Annotated[User, Depends(current_user)]) -> User:
+        if user.role not in allowed:
+            raise HTTPException(403, f"role {user.role!r} may not do this")
+        return user
+
+    return check
+
+
+Labeler = Annotated[User, Depends(require_role(*ALL_ROLES))]
+Admin = Annotated[User, Depends(require_role(Role.ADMIN))]
+State = Annotated[ServerState, Depends(_state)]
+
+
+def _queue_http_error(exc: Exception) -> HTTPException:
+    """Map queue and label errors to HTTP statuses with the library's message."""
+    if isinstance(exc, UnknownClassError):
+        return HTTPException(422, str(exc))
+    if isinstance(exc, LeaseLostError):
+        return HTTPException(409, str(exc))
+    if isinstance(exc, QueueError):
+        return HTTPException(404 if str(exc).startswith("no queue entry") else 409, str(exc))
+    if isinstance(exc, StoreError):
+        return HTTPException(503, str(exc))
+    raise exc
+
+
+def _api_router() -> APIRouter:
+    api = APIRouter(prefix=API_PREFIX)
+
+    @api.post("/session", response_model=SessionOut, tags=["auth"])
+    async def login(request: Request, state: State) -> Any:
+        """Log in with JSON ``{name, password}`` or a form post (fields name, password, csrf)."""
+        is_form = not request.headers.get("content-type", "").startswith("application/json")
+        try:
+            if is_form:
+                form = await request.form()
+                if not csrf_matches(request.session.get("csrf"), str(form.get("csrf") or "")):
+                    raise HTTPException(403, "missing or wrong CSRF token; reload the login page")
+                creds = LoginIn(
+                    name=str(form.get("name") or ""), password=str(form.get("password") or "")
+                )
+            else:
+                creds = LoginIn.model_validate(await request.json())
+        except (ValidationError, ValueError) as exc:
+            raise HTTPException(422, "send a name and a password") from exc
+        ip = _client_ip(request)
+        wait = state.limiter.retry_after(ip, creds.name)
+        if wait is not None:
+            log.warning("login rate limit hit for %r from %s", creds.name, ip)
+            raise HTTPException(
+                429,
+                "too many failed logins; try again later",
+                headers={"Retry-After": str(int(wait))},
+            )
+        user = await run_in_threadpool(
+            verify_password, state.project.db, creds.name, creds.password
+        )
+        if user is None:
+            state.limiter.failed(ip, creds.name)
+            log.info("failed login for %r from %s", creds.name, ip)
+            if is_form:
+                return RedirectResponse("/login?error=1", status_code=303)
+            raise HTTPException(401, "wrong name or password")
+        state.limiter.succeeded(ip, creds.name)
+        request.session.clear()  # a fresh session: no fixation
+        request.session["user_id"] = user.id
+        request.session["csrf"] = csrf = new_csrf_token()
+        if is_form:
+            return RedirectResponse("/label", status_code=303)
+        return SessionOut(name=user.name, role=user.role, csrf=csrf)
+
+    @api.delete("/session", status_code=204, tags=["auth"])
+    def logout(request: Request, _user: Annotated[User, Depends(current_user)]) -> Response:
+        """Log out (end the cookie session)."""
+        request.session.clear()
+        return Response(status_code=204)
+
+    @api.post("/tokens", response_model=TokenOut, status_code=201, tags=["auth"])
+    def new_token(body: TokenIn, user: Labeler, state: State) -> TokenOut:
+        """Create an API token for the calling user (``Authorization: Bearer <token>``)."""
+        return TokenOut(token=create_token(state.project.db, user.id, body.name))
+
+    @api.post("/users", response_model=UserOut, status_code=201, tags=["users"])
+    def new_user(body: UserIn, _admin: Admin, state: State) -> UserOut:
+        """Create an account (admins only)."""
+        try:
+            user = add_user(state.project.db, body.name, body.role.value, body.password)
+        except AccountError as exc:
+            raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from exc
+        return UserOut(id=user.id, name=user.name, role=user.role)
+
+    @api.get("/items/next", tags=["labeling"], responses={204: {"description": "queue empty"}})
+    def next_item(user: Labeler, state: State, after: int | None = None) -> Any:
+        """Lease the next item for the caller (the same one again while its lease lives).
+
+        With ``after=<entry_id>`` (prefetch), return the caller's other live lease, or lease
+        one more item; a caller holds at most two items this way.
+        """
+        project = state.project
+        seconds = project.config.oracle.lease_seconds
+        try:
+            if after is None:
+                leased = project.next_item(user.name)
+            else:
+                with project.db.read() as s:
+                    other = s.scalars(
+                        select(QueueEntry)
+                        .where(
+                            QueueEntry.status == QueueStatus.LEASED.value,
+                            QueueEntry.annotator == user.name,
+                            QueueEntry.lease_expires > utcnow(),
+                            QueueEntry.id != after,
+                        )
+                        .order_by(QueueEntry.rank, QueueEntry.id)
+                    ).first()
+                if other is not None:  # already prefetched: hand the same one back
+                    leased = LeasedItem(
+                        entry_id=other.id,
+                        item_id=other.item_id,
+                        cycle_id=other.cycle_id,
+                        strategy=other.strategy,
+                        score=other.score,
+                        rank=other.rank,
+                        annotator=user.name,
+                        lease_expires=other.lease_expires or utcnow(),
+                        attempts=other.attempts,
+                    )
+                else:
+                    leased = lease(project.db, user.name, lease_seconds=seconds, additional=True)
+                    if leased is not None and leased.entry_id == after:
+                        leased = None
+        except (QueueError, StoreError) as exc:
+            raise _queue_http_error(exc) from exc
+        if leased is None:
+            return Response(status_code=204)
+        return item_payload(project, leased)
+
+    @api.post("/labels", response_model=LabelOut, tags=["labeling"])
+    def post_label(body: LabelIn, user: Labeler, state: State) -> LabelOut:
+        """Label a leased entry; a retry with the same idempotency key returns the same label."""
+        project = state.project
+        label = body.label
+        status = LabelStatus.VERIFIED
+        if body.action == "label":
+            if label is None:
+                raise HTTPException(422, "action 'label' needs a label")
+        else:
+            proposal = entry_proposal(project, body.entry_id)
+            if proposal is None:
+                raise HTTPException(
+                    409, f"entry {body.entry_id} has no model proposal to {body.action}"
+                )
+            label = proposal.label
+            if body.action == "reject":
+                status = LabelStatus.REJECTED
+        key = None if body.idempotency_key is None else f"u{user.id}:{body.idempotency_key}"
+        try:
+            written = submit(
+                project.db,
+                body.entry_id,
+                user.name,
+                label,
+                classes=project.classes,
+                idempotency_key=key,
+                status=status,
+                source=LabelSource.HUMAN,
+            )
+        except (QueueError, StoreError, UnknownClassError) as exc:
+            raise _queue_http_error(exc) from exc
+        return LabelOut(
+            label_id=written.id, item_id=written.item_id, label=written.label, status=written.status
+        )
+
+    @api.post("/items/{entry_id}/skip", tags=["labeling"])
+    def skip_item(entry_id: int, user: Labeler, state: State) -> dict[str, Any]:
+        """Put a leased entry back; it is served again after every pending entry."""
+        try:
+            state.project.skip_item(entry_id, user.name)
+        except (QueueError, StoreError) as exc:
+            raise _queue_http_error(exc) from exc
+        return {"entry_id": entry_id, "status": "skipped"}
+
+    @api.post("/labels/undo", response_model=UndoOut, tags=["labeling"])
+    def undo(user: Labeler, state: State) -> UndoOut:
+        """Take back the caller's newest label still in force; its item is leased back to them.
+
+        History stays append-only: an undo appends a ``rejected`` row without a class.
+        """
+        try:
+            done = state.project.undo_last_label(user.name)
+        except (QueueError, StoreError) as exc:
+            raise _queue_http_error(exc) from exc
+        if done is None:
+            raise HTTPException(409, "nothing to undo (no label of yours in the open cycle)")
+        return UndoOut(
+            entry_id=done.entry_id,
+            item_id=done.item_id,
+            undone_label_id=done.undone_label_id,
+            marker_label_id=done.marker_label_id,
+        )
+
+    @api.get("/status", tags=["project"])
+    def status(_user: Labeler, state: State) -> dict[str, Any]:
+        """Cycle, state, queue, label counts per class and metric history."""
+        result: dict[str, Any] = state.project.status()
+        result.pop("root", None)  # no server paths to clients
+        return result
+
+    @api.get("/media/{item_ref:path}", tags=["labeling"])
+    def media(item_ref: str, request: Request, _user: Labeler, state: State) -> FileResponse:
+        """The image of a registered image item; anything else is 404."""
+        if not item_ref.isdigit():
+            log.warning(
+                "refused media path %r from %s (not an item id)", item_ref, _client_ip(request)
+            )
+            raise HTTPException(404, "no such media")
+        path = registered_image(state.project, int(item_ref))
+        if path is None:
+            raise HTTPException(404, "no such media")
+        return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+    return api
+
+
+def _pages(templates: Jinja2Templates) -> APIRouter:
+    pages = APIRouter(include_in_schema=False)
+
+    def _csrf(request: Request) -> str:
+        token = request.session.get("csrf")
+        if not isinstance(token, str):
+            token = request.session["csrf"] = new_csrf_token()
+        return token
+
+    @pages.get("/")
+    def root() -> RedirectResponse:
+        return RedirectResponse("/label", status_code=303)
+
+    @pages.get("/login")
+    def login_page(request: Request, error: int = 0) -> Response:
+        return templates.TemplateResponse(
+            request, "login.html", {"csrf": _csrf(request), "error": bool(error)}
+        )
+
+    @pages.get("/label")
+    def label_page(request: Request, state: State) -> Response:
+        user_id = request.session.get("user_id")
+        user = get_user(state.project.db, user_id) if isinstance(user_id, int) else None
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        return templates.TemplateResponse(
+            request,
+            "label.html",
+            {
+                "csrf": _csrf(request),
+                "user": user.name,
+                "project": state.project.config.project.name,
+                "classes": state.project.classes,
+            },
+        )
+
+    return pages
+
+
+class _SecurityHeaders:
+    """Conservative browser security headers on every response."""
+
+    HEADERS = (
+        (
+            b"content-security-policy",
+            b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    )
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def create_app(
+    project_root: Path,
+    *,
+    https_only: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    login_failures_per_minute: int = 5,
+) -> FastAPI:
+    """The labeling server of the project at ``project_root``.
+
+    Parameters
+    ----------
+    project_root
+        The project folder; it is opened now and closed when the app shuts down.
+    https_only
+        Mark the session cookie ``Secure`` (set it when serving behind HTTPS).
+    max_body_bytes
+        Larger request bodies are answered with 413.
+    login_failures_per_minute
+        Failed logins allowed per (client IP, user name) per minute before 429.
+    """
+    project = Project.open(project_root)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        project.close()
+
+    app = FastAPI(
+        title=f"exemplar: {project.config.project.name}",
+        version="1",
+        lifespan=lifespan,
+        docs_url=f"{API_PREFIX}/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        redoc_url=None,
+    )
+    app.state.exemplar = ServerState(project, LoginRateLimiter(login_failures_per_minute, 60.0))
+    templates = Jinja2Templates(directory=str(_HERE / "templates"))
+    app.include_router(_api_router())
+    app.include_router(_pages(templates))
+    app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(project.root),
+        session_cookie=SESSION_COOKIE,
+        max_age=8 * 3600,
+        same_site="strict",
+        https_only=https_only,
+    )
+    app.add_middleware(_SecurityHeaders)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+
+    @app.exception_handler(StoreError)
+    async def store_error(_request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    return app

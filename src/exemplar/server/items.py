@@ -1,0 +1,141 @@
+"""What the labeling page shows for a leased item: display fields and the model's proposal."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from exemplar.project import Project
+from exemplar.store.queue import LeasedItem
+from exemplar.store.schema import Cycle, Item, ModelVersion, QueueEntry
+
+__all__ = ["Proposal", "display_fields", "item_payload", "proposal_for"]
+
+#: Feature rows longer than this are truncated in the compact summary.
+MAX_FEATURES_SHOWN = 64
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The model's suggested class for an item, with its probability."""
+
+    label: str
+    confidence: float
+    model_version: str
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_classes(path: str, mtime: float) -> tuple[str, ...]:
+    # Checkpoints are written by this project only (DESIGN.md §4), never untrusted input.
+    estimator = joblib.load(path)
+    return tuple(str(c) for c in estimator.classes_)
+
+
+def _model_classes(project: Project, version: ModelVersion, n_columns: int) -> list[str] | None:
+    """The class of each probability column of ``version``'s proba array."""
+    path = project.root / version.path
+    if path.is_file():
+        classes = list(_checkpoint_classes(str(path), path.stat().st_mtime))
+        return classes if len(classes) == n_columns else None
+    # Pruned checkpoint: scikit-learn orders classes_ like np.unique (sorted).
+    if n_columns == len(project.classes):
+        return sorted(project.classes)
+    return None
+
+
+def proposal_for(project: Project, item_row: int, cycle_id: int | None) -> Proposal | None:
+    """The top class of the cycle's model for the item, if that model scored the pool."""
+    if cycle_id is None:
+        return None
+    with project.db.read() as s:
+        cycle = s.get(Cycle, cycle_id)
+        if cycle is None or cycle.model_version_id is None:
+            return None
+        version = s.get(ModelVersion, cycle.model_version_id)
+    if version is None:
+        return None
+    name = f"proba-{version.version}"
+    if not project.arrays.exists(name):
+        return None
+    proba = project.arrays.load(name)
+    if proba.ndim != 2 or item_row >= proba.shape[0]:
+        return None
+    classes = _model_classes(project, version, proba.shape[1])
+    if classes is None:
+        return None
+    row = np.asarray(proba[item_row], dtype=np.float64)
+    best = int(row.argmax())
+    return Proposal(classes[best], float(row[best]), version.version)
+
+
+def display_fields(project: Project, item: Item) -> dict[str, Any]:
+    """The fields the page shows: ``text``, ``media_url`` or a compact ``features`` summary.
+
+    The item's URI (a server path) is never sent.
+    """
+    if item.kind == "text":
+        return {"text": item.text or ""}
+    if item.kind == "image":
+        return {"media_url": f"/api/v1/media/{item.id}"}
+    values = np.asarray(project.features()[item.row], dtype=np.float64)
+    shown = values[:MAX_FEATURES_SHOWN]
+    return {
+        "features": {
+            "dim": int(values.size),
+            "values": [round(float(v), 4) for v in shown],
+            "truncated": bool(values.size > shown.size),
+            "min": float(values.min()) if values.size else None,
+            "max": float(values.max()) if values.size else None,
+        }
+    }
+
+
+def item_payload(project: Project, leased: LeasedItem) -> dict[str, Any]:
+    """The JSON of ``GET /api/v1/items/next`` for a leased queue entry."""
+    with project.db.read() as s:
+        item = s.get_one(Item, leased.item_id)
+    proposal = proposal_for(project, item.row, leased.cycle_id)
+    return {
+        "entry_id": leased.entry_id,
+        "item_id": item.id,
+        "kind": item.kind,
+        "display": display_fields(project, item),
+        "proposal": None
+        if proposal is None
+        else {
+            "label": proposal.label,
+            "confidence": proposal.confidence,
+            "model_version": proposal.model_version,
+        },
+        "strategy": leased.strategy,
+        "score": leased.score,
+        "rank": leased.rank,
+        "lease_expires": leased.lease_expires.isoformat(),
+        "classes": project.classes,
+    }
+
+
+def entry_proposal(project: Project, entry_id: int) -> Proposal | None:
+    """The proposal for a queue entry's item (None if the entry or a model is missing)."""
+    with project.db.read() as s:
+        entry = s.get(QueueEntry, entry_id)
+        if entry is None:
+            return None
+        row = s.get_one(Item, entry.item_id).row
+        cycle_id = entry.cycle_id
+    return proposal_for(project, row, cycle_id)
+
+
+def registered_image(project: Project, item_id: int) -> Path | None:
+    """The file of a registered image item, or None (unknown id, not an image, missing)."""
+    with project.db.read() as s:
+        item = s.get(Item, item_id)
+    if item is None or item.kind != "image":
+        return None
+    path = Path(item.uri)
+    return path if path.is_file() else None

@@ -1,0 +1,147 @@
+"""Security pieces of the server: session secret, login rate limit, body size limit, CSRF."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "BodyLimitMiddleware",
+    "LoginRateLimiter",
+    "csrf_matches",
+    "new_csrf_token",
+    "session_secret",
+]
+
+log = logging.getLogger("exemplar.server")
+
+#: The file in the project folder holding the session-signing secret.
+SECRET_NAME = ".server-secret"
+
+
+def session_secret(root: Path) -> str:
+    """The project's session-signing secret, created (mode 0600) on first use."""
+    path = root / SECRET_NAME
+    if path.exists():
+        value = path.read_text().strip()
+        if len(value) >= 32:
+            return value
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def new_csrf_token() -> str:
+    """A fresh random CSRF token (kept in the signed session)."""
+    return secrets.token_urlsafe(32)
+
+
+def csrf_matches(expected: object, given: str | None) -> bool:
+    """Constant-time comparison of the session's CSRF token with the one sent."""
+    if not isinstance(expected, str) or not expected or not given:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+class LoginRateLimiter:
+    """At most ``max_failures`` failed logins per ``window`` seconds per (client IP, user)."""
+
+    def __init__(self, max_failures: int = 5, window: float = 60.0) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _prune(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._failures[key]
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def retry_after(self, ip: str, name: str) -> float | None:
+        """Seconds to wait if (ip, name) is blocked now, else None."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._prune((ip, name), now)
+            if len(times) >= self.max_failures:
+                return max(1.0, times[0] + self.window - now)
+        return None
+
+    def failed(self, ip: str, name: str) -> None:
+        """Record a failed login."""
+        with self._lock:
+            self._failures[(ip, name)].append(time.monotonic())
+
+    def succeeded(self, ip: str, name: str) -> None:
+        """Forget the failures of (ip, name) after a successful login."""
+        with self._lock:
+            self._failures.pop((ip, name), None)
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to HTTP requests whose body exceeds ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                too_big = True
+            if too_big:
+                await self._reject(scope, send)
+                return
+        # Read the body up front (at most max_bytes), then replay it to the app.
+        messages: list[Message] = []
+        total = 0
+        more = scope["method"] not in ("GET", "HEAD", "OPTIONS")
+        while more:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            total += len(message.get("body", b""))
+            if total > self.max_bytes:
+                await self._reject(scope, send)
+                return
+            more = message.get("more_body", False)
+
+        async def replay() -> Message:
+            if messages:
+                return messages.pop(0)
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        log.warning("rejected a request body over %d bytes to %s", self.max_bytes, scope["path"])
+        body = b'{"detail":"request body too large"}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
