@@ -32,7 +32,7 @@ def serve(
 
     from exemplar.server import create_app
 
-    web = create_app(project, https_only=https_only)
+    web = create_app(project, https_only=https_only, background_learning=True)
     console.print(f"serving {project} on http://{host}:{port}/label (API docs: /api/v1/docs)")
     uvicorn.run(web, host=host, port=port, log_level="info")
 

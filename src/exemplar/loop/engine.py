@@ -21,7 +21,7 @@ import joblib
 import numpy as np
 from filelock import FileLock, Timeout
 from sklearn.metrics import accuracy_score, f1_score
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
@@ -55,11 +55,25 @@ from exemplar.store.schema import (
 )
 from exemplar.strategies import RandomSampling, Strategy, get_strategy
 
-__all__ = ["LoopEngine", "RunOutcome", "cycle_seed"]
+__all__ = [
+    "CONTROL_STRATEGY",
+    "STALE_PREFIX",
+    "LoopEngine",
+    "RunOutcome",
+    "cycle_seed",
+    "drop_stale_entries",
+]
 
 #: Items in the fixed "stop set" on which stabilizing predictions are compared.
 STOP_SET_SIZE = 1000
 ORACLE_ANNOTATOR = "simulated-oracle"
+#: Strategy name of the random control arm's queue entries (and so of their labels).
+CONTROL_STRATEGY = "random-control"
+CONTROL_SEED = 0xC0DE
+#: Strategy-name prefix of queue entries the server's worker added from an older model's
+#: scores while the next model trains (``exemplar.server.worker``). ``select`` deletes those
+#: still pending and never leased when it enqueues the fresh batch, in the same transaction.
+STALE_PREFIX = "stale:"
 
 
 def cycle_seed(project_seed: int, number: int) -> int:
@@ -282,22 +296,33 @@ class LoopEngine:
             strategy = self._strategy()
             batch = self.cfg.selection.batch_size
         batch = min(batch, pool_rows.size, self._budget_left(labeled.y.size))
-        selection = query_batch(
-            predictions,
-            strategy,
-            pool_rows,
-            labeled.rows[labeled.rows < n_scored],
-            batch,
-            y_labeled=labeled.y[labeled.rows < n_scored],
-            random_state=rng,
-        )
-        position = np.searchsorted(pool_rows, selection.indices)
-        entries = [
-            (int(pool_ids[p]), selection.strategy, float(score))
-            for p, score in zip(position, selection.scores, strict=True)
-        ]
+        # The random control arm: a share of each model batch drawn uniformly at random.
+        n_control = round(self.cfg.selection.control_fraction * batch) if version else 0
+        entries: list[tuple[int, str | None, float | None]] = []
+        if batch - n_control > 0:
+            selection = query_batch(
+                predictions,
+                strategy,
+                pool_rows,
+                labeled.rows[labeled.rows < n_scored],
+                batch - n_control,
+                y_labeled=labeled.y[labeled.rows < n_scored],
+                random_state=rng,
+            )
+            position = np.searchsorted(pool_rows, selection.indices)
+            entries = [
+                (int(pool_ids[p]), selection.strategy, float(score))
+                for p, score in zip(position, selection.scores, strict=True)
+            ]
+        if n_control > 0:
+            picked = np.fromiter((e[0] for e in entries), dtype=np.int64, count=len(entries))
+            rest = pool_ids[~np.isin(pool_ids, picked)]
+            control_rng = np.random.default_rng([cycle.seed, CONTROL_SEED])
+            drawn = control_rng.choice(rest, size=min(n_control, rest.size), replace=False)
+            entries += [(int(i), CONTROL_STRATEGY, None) for i in drawn]
         with self.project.db.session() as s:
-            enqueue(s, cycle.id, entries)
+            drop_stale_entries(s)
+            enqueue(s, cycle.id, _still_free(s, entries))
             self._transition(s, cycle, CycleState.LABEL, timing=("select", t0))
 
     def _label(self, cycle: Cycle) -> str | None:
@@ -476,7 +501,9 @@ class LoopEngine:
             taken = set(s.scalars(select(Label.item_id).distinct()))
             taken.update(
                 s.scalars(
-                    select(QueueEntry.item_id).where(QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
+                    select(QueueEntry.item_id).where(
+                        QueueEntry.status.in_(OPEN_QUEUE_STATUSES), ~_droppable_stale()
+                    )
                 )
             )
         keep = rows < n_rows
@@ -703,6 +730,39 @@ class _ProjectLock(FileLock):
     def __exit__(self, *args: object) -> None:
         self.info.unlink(missing_ok=True)
         self.release()
+
+
+def _droppable_stale() -> Any:
+    """Stale entries still pending and never leased: they make way for a fresh batch."""
+    return (
+        QueueEntry.strategy.startswith(STALE_PREFIX, autoescape=True)
+        & (QueueEntry.status == QueueStatus.PENDING)
+        & (QueueEntry.attempts == 0)
+    )
+
+
+def drop_stale_entries(session: Session) -> int:
+    """Delete stale entries still pending and never leased (in the caller's transaction)."""
+    result = session.execute(delete(QueueEntry).where(_droppable_stale()))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _still_free(
+    session: Session, entries: list[tuple[int, str | None, float | None]]
+) -> list[tuple[int, str | None, float | None]]:
+    """``entries`` minus items labeled or queued meanwhile (through a stale entry)."""
+    if not entries:
+        return entries
+    ids = [e[0] for e in entries]
+    busy = set(session.scalars(select(Label.item_id).where(Label.item_id.in_(ids))))
+    busy.update(
+        session.scalars(
+            select(QueueEntry.item_id).where(
+                QueueEntry.item_id.in_(ids), QueueEntry.status.in_(OPEN_QUEUE_STATUSES)
+            )
+        )
+    )
+    return [e for e in entries if e[0] not in busy] if busy else entries
 
 
 def _as_results(versions: list[ModelVersion]) -> list[Any]:

@@ -82,6 +82,8 @@ class SelectionSection(_Section):
     batch_size: int = Field(default=10, ge=1)
     initial_size: int = Field(default=20, ge=2)
     chunk_size: int = Field(default=65_536, ge=256)
+    control_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
+    retrain_every: int = Field(default=0, ge=0)
 
 
 class OracleSection(_Section):

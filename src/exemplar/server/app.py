@@ -400,6 +400,15 @@ def _api_router() -> APIRouter:
         result.pop("root", None)  # no server paths to clients
         return result
 
+    @api.post("/retrain", status_code=202, tags=["project"])
+    def retrain(request: Request, _admin: Admin) -> dict[str, Any]:
+        """Wake the background learner to advance the loop now (admins only)."""
+        learner = getattr(request.app.state, "learner", None)
+        if learner is None:
+            raise HTTPException(409, "background learning is off for this server")
+        learner.request_retrain()
+        return {"status": "requested", "worker": learner.state()}
+
     @api.get("/media/{item_ref:path}", tags=["labeling"])
     def media(item_ref: str, request: Request, _user: Labeler, state: State) -> FileResponse:
         """The image of a registered image item; anything else is 404."""
@@ -448,11 +457,30 @@ def _pages(templates: Jinja2Templates) -> APIRouter:
                 "csrf": _csrf(request),
                 "user": user.name,
                 "project": state.project.config.project.name,
-                "classes": state.project.classes,
+                "classes": list(
+                    zip(state.project.classes, class_keys(state.project.classes), strict=True)
+                ),
             },
         )
 
     return pages
+
+
+#: Keys the labeling page reserves for actions.
+RESERVED_KEYS = frozenset({"x", "s", "u", "?"})
+
+
+def class_keys(classes: list[str]) -> list[str]:
+    """The key that picks each class on the labeling page.
+
+    When every class name is a single, distinct character that is not an action key (for
+    example digits ``0``–``9``), the key is the name itself, so pressing ``3`` labels "3".
+    Otherwise the first ten classes get ``1``–``9`` and ``0``; the rest have no key.
+    """
+    single = all(len(c) == 1 for c in classes) and len(set(classes)) == len(classes)
+    if single and not set(classes) & RESERVED_KEYS:
+        return list(classes)
+    return [str((i + 1) % 10) if i < 10 else "" for i in range(len(classes))]
 
 
 class _SecurityHeaders:
@@ -491,6 +519,7 @@ def create_app(
     https_only: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
     login_failures_per_minute: int = 5,
+    background_learning: bool = False,
 ) -> FastAPI:
     """The labeling server of the project at ``project_root``.
 
@@ -504,12 +533,23 @@ def create_app(
         Larger request bodies are answered with 413.
     login_failures_per_minute
         Failed logins allowed per (client IP, user name) per minute before 429.
+    background_learning
+        With a human oracle, run a :class:`~exemplar.server.worker.BackgroundLearner` that
+        retrains and refills the queue in a thread while the server keeps answering.
     """
+    from exemplar.server.worker import BackgroundLearner
+
     project = Project.open(project_root)
+    human = project.config.oracle.kind == "human"
+    learner = BackgroundLearner(project) if background_learning and human else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if learner is not None:
+            learner.start()
         yield
+        if learner is not None:
+            learner.stop()
         project.close()
 
     app = FastAPI(
@@ -520,10 +560,15 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         redoc_url=None,
     )
+    app.state.learner = learner
     app.state.exemplar = ServerState(project, LoginRateLimiter(login_failures_per_minute, 60.0))
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     app.include_router(_api_router())
     app.include_router(_pages(templates))
+    from exemplar.server import dashboard, review  # here: they import this module
+
+    app.include_router(review.router())
+    app.include_router(dashboard.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     app.add_middleware(
         SessionMiddleware,

@@ -277,3 +277,12 @@ def test_proposal_after_first_model_and_accept_reject(served: Served) -> None:
         assert s.scalar(select(QueueEntry.status).where(QueueEntry.id == other["entry_id"])) == (
             "done"
         )
+
+
+def test_class_keys_follow_one_character_names() -> None:
+    from exemplar.server.app import class_keys
+
+    assert class_keys(["0", "1", "2"]) == ["0", "1", "2"]
+    assert class_keys(["cat", "dog"]) == ["1", "2"]
+    assert class_keys(["a", "x"]) == ["1", "2"]  # "x" is the reject key
+    assert class_keys([f"c{i}" for i in range(11)])[9:] == ["0", ""]

@@ -6,6 +6,11 @@
   const csrf = document.querySelector('meta[name="exemplar-csrf"]').content;
   const $ = (id) => document.getElementById(id);
   const buttons = Array.from(document.querySelectorAll("#classes button"));
+  // Key -> class index, as rendered by the server (data-key): the class name itself when
+  // every class is one character (digits), otherwise 1-9 and 0.
+  const keyToIndex = new Map(
+    buttons.filter((b) => b.dataset.key).map((b) => [b.dataset.key, Number(b.dataset.index)])
+  );
   let current = null; // the item shown
   let prefetched = null; // the next item, already leased
   let selected = null; // index of the pre-selected / picked class
@@ -164,7 +169,7 @@
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key;
-    if (key >= "1" && key <= "9") { pick(Number(key) - 1); }
+    if (keyToIndex.has(key)) { pick(keyToIndex.get(key)); }
     else if (key === "Enter") {
       if (current && current.proposal && selected === current.classes.indexOf(current.proposal.label)) {
         act({ action: "accept" });

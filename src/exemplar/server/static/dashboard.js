@@ -1,0 +1,97 @@
+// The dashboard: class coverage, learning curves (Chart.js, vendored under /static/vendor),
+// throughput, cycle, model and stopping status. Text goes in with textContent only.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+
+  function text(id, value) {
+    $(id).textContent = value == null || value === "" ? "—" : String(value);
+  }
+
+  function perClassChart(data) {
+    const names = Object.keys(data.labels_per_class);
+    const counts = names.map((n) => data.labels_per_class[n]);
+    const rare = new Set(data.rare_classes);
+    new window.Chart($("per-class"), {
+      type: "bar",
+      data: {
+        labels: names,
+        datasets: [{
+          label: "verified labels",
+          data: counts,
+          backgroundColor: names.map((n) => (rare.has(n) ? "#d9534f" : "#1a73e8")),
+        }],
+      },
+      options: { plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+    });
+  }
+
+  function curveChart(data) {
+    const datasets = [];
+    const points = (rows) => rows
+      .filter((r) => r.accuracy != null && r.n_labels != null)
+      .map((r) => ({ x: r.n_labels, y: r.accuracy }));
+    datasets.push({ label: "validation accuracy (selected model)", data: points(data.learning_curve), borderColor: "#888" });
+    const vs = data.learning_curve_vs_random;
+    if (vs.active.length) datasets.push({ label: "gold accuracy · active learning", data: points(vs.active), borderColor: "#1a73e8" });
+    if (vs.random.length) datasets.push({ label: "gold accuracy · random control", data: points(vs.random), borderColor: "#d9534f" });
+    new window.Chart($("curve"), {
+      type: "line",
+      data: { datasets },
+      options: {
+        scales: {
+          x: { type: "linear", title: { display: true, text: "labels" } },
+          y: { min: 0, max: 1, title: { display: true, text: "accuracy" } },
+        },
+      },
+    });
+    const note = [];
+    if (vs.gold_size) note.push("gold set: " + vs.gold_size + " items");
+    if (vs.note) note.push(vs.note);
+    $("curve-note").textContent = note.join(" · ");
+  }
+
+  function throughputTable(rows) {
+    const tbody = document.querySelector("#throughput tbody");
+    tbody.replaceChildren();
+    for (const r of rows) {
+      const tr = document.createElement("tr");
+      for (const v of [r.annotator, r.labels, r.labels_24h, r.per_hour_24h, r.per_hour_overall]) {
+        const td = document.createElement("td");
+        td.textContent = String(v);
+        tr.appendChild(td);
+      }
+      tbody.appendChild(tr);
+    }
+  }
+
+  async function load() {
+    try {
+      const response = await fetch("/api/v1/dashboard", { credentials: "same-origin" });
+      if (response.status === 401) { window.location.assign("/login"); return; }
+      if (!response.ok) { $("error").textContent = "Could not load the dashboard (" + response.status + ")."; return; }
+      const data = await response.json();
+      text("cycle", data.cycle == null ? null : data.cycle + " (" + data.cycle_state + ")");
+      text("model", data.model_version);
+      const s = data.stopping;
+      text("stopping", s.stopped ? "stopped: " + (s.stop_reason || "") : "running");
+      text("criteria", s.criteria.map((c) => JSON.stringify(c)).join("; "));
+      $("rare").textContent = data.rare_classes.length
+        ? "Rare classes (fewer than " + data.rare_rule.fewer_than + " labels or under "
+          + Math.round(data.rare_rule.or_fraction_of_mean * 100) + "% of the mean): "
+          + data.rare_classes.join(", ")
+        : "";
+      throughputTable(data.throughput);
+      if (window.Chart) {
+        perClassChart(data);
+        curveChart(data);
+      } else {
+        $("error").textContent = "The chart library did not load.";
+      }
+    } catch (err) {
+      $("error").textContent = "Network error: " + err.message;
+    }
+  }
+
+  load();
+})();

@@ -1,0 +1,230 @@
+"""Background learning for the labeling server: retrain without making annotators wait.
+
+:class:`BackgroundLearner` is a daemon thread the app starts for a human-oracle project
+(``create_app(..., background_learning=True)``). Every ``poll_seconds``, or at once when
+:meth:`BackgroundLearner.request_retrain` wakes it (``POST /api/v1/retrain``), it looks at
+the newest cycle:
+
+* **labeling**: the cycle still has open queue entries: nothing to do.
+* **batch complete, fewer than K new labels**: K is ``[selection] retrain_every`` (0 means
+  ``batch_size``); new labels are those not in the cycle model's training set. The loop
+  cannot advance mid-batch, so K below ``batch_size`` means "when the batch is complete".
+  While fewer than K new labels exist, the worker keeps the queue non-empty from the
+  previous ranking (below) and waits for more labels.
+* **batch complete and K reached, a retrain was requested, or the cycle is between
+  steps**: the worker refills the queue from the previous ranking, then calls
+  ``LoopEngine(project).run(max_cycles=2)`` in this thread. That runs compare and
+  stop_check, trains, scores and selects the next batch, and returns when the new batch
+  waits for labels. The engine takes the project lock: if an ``exemplar run`` holds it, the
+  worker logs that and tries again later. Errors are logged, never raised into the server.
+
+**Serving from the previous ranking** (:func:`refill_from_previous_ranking`): when no
+entry is open, up to ``batch_size`` unlabeled, unqueued pool items are enqueued (no cycle)
+in order of the newest stored probabilities' margin (smallest first; random before the
+first model). Their strategy name is ``"stale:margin"`` (or ``"stale:random"``): the
+queue entries and the labels written for them say they came from stale scores. When the
+new model's batch is enqueued, the ``select`` step deletes, in the same transaction, every
+stale entry still pending and never leased, so stale scores are never served as fresh. A
+stale entry an annotator already holds stays until labeled (or until its lease ends and it
+is served again); its label is kept and counts for the next model like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+
+from exemplar.errors import ProjectError
+from exemplar.loop.engine import STALE_PREFIX, LoopEngine, RunOutcome
+from exemplar.project import Project
+from exemplar.store.queue import enqueue
+from exemplar.store.schema import (
+    OPEN_QUEUE_STATUSES,
+    Cycle,
+    CycleState,
+    ModelVersion,
+    QueueEntry,
+)
+
+__all__ = ["BackgroundLearner", "refill_from_previous_ranking"]
+
+log = logging.getLogger("exemplar.server.worker")
+
+
+def refill_from_previous_ranking(project: Project, engine: LoopEngine | None = None) -> int:
+    """Enqueue stale entries from the newest probabilities if no queue entry is open.
+
+    The caller holds the project lock. Returns the number of entries added.
+    """
+    engine = engine or LoopEngine(project)
+    with project.db.read() as s:
+        n_open = s.scalar(
+            select(func.count())
+            .select_from(QueueEntry)
+            .where(QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
+        )
+        versions = list(
+            s.scalars(
+                select(ModelVersion)
+                .join(Cycle, Cycle.id == ModelVersion.cycle_id)
+                .where(ModelVersion.selected)
+                .order_by(Cycle.number.desc())
+            )
+        )
+    if n_open:
+        return 0
+    n_labeled = int(engine._labeled().y.size)
+    size = min(project.config.selection.batch_size, engine._budget_left(n_labeled))
+    if engine._budget() - n_labeled <= 0:
+        return 0
+    proba = None
+    for version in versions:
+        if project.arrays.exists(f"proba-{version.version}"):
+            proba = np.asarray(project.arrays.load(f"proba-{version.version}"))
+            break
+    if proba is not None:
+        rows, ids = engine._pool(proba.shape[0])
+        if ids.size == 0:
+            return 0
+        top2 = np.sort(proba[rows], axis=1)[:, -2:]
+        margin = top2[:, -1] - top2[:, 0] if top2.shape[1] == 2 else top2[:, -1]
+        order = np.argsort(margin, kind="stable")[:size]
+        entries: list[tuple[int, str | None, float | None]] = [
+            (int(ids[k]), f"{STALE_PREFIX}margin", float(1.0 - margin[k])) for k in order
+        ]
+    else:
+        _, ids = engine._pool(project.n_rows)
+        if ids.size == 0:
+            return 0
+        rng = np.random.default_rng([project.config.project.seed, n_labeled, 0x57A1E])
+        drawn = rng.choice(ids, size=min(size, ids.size), replace=False)
+        entries = [(int(i), f"{STALE_PREFIX}random", None) for i in drawn]
+    with project.db.session() as s:
+        return enqueue(s, None, entries)
+
+
+class BackgroundLearner:
+    """Advance the loop in a background thread (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    project : Project
+        The open project the server serves.
+    poll_seconds : float, default=1.0
+        How often the thread looks at the loop when nobody wakes it.
+    max_cycles : int, default=2
+        Passed to ``LoopEngine.run``: finish the complete cycle and run the next one up to
+        its labels.
+    """
+
+    def __init__(self, project: Project, *, poll_seconds: float = 1.0, max_cycles: int = 2):
+        self.project = project
+        self.poll_seconds = poll_seconds
+        self.max_cycles = max_cycles
+        self.runs = 0
+        self.last_outcome: RunOutcome | None = None
+        self.busy = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._demand = False
+        self._lock = threading.Lock()
+        self._last_error = ""
+        self._thread: threading.Thread | None = None
+
+    # -- control -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name="exemplar-learner", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to end and wait up to ``timeout`` seconds (a fit is not cut short)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def request_retrain(self) -> None:
+        """Run the loop at the next chance, without waiting for ``retrain_every`` labels."""
+        with self._lock:
+            self._demand = True
+        self._wake.set()
+
+    # -- work ----------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            with self._lock:
+                force, self._demand = self._demand, False
+            try:
+                self.tick(force=force)
+            except ProjectError as exc:  # the lock is taken, or the project cannot run yet
+                self._note(f"background learning waits: {exc}", logging.INFO)
+                if force:
+                    with self._lock:
+                        self._demand = True  # keep the request for the next try
+            except Exception:  # a worker error must never stop the server
+                log.exception("background learning failed; retrying in %.1fs", self.poll_seconds)
+
+    def tick(self, *, force: bool = False) -> str:
+        """One look at the loop; returns what it did (for tests and logs)."""
+        engine = LoopEngine(self.project)
+        with self.project.db.read() as s:
+            cycle = s.scalar(select(Cycle).order_by(Cycle.number.desc()).limit(1))
+        if cycle is not None and cycle.state == CycleState.STOPPED:
+            return "stopped"
+        if cycle is not None and cycle.state == CycleState.LABEL:
+            if engine._open_entries(cycle):
+                return "labeling"
+            if not force and self._new_labels(engine, cycle) < self._every():
+                with engine._lock():
+                    added = refill_from_previous_ranking(self.project, engine)
+                return f"collecting labels (refilled {added})"
+        self.busy = True
+        try:
+            with engine._lock():
+                refill_from_previous_ranking(self.project, engine)
+            outcome = LoopEngine(self.project).run(max_cycles=self.max_cycles)
+        finally:
+            self.busy = False
+        self.runs += 1
+        self.last_outcome = outcome
+        self._last_error = ""
+        log.info("background learning: %s (cycle %d)", outcome.status, outcome.cycle)
+        return outcome.status
+
+    def _every(self) -> int:
+        sel = self.project.config.selection
+        return sel.retrain_every or sel.batch_size
+
+    def _new_labels(self, engine: LoopEngine, cycle: Cycle) -> int:
+        trained_on = 0
+        if cycle.model_version_id is not None:
+            with self.project.db.read() as s:
+                version = s.get(ModelVersion, cycle.model_version_id)
+                trained_on = version.n_labels if version is not None else 0
+        return int(engine._labeled().y.size) - trained_on
+
+    def _note(self, message: str, level: int) -> None:
+        if message != self._last_error:  # log a repeated condition once
+            log.log(level, message)
+            self._last_error = message
+
+    def state(self) -> dict[str, Any]:
+        """What the worker is doing, for an admin view."""
+        last = self.last_outcome
+        return {
+            "busy": self.busy,
+            "runs": self.runs,
+            "last": None if last is None else {"status": last.status, "cycle": last.cycle},
+        }
