@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -59,6 +60,11 @@ MAX_BODY_BYTES = 1024 * 1024
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _HERE = Path(__file__).parent
 ALL_ROLES = (Role.ADMIN, Role.REVIEWER, Role.ANNOTATOR)
+#: Database ids are SQLite INTEGERs (signed 64-bit); larger numbers are a 422, not a crash.
+MIN_DB_ID = -(2**63)
+MAX_DB_ID = 2**63 - 1
+#: A database id in a path segment.
+PathId = Annotated[int, PathParam(ge=MIN_DB_ID, le=MAX_DB_ID)]
 
 
 # -- request and response schemas -----------------------------------------------------------
@@ -87,7 +93,7 @@ class LabelIn(BaseModel):
     ``idempotency_key`` returns the label written the first time.
     """
 
-    entry_id: int
+    entry_id: int = Field(ge=MIN_DB_ID, le=MAX_DB_ID)
     label: str | None = Field(default=None, max_length=255)
     action: Literal["label", "accept", "reject"] = "label"
     idempotency_key: str | None = Field(
@@ -284,7 +290,11 @@ def _api_router() -> APIRouter:
         return UserOut(id=user.id, name=user.name, role=user.role)
 
     @api.get("/items/next", tags=["labeling"], responses={204: {"description": "queue empty"}})
-    def next_item(user: Labeler, state: State, after: int | None = None) -> Any:
+    def next_item(
+        user: Labeler,
+        state: State,
+        after: Annotated[int | None, Query(ge=MIN_DB_ID, le=MAX_DB_ID)] = None,
+    ) -> Any:
         """Lease the next item for the caller (the same one again while its lease lives).
 
         With ``after=<entry_id>`` (prefetch), return the caller's other live lease, or lease
@@ -366,7 +376,7 @@ def _api_router() -> APIRouter:
         )
 
     @api.post("/items/{entry_id}/skip", tags=["labeling"])
-    def skip_item(entry_id: int, user: Labeler, state: State) -> dict[str, Any]:
+    def skip_item(entry_id: PathId, user: Labeler, state: State) -> dict[str, Any]:
         """Put a leased entry back; it is served again after every pending entry."""
         try:
             state.project.skip_item(entry_id, user.name)

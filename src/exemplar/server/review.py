@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from exemplar.project import Project
-from exemplar.server.app import API_PREFIX, State, require_role
+from exemplar.server.app import API_PREFIX, PathId, State, require_role
 from exemplar.server.items import _model_classes
 from exemplar.server.security import new_csrf_token
 from exemplar.store.accounts import Role, User, get_user
@@ -220,7 +220,7 @@ def router() -> APIRouter:
         return {"items": rows, "classes": state.project.classes}
 
     @api.post(f"{API_PREFIX}/review/{{item_id}}", response_model=ReviewOut)
-    def post_review(item_id: int, body: ReviewIn, user: Reviewer, state: State) -> ReviewOut:
+    def post_review(item_id: PathId, body: ReviewIn, user: Reviewer, state: State) -> ReviewOut:
         """Accept, correct or reject an item's current label (appends a history row)."""
         written = review(state.project, item_id, user.name, body)
         return ReviewOut(

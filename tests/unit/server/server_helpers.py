@@ -36,16 +36,20 @@ class Served:
         return self.client
 
 
-@pytest.fixture
-def project_root(tmp_path: Path) -> Path:
-    """A project whose first cycle (20 random items) waits for human labels, with 3 users."""
-    root = tmp_path / "proj"
+def build_project(root: Path) -> Path:
+    """Create at ``root`` a project whose first cycle waits for human labels, with 3 users."""
     with make_project(root, oracle="human", n=200) as project:
         outcome = project.run()
         assert "waits" in str(outcome) or project.status()["queue"]["pending"] == 20
         for name, role in (("ann", "annotator"), ("rev", "reviewer"), ("boss", "admin")):
             add_user(project.db, name, role, PASSWORD)
     return root
+
+
+@pytest.fixture
+def project_root(tmp_path: Path) -> Path:
+    """A project whose first cycle (20 random items) waits for human labels, with 3 users."""
+    return build_project(tmp_path / "proj")
 
 
 @pytest.fixture
