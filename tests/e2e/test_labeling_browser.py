@@ -408,3 +408,25 @@ def test_other_pages_load(browser: Any, image_url: str, path: str) -> None:
         screenshot(page, path.strip("/"))
     finally:
         context.close()
+
+
+def test_dashboard_retrain_button_calls_the_api(browser: Any, image_url: str) -> None:
+    """The admin's button posts to /api/v1/retrain with the CSRF header and shows the answer.
+
+    This test server runs without a background learner, so the API answers 409 and the
+    page must say so (the learner's own behaviour is tested in tests/unit/server).
+    """
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        login(page, image_url, "boss")
+        page.wait_for_url(f"{image_url}/label")
+        page.goto(f"{image_url}/dashboard")
+        with page.expect_response("**/api/v1/retrain") as answer:
+            page.click("#retrain")
+        assert answer.value.status == 409
+        page.wait_for_function(
+            "() => document.getElementById('retrain-status').textContent.includes('409')"
+        )
+    finally:
+        context.close()

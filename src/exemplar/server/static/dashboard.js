@@ -8,11 +8,18 @@
     $(id).textContent = value == null || value === "" ? "—" : String(value);
   }
 
+  // One chart per canvas: a refresh replaces it (Chart.js refuses to reuse a canvas).
+  const charts = {};
+  function draw(id, config) {
+    if (charts[id]) charts[id].destroy();
+    charts[id] = new window.Chart($(id), config);
+  }
+
   function perClassChart(data) {
     const names = Object.keys(data.labels_per_class);
     const counts = names.map((n) => data.labels_per_class[n]);
     const rare = new Set(data.rare_classes);
-    new window.Chart($("per-class"), {
+    draw("per-class", {
       type: "bar",
       data: {
         labels: names,
@@ -35,7 +42,7 @@
     const vs = data.learning_curve_vs_random;
     if (vs.active.length) datasets.push({ label: "gold accuracy · active learning", data: points(vs.active), borderColor: "#1a73e8" });
     if (vs.random.length) datasets.push({ label: "gold accuracy · random control", data: points(vs.random), borderColor: "#d9534f" });
-    new window.Chart($("curve"), {
+    draw("curve", {
       type: "line",
       data: { datasets },
       options: {
@@ -63,6 +70,18 @@
       }
       tbody.appendChild(tr);
     }
+  }
+
+  // Admins: ask the background learner to run the next cycle now.
+  async function retrain() {
+    const csrf = document.querySelector('meta[name="exemplar-csrf"]').content;
+    const response = await fetch("/api/v1/retrain", {
+      method: "POST", credentials: "same-origin", headers: { "X-Exemplar-CSRF": csrf },
+    });
+    $("retrain-status").textContent = response.status === 202
+      ? "retraining requested; the dashboard refreshes when it is done"
+      : "could not request retraining (" + response.status + ")";
+    if (response.status === 202) setTimeout(load, 5000);
   }
 
   async function load() {
@@ -93,5 +112,7 @@
     }
   }
 
+  const button = $("retrain");
+  if (button) button.addEventListener("click", retrain);
   load();
 })();
