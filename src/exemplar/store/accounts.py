@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import ForeignKey, Integer, String, select
+from sqlalchemy import ForeignKey, Integer, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exemplar.errors import ExemplarError
@@ -148,16 +148,31 @@ def create_token(db: Database, user_id: int, name: str = "api") -> str:
     return token
 
 
+#: ``last_used_at`` is refreshed at most this often, so authenticating is a read, not a
+#: write, on almost every request (a write per request contended for SQLite's lock).
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
 def user_for_token(db: Database, token: str) -> User | None:
-    """The active user owning ``token`` (recording its use), or None."""
+    """The active user owning ``token`` (recording its use once a minute), or None."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    with db.session() as s:
-        row = s.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token)))
+    digest = _digest(token)
+    with db.read() as s:
+        row = s.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
         if row is None:
             return None
         user = s.get(User, row.user_id)
         if user is None or not user.active:
             return None
-        row.last_used_at = utcnow()
+        last = row.last_used_at
+    now = utcnow()
+    if (
+        last is None
+        or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) > TOKEN_USE_RESOLUTION
+    ):
+        with db.session() as s:
+            s.execute(
+                update(ApiToken).where(ApiToken.token_hash == digest).values(last_used_at=now)
+            )
     return user

@@ -117,3 +117,30 @@ def test_real_uvicorn_login_next_submit(project_root: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_token_use_is_recorded_at_most_once_a_minute(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from exemplar.store.accounts import ApiToken, create_token, user_for_token
+
+    with Project.init(tmp_path / "p", ["a", "b"]) as project:
+        user = add_user(project.db, "scripter", "annotator", PASSWORD)
+        token = create_token(project.db, user.id, "ci")
+
+        def last_used() -> object:
+            with project.db.read() as s:
+                return s.scalar(select(ApiToken.last_used_at))
+
+        assert user_for_token(project.db, token).name == "scripter"  # type: ignore[union-attr]
+        first = last_used()
+        assert first is not None
+        user_for_token(project.db, token)
+        assert last_used() == first  # within the minute: a read, no write
+        with project.db.session() as s:
+            s.execute(update(ApiToken).values(last_used_at=first - timedelta(minutes=5)))  # type: ignore[operator]
+        user_for_token(project.db, token)
+        assert last_used() != first - timedelta(minutes=5)  # type: ignore[operator]
+        assert user_for_token(project.db, "exm_not-a-token") is None
