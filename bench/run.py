@@ -8,6 +8,7 @@
 3. ``bench.import_speed``: 10^5 CSV rows and 10^4 images into a project (import_speed.json).
 4. ``bench.cycle_overhead``: label-to-next-batch time at a pool of 10^5 (cycle_overhead.json).
 5. ``bench.queue_ops``: lease + submit with 8 concurrent writers, SQLite and PostgreSQL.
+6. ``bench.server_load``: 50 annotators over HTTP while the server retrains.
 
 Each runs in its own process, so one's memory and thread pools do not affect the other.
 """
@@ -28,6 +29,7 @@ BENCHMARKS: list[list[str]] = [
     ["bench.cycle_overhead"],
     ["bench.queue_ops", "--db", "sqlite", "--repeat", "3"],
     ["bench.queue_ops", "--db", "postgresql", "--out", str(RESULTS / "queue_ops_postgresql.json")],
+    ["bench.server_load", "--db", "sqlite"],
 ]
 
 
