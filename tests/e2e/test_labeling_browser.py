@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import uvicorn
 from sklearn.datasets import load_digits
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -31,6 +28,7 @@ from exemplar.project import Project
 from exemplar.server import create_app
 from exemplar.store.accounts import add_user
 from exemplar.store.schema import Item, Label, QueueEntry
+from uvicorn_server import serve
 
 pytestmark = pytest.mark.e2e
 
@@ -64,29 +62,10 @@ sync_api = pytest.importorskip(
 # -- servers and projects ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve(root: Path) -> Iterator[str]:
     """Run the app over ``root`` in a real uvicorn on a free port; yield its base URL."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(create_app(root)) as url:
+        yield url
 
 
 def _digit_images(folder: Path, n: int) -> Path:
@@ -393,16 +372,14 @@ def test_xss_payloads_render_as_text(page: Any, text_url: str, text_project: Pat
 
 @pytest.mark.parametrize("path", ["/review", "/dashboard"])
 def test_other_pages_load(browser: Any, image_url: str, path: str) -> None:
-    """The admin pages open in the browser (screenshots for the README); 404: not served yet."""
+    """The admin pages open in the browser (screenshots for the README)."""
     context = browser.new_context(viewport={"width": 900, "height": 560})
     try:
         page = context.new_page()
         login(page, image_url, "boss")
         page.wait_for_url(f"{image_url}/label")
         response = page.goto(f"{image_url}{path}")
-        if response is None or response.status == 404:
-            pytest.skip(f"{path} is not served by this version of the app")
-        assert response.status == 200, response.status
+        assert response is not None and response.status == 200
         page.wait_for_load_state("networkidle")
         assert page.inner_text("body").strip()
         screenshot(page, path.strip("/"))

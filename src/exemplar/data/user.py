@@ -145,7 +145,8 @@ def _list_names(names: Sequence[str], limit: int = 20) -> str:
     return shown
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``text`` parses as a float."""
     try:
         float(text)
     except ValueError:
@@ -296,7 +297,7 @@ def _check_header(header: list[str], header_line: int, where: str) -> list[str]:
                     f"{where}, line {header_line}: the header seems to be separated by "
                     f"{sep_name}; exemplar reads comma-separated files"
                 )
-    if all(_is_number(h) for h in header) and header != [str(i) for i in range(len(header))]:
+    if all(is_number(h) for h in header) and header != [str(i) for i in range(len(header))]:
         raise DatasetError(
             f"{where}, line {header_line}: the first row holds only numbers, so it looks "
             "like data; a header row naming the columns is required"
@@ -387,11 +388,11 @@ def _csv_features(
         try:
             feature_values.append(np.array(column, dtype=np.float64))
         except ValueError:
-            is_number = [_is_number(v) for v in column]
-            if not any(is_number):
+            numeric = [is_number(v) for v in column]
+            if not any(numeric):
                 ignored.append(name)  # a text column (file names, ids...): not a feature
                 continue
-            k = is_number.index(False)
+            k = numeric.index(False)
             value = column[k]
             what = "a missing value" if not value.strip() else f"{value!r}, which is not a number"
             raise DatasetError(

@@ -242,7 +242,7 @@ class LoopEngine:
                     .order_by(ModelVersion.version)
                 )
             )
-            best = versions[best_candidate(_as_results(versions), self.cfg.model.criterion)]
+            best = versions[best_candidate([v.metrics for v in versions], self.cfg.model.criterion)]
             for v in versions:
                 v.selected = v.id == best.id
             row = s.get_one(Cycle, cycle.id)
@@ -763,16 +763,6 @@ def _still_free(
         )
     )
     return [e for e in entries if e[0] not in busy] if busy else entries
-
-
-def _as_results(versions: list[ModelVersion]) -> list[Any]:
-    @dataclass
-    class _R:
-        metrics: dict[str, float]
-
-    return [
-        _R({k: v for k, v in mv.metrics.items() if isinstance(v, (int, float))}) for mv in versions
-    ]
 
 
 def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -9,7 +9,7 @@ all labels; those fits are the checkpoints the loop saves.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,13 +64,13 @@ def evaluate_candidates(
     return results
 
 
-def best_candidate(results: Sequence[CandidateResult], criterion: str) -> int:
-    """Index of the best result by ``criterion`` (the first one on ties or no validation)."""
+def best_candidate(metrics: Sequence[Mapping[str, Any]], criterion: str) -> int:
+    """Index of the best validation ``metrics`` by ``criterion`` (first on ties or none)."""
     sign = -1.0 if criterion in _LOWER_IS_BETTER else 1.0
     best, best_value = 0, -math.inf
-    for i, res in enumerate(results):
-        value = res.metrics.get(criterion)
-        if value is not None and not math.isnan(value) and sign * value > best_value:
+    for i, values in enumerate(metrics):
+        value = values.get(criterion)
+        if isinstance(value, (int, float)) and not math.isnan(value) and sign * value > best_value:
             best, best_value = i, sign * value
     return best
 

@@ -66,6 +66,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from exemplar.data.user import (
+    is_number,
     parse_csv_header,
     read_array_file,
     resolve_csv_label_column,
@@ -828,7 +829,7 @@ class _CsvSource(_Source):
 
     def _numeric_somewhere(self, j: int) -> bool:
         """Whether column ``j`` holds a number in the first rows (else it is not a feature)."""
-        return any(_is_number(cells[j]) for _, cells in self._peek)
+        return any(is_number(cells[j]) for _, cells in self._peek)
 
     def chunks(self, batch_size: int, pool: ThreadPoolExecutor) -> Iterator[_Chunk]:
         try:
@@ -880,7 +881,7 @@ class _CsvSource(_Source):
                 X[i] = np.array(row, dtype=np.float64)
             except ValueError:
                 ok[i] = False
-                k = next(k for k, v in enumerate(row) if not _is_number(v))
+                k = next(k for k, v in enumerate(row) if not is_number(v))
                 name, value = self.names[self.feature_index[k]], row[k]
                 what = "a missing value" if not value.strip() else f"{value!r} is not a number"
                 self.report.skipped.append((wheres[i], f"column {name!r}: {what}"))
@@ -889,14 +890,6 @@ class _CsvSource(_Source):
 
 #: Rows read ahead to decide which CSV columns are numeric features.
 _PEEK_ROWS = 256
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- Parquet

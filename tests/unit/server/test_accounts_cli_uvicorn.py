@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import server_helpers
-import uvicorn
 from alembic import command
 from server_helpers import PASSWORD
 from sqlalchemy import create_engine, inspect
@@ -21,6 +17,7 @@ from exemplar.project import Project
 from exemplar.server import create_app
 from exemplar.store.accounts import AccountError, add_user, verify_password
 from exemplar.store.db import _alembic_config, sqlite_url
+from uvicorn_server import serve
 
 # Fixtures shared through a helper module (a second `conftest` would shadow tests/conftest).
 project_root = server_helpers.project_root
@@ -83,40 +80,20 @@ def test_cli_user_add_and_token(project_root: Path) -> None:
         assert user is not None and user.role == "annotator"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_real_uvicorn_login_next_submit(project_root: Path) -> None:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(project_root), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            login = http.post("/api/v1/session", json={"name": "ann", "password": PASSWORD})
-            assert login.status_code == 200
-            assert "samesite=strict" in login.headers["set-cookie"].lower()
-            assert "httponly" in login.headers["set-cookie"].lower()
-            http.headers["X-Exemplar-CSRF"] = login.json()["csrf"]
-            item = http.get("/api/v1/items/next").json()
-            body = {"entry_id": item["entry_id"], "label": "7", "idempotency_key": "http-key-1"}
-            first = http.post("/api/v1/labels", json=body)
-            retry = http.post("/api/v1/labels", json=body)
-            assert first.status_code == 200 and first.json() == retry.json()
-            assert http.get("/api/v1/items/next").json()["entry_id"] != item["entry_id"]
-            assert http.get("/label").status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(create_app(project_root)) as url, httpx.Client(base_url=url, timeout=10) as http:
+        login = http.post("/api/v1/session", json={"name": "ann", "password": PASSWORD})
+        assert login.status_code == 200
+        assert "samesite=strict" in login.headers["set-cookie"].lower()
+        assert "httponly" in login.headers["set-cookie"].lower()
+        http.headers["X-Exemplar-CSRF"] = login.json()["csrf"]
+        item = http.get("/api/v1/items/next").json()
+        body = {"entry_id": item["entry_id"], "label": "7", "idempotency_key": "http-key-1"}
+        first = http.post("/api/v1/labels", json=body)
+        retry = http.post("/api/v1/labels", json=body)
+        assert first.status_code == 200 and first.json() == retry.json()
+        assert http.get("/api/v1/items/next").json()["entry_id"] != item["entry_id"]
+        assert http.get("/label").status_code == 200
 
 
 def test_token_use_is_recorded_at_most_once_a_minute(tmp_path: Path) -> None:
