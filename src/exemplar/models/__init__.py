@@ -1,8 +1,28 @@
-"""Model adapters: scikit-learn models and committees (PyTorch arrives with the torch extra)."""
+"""Model adapters: scikit-learn models and committees, and PyTorch networks (torch extra).
 
+The PyTorch names (``TorchAdapter``, ``TrainingRecipe``, ``make_torch_model``,
+``TORCH_MODELS``, ``SmallCNN``, ``MLP``) are imported on first access, so importing
+this package never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+from exemplar.errors import ModelError
 from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
 from exemplar.models.recipes import MODEL_RECIPES, ModelRecipe, make_estimator
 from exemplar.models.sklearn import CommitteeAdapter, SklearnAdapter
+
+if TYPE_CHECKING:
+    from exemplar.models.nets import MLP as MLP
+    from exemplar.models.nets import SmallCNN as SmallCNN
+    from exemplar.models.torch_adapter import TORCH_MODELS as TORCH_MODELS
+    from exemplar.models.torch_adapter import TorchAdapter as TorchAdapter
+    from exemplar.models.torch_adapter import TrainingRecipe as TrainingRecipe
+    from exemplar.models.torch_adapter import make_torch_model as make_torch_model
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -13,3 +33,21 @@ __all__ = [
     "SklearnAdapter",
     "make_estimator",
 ]
+
+_TORCH_EXPORTS = {
+    "TORCH_MODELS": "exemplar.models.torch_adapter",
+    "TorchAdapter": "exemplar.models.torch_adapter",
+    "TrainingRecipe": "exemplar.models.torch_adapter",
+    "make_torch_model": "exemplar.models.torch_adapter",
+    "MLP": "exemplar.models.nets",
+    "SmallCNN": "exemplar.models.nets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _TORCH_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if importlib.util.find_spec("torch") is None:
+        raise ModelError(f"{name} needs PyTorch: pip install 'exemplar[torch]'")
+    return getattr(importlib.import_module(module), name)
