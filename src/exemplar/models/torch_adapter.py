@@ -161,6 +161,12 @@ class NetSpec:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.name not in _NETS:
+            raise ConfigError(
+                f"unknown torch model {self.name!r}; choose one of: {', '.join(_NETS)}"
+            )
+
     def __call__(self, n_features: int, n_classes: int) -> nn.Module:
         """Build a freshly initialized network."""
         return _NETS[self.name](n_features, n_classes, **self.params)
@@ -463,11 +469,19 @@ class TorchAdapter:
                 raise ValueError(f"format {payload['format']!r}")
             meta = json.loads(payload["meta"])
             states = list(payload["members"])
+            n_features = int(meta["n_features"])
             scale_mean, scale_std = payload["scale_mean"], payload["scale_std"]
+            for scale in (scale_mean, scale_std):
+                if not isinstance(scale, torch.Tensor) or scale.shape != (n_features,):
+                    raise ValueError("scaling tensors do not match the feature count")
             classes = np.asarray(meta["classes"], dtype=np.dtype(meta["classes_dtype"]))
             recipe = TrainingRecipe.from_dict(meta["recipe"])
             if build is None and meta["net"] is not None:
                 build = NetSpec(**meta["net"])
+            options = {
+                k: meta[k]
+                for k in ("uncertainty", "n_samples", "n_members", "embedding_layer", "scaling")
+            }
         except (LookupError, TypeError, ValueError, ConfigError) as exc:
             raise ModelError(f"{path} is not an exemplar torch checkpoint ({exc})") from exc
         if build is None:
@@ -475,19 +489,15 @@ class TorchAdapter:
         adapter = cls(
             build,
             recipe,
-            uncertainty=meta["uncertainty"],
-            n_samples=meta["n_samples"],
-            n_members=meta["n_members"],
-            embedding_layer=meta["embedding_layer"],
-            scaling=meta["scaling"],
             device=device,
             chunk_size=chunk_size,
             predict_batch_size=predict_batch_size,
+            **options,
         )
         target = resolve_device(device)
         nets = []
         for state in states:
-            net = build(meta["n_features"], classes.size)
+            net = build(n_features, classes.size)
             try:
                 net.load_state_dict(state)
             except RuntimeError as exc:
@@ -500,7 +510,7 @@ class TorchAdapter:
         adapter.history_ = []
         adapter.warm_started_ = False
         adapter.classes_ = classes
-        adapter.n_features_in_ = int(meta["n_features"])
+        adapter.n_features_in_ = n_features
         adapter.scale_mean_ = scale_mean.to(torch.float32)
         adapter.scale_std_ = scale_std.to(torch.float32)
         adapter.device_ = target

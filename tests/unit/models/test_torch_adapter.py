@@ -252,8 +252,12 @@ def test_corrupt_or_foreign_checkpoints_raise_model_error(
     for name in ("truncated", "junk", "empty"):
         with pytest.raises(ModelError, match="corrupt"):
             TorchAdapter.load(tmp_path / f"{name}.pt")
-    with pytest.raises(ModelError, match="not an exemplar torch checkpoint"):
-        TorchAdapter.load(tmp_path / "foreign.pt")
+    payload = torch.load(tmp_path / "good.pt", weights_only=True)
+    torch.save({**payload, "meta": "{}"}, tmp_path / "no_meta.pt")
+    torch.save({**payload, "scale_std": torch.ones(3)}, tmp_path / "bad_scale.pt")
+    for name in ("foreign", "no_meta", "bad_scale"):
+        with pytest.raises(ModelError, match="not an exemplar torch checkpoint"):
+            TorchAdapter.load(tmp_path / f"{name}.pt")
     with pytest.raises(ModelError, match="does not exist"):
         TorchAdapter.load(tmp_path / "missing.pt")
 
