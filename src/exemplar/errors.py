@@ -76,3 +76,11 @@ class QueueError(ExemplarError):
 
 class LeaseLostError(QueueError):
     """The caller's lease on a queue entry expired and another annotator has taken the item."""
+
+
+class ReviewError(ExemplarError, ValueError):
+    """A reviewer's decision does not fit the item (a disputed item needs a class named)."""
+
+
+class NothingToReviewError(ReviewError, LookupError):
+    """The item does not exist, or it has no label (or dispute) to review."""

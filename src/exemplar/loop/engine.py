@@ -21,8 +21,8 @@ import joblib
 import numpy as np
 from filelock import FileLock, Timeout
 from sklearn.metrics import accuracy_score, f1_score
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.orm import Session, aliased
 from threadpoolctl import threadpool_limits
 
 from exemplar.errors import ConfigError, ProjectError
@@ -322,7 +322,7 @@ class LoopEngine:
             entries += [(int(i), CONTROL_STRATEGY, None) for i in drawn]
         with self.project.db.session() as s:
             drop_stale_entries(s)
-            enqueue(s, cycle.id, _still_free(s, entries))
+            enqueue(s, cycle.id, _still_free(s, entries), overlap=self.cfg.oracle.overlap)
             self._transition(s, cycle, CycleState.LABEL, timing=("select", t0))
 
     def _label(self, cycle: Cycle) -> str | None:
@@ -733,11 +733,20 @@ class _ProjectLock(FileLock):
 
 
 def _droppable_stale() -> Any:
-    """Stale entries still pending and never leased: they make way for a fresh batch."""
+    """Stale entries still pending and never leased: they make way for a fresh batch.
+
+    With overlap, an item's slots go together: none is dropped once any slot was leased.
+    """
+    touched = aliased(QueueEntry)
     return (
         QueueEntry.strategy.startswith(STALE_PREFIX, autoescape=True)
         & (QueueEntry.status == QueueStatus.PENDING)
         & (QueueEntry.attempts == 0)
+        & ~exists().where(
+            touched.item_id == QueueEntry.item_id,
+            touched.cycle_id.is_(None),
+            touched.attempts > 0,
+        )
     )
 
 

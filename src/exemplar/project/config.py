@@ -87,18 +87,28 @@ class SelectionSection(_Section):
 
 
 class OracleSection(_Section):
-    """Who labels: ground truth (simulated), people (human), or another tool (file)."""
+    """Who labels: ground truth (simulated), people (human), or another tool (file).
+
+    ``overlap`` is how many different annotators label each queued item (human oracle
+    only); a disagreement between them sends the item to review (``exemplar.store.overlap``).
+    """
 
     kind: Literal["simulated", "human", "file"] = "human"
     noise_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     cost_per_label: float = Field(default=0.0, ge=0.0)
     path: str = ""
     lease_seconds: int = Field(default=600, ge=1)
+    overlap: int = Field(default=1, ge=1, le=16)
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> OracleSection:
         if self.kind == "file" and not self.path:
             raise ValueError("oracle kind 'file' needs a path to the labels file")
+        if self.overlap > 1 and self.kind != "human":
+            raise ValueError(
+                f"overlap = {self.overlap} needs oracle kind 'human' (several people per item); "
+                f"kind {self.kind!r} labels each item once"
+            )
         return self
 
 

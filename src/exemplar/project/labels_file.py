@@ -79,7 +79,8 @@ def apply_labels_file(
     """Write the labels of ``path`` into the project's history, one transaction per 1,000.
 
     Items are matched by uid, id or uri. An item queued for labeling gets its queue
-    entry's provenance (cycle, strategy, score) and the entry is marked done. An item
+    entry's provenance (cycle, strategy, score) and its open entries are marked done (with
+    overlap, an imported label is final: it closes every open slot of the item). An item
     whose current label already equals the file's is left alone. Unknown keys and
     unknown classes are reported, never guessed.
     """
@@ -89,10 +90,14 @@ def apply_labels_file(
     with project.db.read() as s:
         items = s.execute(select(Item.id, Item.uid, Item.uri)).all()
         current = {c.item_id: c.label for c in current_labels(s, verified_only=False)}
-        open_entries = {
-            e.item_id: e
-            for e in s.scalars(select(QueueEntry).where(QueueEntry.status.in_(OPEN_QUEUE_STATUSES)))
-        }
+        open_slots: dict[int, list[QueueEntry]] = {}
+        for e in s.scalars(
+            select(QueueEntry)
+            .where(QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
+            .order_by(QueueEntry.id)
+        ):
+            open_slots.setdefault(e.item_id, []).append(e)
+        open_entries = {item_id: slots[0] for item_id, slots in open_slots.items()}
     by_key: dict[str, int] = {}
     for item_id, uid, uri in items:
         by_key[uid] = by_key[str(item_id)] = by_key[uri] = item_id
@@ -131,8 +136,8 @@ def apply_labels_file(
                     strategy=entry.strategy if entry else None,
                     score=entry.score if entry else None,
                 )
-                if entry is not None:
-                    row = s.get_one(QueueEntry, entry.id)
+                for slot in open_slots.get(item_id, []):
+                    row = s.get_one(QueueEntry, slot.id)
                     row.status = QueueStatus.DONE
                     row.annotator = who
                 report.labeled += 1

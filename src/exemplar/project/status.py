@@ -51,6 +51,7 @@ def project_status(project: Any) -> dict[str, Any]:
             "verified": int(sum(verified.values())),
             "proposed": sum(1 for c in labels if c.status == "proposed"),
             "rejected": sum(1 for c in labels if c.status == "rejected"),
+            "disputed": sum(1 for c in labels if c.status == "disputed"),
             "per_class": per_class,
             "classes_without_labels": rare,
         },

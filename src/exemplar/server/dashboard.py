@@ -236,6 +236,7 @@ def dashboard(project: Project) -> dict[str, Any]:
         "classes": project.classes,
         "labels_per_class": per_class,
         "labels_total": status["labels"]["verified"],
+        "labels_disputed": status["labels"]["disputed"],
         "rare_classes": rare_classes(per_class),
         "rare_rule": {"fewer_than": RARE_ABSOLUTE, "or_fraction_of_mean": RARE_RELATIVE},
         "throughput": throughput(project),

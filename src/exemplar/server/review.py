@@ -1,6 +1,9 @@
 """The review API: labels ordered by risk, and a reviewer's accept / correct / reject.
 
-Risk of an item's current label (higher is riskier) adds up three signals:
+**Disputed** items come first: their overlap annotators disagree (``exemplar.store.consensus``),
+so they have no current label until a reviewer decides; each row lists every annotator's
+vote and has risk ``DISPUTED_RISK``. Then the risk of an item's current label (higher is
+riskier) adds up three signals:
 
 * **disagreement** (+2): at least two annotators' newest human labels of the item differ;
 * **model conflict** (+confidence): the newest model's top class differs from the label,
@@ -8,7 +11,8 @@ Risk of an item's current label (higher is riskier) adds up three signals:
 * **low confidence** (+1 - p): the newest model's probability of the labeled class.
 
 A review never rewrites history: it appends a label row (``source=human``,
-``annotator=<reviewer>``, ``strategy=review``), so the old rows stay.
+``annotator=<reviewer>``, ``strategy=review``), so the old rows stay
+(:func:`exemplar.store.consensus.review_item`).
 """
 
 from __future__ import annotations
@@ -25,20 +29,37 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from exemplar.errors import NothingToReviewError, ReviewError
 from exemplar.project import Project
 from exemplar.server.app import API_PREFIX, PathId, State, require_role
 from exemplar.server.items import _model_classes
 from exemplar.server.security import new_csrf_token
 from exemplar.store.accounts import Role, User, get_user
-from exemplar.store.labels import UnknownClassError, add_label, current_labels
-from exemplar.store.schema import Item, Label, LabelSource, LabelStatus, ModelVersion
+from exemplar.store.consensus import (
+    REVIEW_STRATEGY,
+    disputed_votes,
+    is_open_vote,
+    review_item,
+)
+from exemplar.store.labels import UnknownClassError, current_labels
+from exemplar.store.schema import Label, LabelSource, LabelStatus, ModelVersion
 
-__all__ = ["REVIEW_STRATEGY", "ModelView", "page_user", "review_rows", "router", "templates"]
+__all__ = [
+    "DISPUTED_RISK",
+    "REVIEW_STRATEGY",
+    "ModelView",
+    "page_user",
+    "review_rows",
+    "router",
+    "templates",
+]
 
-#: The ``strategy`` of label rows written by a review.
-REVIEW_STRATEGY = "review"
 #: A labeled class with less model probability than this is flagged ``low-confidence``.
 LOW_CONFIDENCE = 0.5
+#: The risk of a disputed item: disagreement (2) plus no agreed label (as if the model
+#: conflicted with certainty, 1, and gave the label no probability, 1). Disputed items
+#: are also listed before every other row.
+DISPUTED_RISK = 4.0
 
 #: The server's templates (Jinja2 autoescapes every ``.html`` template).
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -80,7 +101,8 @@ def _disagreeing_items(rows: list[Label]) -> set[int]:
             newest[(row.item_id, row.annotator)] = row
     classes: dict[int, set[str]] = defaultdict(set)
     for (item_id, _), row in newest.items():
-        if row.status == LabelStatus.VERIFIED and row.label is not None:
+        # An overlap vote is written ``proposed`` while the item's other slots are open.
+        if row.status in (LabelStatus.VERIFIED, LabelStatus.PROPOSED) and row.label is not None:
             classes[item_id].add(row.label)
     return {item_id for item_id, names in classes.items() if len(names) >= 2}
 
@@ -88,42 +110,64 @@ def _disagreeing_items(rows: list[Label]) -> set[int]:
 def review_rows(
     project: Project, *, limit: int = 50, include_reviewed: bool = False
 ) -> list[dict[str, Any]]:
-    """Current labels ordered by risk (riskiest first), ``limit`` of them."""
+    """Disputed items, then current labels by risk (riskiest first), ``limit`` of them.
+
+    Items whose overlap votes are still open are left out: they are not labeled yet.
+    """
     model = newest_model(project)
     with project.db.read() as s:
+        labels = current_labels(s, verified_only=False)
         current = [
             c
-            for c in current_labels(s, verified_only=False)
-            if c.label is not None and c.status != LabelStatus.REJECTED
+            for c in labels
+            if c.label is not None
+            and c.status != LabelStatus.REJECTED
+            and not is_open_vote(c.status, c.source)
         ]
-        ids = [c.label_id for c in current]
+        disputed = [c for c in labels if c.status == LabelStatus.DISPUTED]
+        ids = [c.label_id for c in current + disputed]
         newest_rows = {row.id: row for row in s.scalars(select(Label).where(Label.id.in_(ids)))}
+        votes = disputed_votes(s, [newest_rows[c.label_id] for c in disputed])
         human = list(
             s.scalars(select(Label).where(Label.source == LabelSource.HUMAN).order_by(Label.id))
         )
     disagree = _disagreeing_items(human)
     out: list[dict[str, Any]] = []
+    for c in disputed:
+        row = newest_rows[c.label_id]
+        out.append(
+            {
+                "item_id": c.item_id,
+                "label_id": c.label_id,
+                "label": None,
+                "status": c.status,
+                "source": c.source,
+                "annotator": None,
+                "created_at": row.created_at.isoformat() if row.created_at else None,
+                "proposal": _proposal(model, c.row),
+                "risk": DISPUTED_RISK,
+                "reasons": ["disagreement"],
+                "votes": [
+                    {"annotator": v.annotator, "label": v.label, "verdict": v.verdict}
+                    for v in votes.get(c.item_id, [])
+                ],
+            }
+        )
     for c in current:
         row = newest_rows[c.label_id]
         if row.strategy == REVIEW_STRATEGY and not include_reviewed:
             continue
         risk = 0.0
         reasons: list[str] = []
-        proposal: dict[str, Any] | None = None
         if c.item_id in disagree:
             risk += 2.0
             reasons.append("disagreement")
-        if model is not None and c.row < model.proba.shape[0]:
+        proposal = _proposal(model, c.row)
+        if model is not None and proposal is not None:
             p = model.proba[c.row]
-            best = int(p.argmax())
-            proposal = {
-                "label": model.classes[best],
-                "confidence": float(p[best]),
-                "model_version": model.version,
-            }
             p_label = float(p[model.classes.index(c.label)]) if c.label in model.classes else 0.0
-            if model.classes[best] != c.label:
-                risk += float(p[best])
+            if proposal["label"] != c.label:
+                risk += proposal["confidence"]
                 reasons.append("model-conflict")
             risk += 1.0 - p_label
             if p_label < LOW_CONFIDENCE:
@@ -140,14 +184,32 @@ def review_rows(
                 "proposal": proposal,
                 "risk": round(risk, 6),
                 "reasons": reasons,
+                "votes": [],
             }
         )
-    out.sort(key=lambda r: (-r["risk"], -r["label_id"]))
+    out.sort(key=lambda r: (r["status"] != LabelStatus.DISPUTED, -r["risk"], -r["label_id"]))
     return out[:limit]
 
 
+def _proposal(model: ModelView | None, row: int) -> dict[str, Any] | None:
+    """The newest model's top class for an item row, if it scored that row."""
+    if model is None or row >= model.proba.shape[0]:
+        return None
+    p = model.proba[row]
+    best = int(p.argmax())
+    return {
+        "label": model.classes[best],
+        "confidence": float(p[best]),
+        "model_version": model.version,
+    }
+
+
 class ReviewIn(BaseModel):
-    """A reviewer's decision on an item's current label (``label`` only for ``correct``)."""
+    """A reviewer's decision on an item's current label.
+
+    ``correct`` needs ``label``. ``accept`` of a disputed item needs ``label``, one of the
+    classes its annotators chose; otherwise ``accept`` keeps the current label.
+    """
 
     action: Literal["accept", "correct", "reject"]
     label: str | None = Field(default=None, max_length=255)
@@ -164,36 +226,16 @@ class ReviewOut(BaseModel):
 
 
 def review(project: Project, item_id: int, reviewer: str, body: ReviewIn) -> Label:
-    """Append the reviewer's decision to the item's label history."""
-    with project.db.session() as s:
-        if s.get(Item, item_id) is None:
-            raise HTTPException(404, f"no item {item_id}")
-        last = s.scalars(
-            select(Label).where(Label.item_id == item_id).order_by(Label.id.desc()).limit(1)
-        ).first()
-        if last is None or last.label is None:
-            raise HTTPException(404, f"item {item_id} has no label to review")
-        label: str | None = last.label
-        status = LabelStatus.VERIFIED
-        if body.action == "correct":
-            if body.label is None:
-                raise HTTPException(422, "action 'correct' needs a label")
-            label = body.label
-        elif body.action == "reject":
-            status = LabelStatus.REJECTED
-        try:
-            return add_label(
-                s,
-                item_id,
-                label,
-                classes=project.classes,
-                source=LabelSource.HUMAN,
-                status=status,
-                annotator=reviewer,
-                strategy=REVIEW_STRATEGY,
+    """Append the reviewer's decision to the item's label history (404/422 on bad input)."""
+    try:
+        with project.db.session() as s:
+            return review_item(
+                s, item_id, reviewer, body.action, body.label, classes=project.classes
             )
-        except UnknownClassError as exc:
-            raise HTTPException(422, str(exc)) from exc
+    except NothingToReviewError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except (ReviewError, UnknownClassError) as exc:
+        raise HTTPException(422, str(exc)) from exc
 
 
 def page_user(request: Request, project: Project) -> tuple[User | None, str]:

@@ -104,7 +104,7 @@ def refill_from_previous_ranking(project: Project, engine: LoopEngine | None = N
         drawn = rng.choice(ids, size=min(size, ids.size), replace=False)
         entries = [(int(i), f"{STALE_PREFIX}random", None) for i in drawn]
     with project.db.session() as s:
-        return enqueue(s, None, entries)
+        return enqueue(s, None, entries, overlap=project.config.oracle.overlap)
 
 
 class BackgroundLearner:

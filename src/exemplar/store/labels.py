@@ -65,7 +65,8 @@ def add_label(
 
     A repeated ``idempotency_key`` returns the row written the first time instead of a
     second one, so a client retrying after a dropped connection never double-labels.
-    ``label`` may be None only for a rejected proposal.
+    ``label`` may be None only for a rejected proposal (or an undo marker) and for the
+    ``disputed`` marker of an item whose overlap annotators disagree.
     """
     conn = session.connection() if isinstance(session, Session) else session
     if idempotency_key is not None:
@@ -77,8 +78,8 @@ def add_label(
         if found is not None:
             return Label(**found)
     if label is None:
-        if status != LabelStatus.REJECTED:
-            raise UnknownClassError("only a rejected label may omit the class")
+        if status not in (LabelStatus.REJECTED, LabelStatus.DISPUTED):
+            raise UnknownClassError("only a rejected or disputed label may omit the class")
     else:
         validate_class(label, classes)
     values = {

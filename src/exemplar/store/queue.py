@@ -2,7 +2,8 @@
 
 Invariants this module keeps, on SQLite and PostgreSQL alike:
 
-* Two annotators never hold the same entry at once. Claiming an entry is one atomic
+* Two annotators never hold the same entry at once, and one annotator never gets two slots
+  of one item (overlap, :mod:`exemplar.store.consensus`). Claiming an entry is one atomic
   ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING``: on SQLite every write
   transaction starts with ``BEGIN IMMEDIATE`` (writers are serialised), on PostgreSQL the
   inner select is ``FOR UPDATE SKIP LOCKED`` (concurrent claimers skip each other's rows).
@@ -15,6 +16,10 @@ Invariants this module keeps, on SQLite and PostgreSQL alike:
   taken the item; it fails with :class:`~exemplar.errors.LeaseLostError` (writing nothing)
   once another annotator has it. A retried submit with the same idempotency key returns the
   label written the first time.
+
+An item queued with overlap N has N entries (``slot`` 0..N-1) of one rank; its labeling is
+complete when all N are done, and :func:`submit` records each label as a vote
+(:func:`exemplar.store.consensus.record_vote`). With one slot, a label is written as is.
 
 Statuses: ``pending`` (waiting, by rank), ``leased`` (held until ``lease_expires``),
 ``skipped`` (waiting, served after every pending entry), ``done`` (labeled). The
@@ -50,6 +55,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from exemplar.errors import LeaseLostError, QueueError, StoreError
+from exemplar.store.consensus import REVIEW_STRATEGY, lock_item, record_vote, round_filter
 from exemplar.store.db import Database
 from exemplar.store.labels import add_label, validate_class
 from exemplar.store.schema import (
@@ -114,18 +120,23 @@ def enqueue(
     session: Session,
     cycle_id: int | None,
     entries: Sequence[tuple[int, str | None, float | None]],
+    *,
+    overlap: int = 1,
 ) -> int:
     """Add ``(item_id, strategy, score)`` entries, best first, in the caller's transaction.
 
-    An entry's rank is its position in ``entries`` (0 is served first). Entries whose item
-    is already queued for ``cycle_id`` (or repeated within ``entries``) are left as they are,
+    An entry's rank is its position in ``entries`` (0 is served first). Each item gets
+    ``overlap`` entries (slots 0..overlap-1, same rank), one per annotator wanted. Items
+    already queued for ``cycle_id`` (or repeated within ``entries``) are left as they are,
     so enqueueing a batch twice is harmless.
 
     Returns
     -------
     int
-        The number of entries added.
+        The number of entries (slots) added.
     """
+    if overlap < 1:
+        raise QueueError(f"overlap must be at least 1, got {overlap}")
     cycle_filter = _Q.c.cycle_id.is_(None) if cycle_id is None else _Q.c.cycle_id == cycle_id
     existing = set(session.scalars(select(_Q.c.item_id).where(cycle_filter)))
     now = utcnow()
@@ -134,10 +145,11 @@ def enqueue(
         if item_id in existing:
             continue
         existing.add(item_id)
-        rows.append(
+        rows.extend(
             {
                 "item_id": int(item_id),
                 "cycle_id": cycle_id,
+                "slot": slot,
                 "strategy": strategy,
                 "score": None if score is None else float(score),
                 "rank": rank,
@@ -148,6 +160,7 @@ def enqueue(
                 "created_at": now,
                 "updated_at": now,
             }
+            for slot in range(overlap)
         )
     if not rows:
         return 0
@@ -155,7 +168,7 @@ def enqueue(
     if dialect in ("sqlite", "postgresql"):
         # A concurrent enqueue of the same (item, cycle) is absorbed by the unique constraint.
         insert_fn = sqlite_insert if dialect == "sqlite" else pg_insert
-        stmt = insert_fn(_Q).on_conflict_do_nothing(index_elements=["item_id", "cycle_id"])
+        stmt = insert_fn(_Q).on_conflict_do_nothing(index_elements=["item_id", "cycle_id", "slot"])
         session.execute(stmt, rows)
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         session.execute(_Q.insert(), rows)
@@ -175,8 +188,9 @@ def lease(
     If ``annotator`` already holds a live lease, that entry is returned again with its
     lease extended (a page reload does not grab a second item, and does not count as an
     attempt). Otherwise the entry with the lowest rank among the pending ones and those
-    whose lease expired is claimed, or, when there is none, the earliest skipped one.
-    Claiming increments ``attempts``. With ``additional`` the caller's live leases are
+    whose lease expired is claimed, or, when there is none, the earliest skipped one,
+    passing over slots of items ``annotator`` holds or held another slot of. Claiming
+    increments ``attempts``. With ``additional`` the caller's live leases are
     left alone and one more entry is claimed (a client prefetching the next item; the
     caller bounds how many it holds).
 
@@ -237,7 +251,9 @@ def submit(
     and the entry's ``done`` status are written together or not at all. The submit is
     accepted while ``annotator`` is the entry's holder, even when the lease has expired, as
     long as nobody else has taken the item since (no work is lost). A retry with the same
-    ``idempotency_key`` returns the label written the first time.
+    ``idempotency_key`` returns the label written the first time. With overlap (the item
+    has several slots) the label is one vote: see
+    :func:`exemplar.store.consensus.record_vote` for how it is written and settled.
 
     Raises
     ------
@@ -282,7 +298,7 @@ def _submit(
             entry = cur.fetchone()
             if entry is None:
                 raise QueueError(f"no queue entry {entry_id}")
-            item_id, cycle_id, strategy, score, entry_status, holder = entry
+            item_id, cycle_id, strategy, score, entry_status, holder, n_slots = entry
             if entry_status == _DONE or holder != annotator:
                 if idempotency_key is not None:
                     # A retry of a submit that went through: hand back the first label.
@@ -305,19 +321,35 @@ def _submit(
                         "(the lease expired and the item was reassigned); the label was not saved"
                     )
                 raise QueueError(f"queue entry {entry_id} was already submitted by {annotator!r}")
-            written = add_label(
-                session,
-                item_id,
-                label,
-                classes=classes,
-                source=source,
-                status=status,
-                annotator=annotator,
-                cycle_id=cycle_id,
-                strategy=strategy,
-                score=score,
-                idempotency_key=idempotency_key,
-            )
+            if n_slots > 1:  # overlap: one vote among several annotators' (consensus.py)
+                written = record_vote(
+                    session,
+                    entry_id=entry_id,
+                    item_id=item_id,
+                    cycle_id=cycle_id,
+                    annotator=annotator,
+                    label=label,
+                    status=str(status),
+                    classes=classes,
+                    source=str(source),
+                    strategy=strategy,
+                    score=score,
+                    idempotency_key=idempotency_key,
+                )
+            else:
+                written = add_label(
+                    session,
+                    item_id,
+                    label,
+                    classes=classes,
+                    source=source,
+                    status=status,
+                    annotator=annotator,
+                    cycle_id=cycle_id,
+                    strategy=strategy,
+                    score=score,
+                    idempotency_key=idempotency_key,
+                )
             if written.item_id != item_id:
                 raise QueueError(
                     f"idempotency key {idempotency_key!r} was already used for another item"
@@ -414,7 +446,9 @@ def undo_last(
     with no class (an *undo marker*), so the item has no current label any more, and its
     queue entry is leased to ``annotator`` again (their other live leases go back to
     ``pending``), so their next :func:`lease` returns that item. Repeated calls walk back
-    through older labels. Only labels whose cycle is still waiting for labels (state
+    through older labels. With overlap, each annotator undoes their own vote (the other
+    annotators' votes stay); an item agreed or disputed through it has no current label
+    until the vote is given again. Only labels whose cycle is still waiting for labels (state
     ``label``) can be undone: once the loop has trained on a label, it stays.
 
     Returns
@@ -432,20 +466,18 @@ def undo_last(
             .order_by(Label.id.desc())
             .limit(200)
         )
-        for row in candidates:
+        for row in list(candidates):
             if row.status == LabelStatus.REJECTED.value and row.label is None:
                 continue  # an undo marker
-            newest = s.scalar(select(func.max(Label.id)).where(Label.item_id == row.item_id))
-            if newest != row.id:
-                continue  # already superseded (undone or relabeled)
-            entry = s.scalar(
-                select(QueueEntry).where(
-                    QueueEntry.item_id == row.item_id,
-                    QueueEntry.cycle_id.is_(None)
-                    if row.cycle_id is None
-                    else QueueEntry.cycle_id == row.cycle_id,
-                )
-            )
+            slots = list(s.scalars(select(QueueEntry).where(_round(row.item_id, row.cycle_id))))
+            entry = next((e for e in slots if e.annotator == annotator), None)
+            if entry is not None and len(slots) > 1:
+                # Overlap: hold the slot, then the item, as submit does (consensus.py).
+                s.execute(select(_Q.c.id).where(_Q.c.id == entry.id).with_for_update())
+                lock_item(s.connection(), row.item_id)
+                s.refresh(entry)
+            if _superseded(s, row, annotator, {e.annotator for e in slots}):
+                continue  # undone, relabeled or reviewed since
             if entry is None or entry.status != _DONE or entry.annotator != annotator:
                 return None
             if row.cycle_id is not None:
@@ -490,6 +522,32 @@ def undo_last(
 
 
 _INSERT_MARKER = cast(Table, Label.__table__).insert().returning(cast(Table, Label.__table__).c.id)
+
+
+def _round(item_id: int, cycle_id: int | None) -> Any:
+    """The queue slots of an item in a cycle."""
+    return round_filter(_Q, item_id, cycle_id)
+
+
+def _superseded(s: Session, row: Label, annotator: str, slot_annotators: set[str | None]) -> bool:
+    """Whether a newer row of the item overrides ``row`` (``annotator``'s label).
+
+    With overlap, the other slots' votes and the round's ``disputed`` row do not: each
+    annotator undoes their own vote. Anything else newer (their own undo or relabel, a
+    review, an import) does.
+    """
+    later = s.execute(
+        select(Label.annotator, Label.status, Label.cycle_id, Label.strategy).where(
+            Label.item_id == row.item_id, Label.id > row.id
+        )
+    ).all()
+    for who, status, cycle_id, strategy in later:
+        same_round = cycle_id == row.cycle_id and strategy != REVIEW_STRATEGY
+        vote = who != annotator and who in slot_annotators
+        dispute = who is None and status == LabelStatus.DISPUTED.value
+        if not (same_round and (vote or dispute)):
+            return True
+    return False
 
 
 def expire_leases(db: Database, now: datetime | None = None) -> int:
@@ -676,6 +734,13 @@ SELECT id FROM queue
 WHERE status = '{_LEASED}' AND annotator = :annotator AND lease_expires > :now
 ORDER BY rank, id LIMIT 1
 """
+# A candidate ``c`` is not a slot of an item whose other slot the caller holds or labeled
+# (an index probe on uq_queue_item_cycle_slot; ``{same}`` is the None-safe equality).
+_NOT_MINE = """NOT EXISTS (SELECT 1 FROM queue AS o
+                WHERE o.item_id = c.item_id AND o.cycle_id {same} c.cycle_id
+                  AND o.id <> c.id AND o.annotator = :annotator)"""
+_NOT_MINE_SQLITE = _NOT_MINE.format(same="IS")
+_NOT_MINE_PG = _NOT_MINE.format(same="IS NOT DISTINCT FROM")
 
 # SQLite: one statement (writers are serialised by BEGIN IMMEDIATE). The caller's own live
 # lease first; else the lowest rank among pending entries and expired leases (each branch
@@ -685,14 +750,17 @@ UPDATE queue {_SET_LEASE}
 WHERE id = COALESCE(
     ({_OWN_LIVE_LEASE}),
     (SELECT id FROM (
-        SELECT * FROM (SELECT id, rank FROM queue WHERE status = '{_PENDING}'
+        SELECT * FROM (SELECT id, rank FROM queue AS c
+                       WHERE status = '{_PENDING}' AND {_NOT_MINE_SQLITE}
                        ORDER BY rank, id LIMIT 1)
         UNION ALL
-        SELECT * FROM (SELECT id, rank FROM queue
+        SELECT * FROM (SELECT id, rank FROM queue AS c
                        WHERE status = '{_LEASED}' AND lease_expires <= :now
+                         AND {_NOT_MINE_SQLITE}
                        ORDER BY rank, id LIMIT 1)
      ) ORDER BY rank, id LIMIT 1),
-    (SELECT id FROM queue WHERE status = '{_SKIPPED}' ORDER BY rank, id LIMIT 1)
+    (SELECT id FROM queue AS c WHERE status = '{_SKIPPED}' AND {_NOT_MINE_SQLITE}
+     ORDER BY rank, id LIMIT 1)
 )
 {_RETURN_LEASE}
 """
@@ -710,10 +778,10 @@ _PG_LEASE = _pg(f"""
 UPDATE queue {_SET_LEASE}
 WHERE id = COALESCE(
     ({_OWN_LIVE_LEASE} FOR UPDATE),
-    (SELECT id FROM queue WHERE status = '{_PENDING}'
-     ORDER BY rank, id LIMIT 1 FOR UPDATE SKIP LOCKED),
-    (SELECT id FROM queue WHERE status = '{_SKIPPED}'
-     ORDER BY rank, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+    (SELECT id FROM queue AS c WHERE status = '{_PENDING}' AND {_NOT_MINE_PG}
+     ORDER BY rank, id LIMIT 1 FOR UPDATE OF c SKIP LOCKED),
+    (SELECT id FROM queue AS c WHERE status = '{_SKIPPED}' AND {_NOT_MINE_PG}
+     ORDER BY rank, id LIMIT 1 FOR UPDATE OF c SKIP LOCKED)
 )
 {_RETURN_LEASE}
 """)
@@ -729,8 +797,11 @@ def _without_own_lease(sql: str, branch: str) -> str:
 _SQLITE_LEASE_MORE = _without_own_lease(_SQLITE_LEASE, f"    ({_OWN_LIVE_LEASE}),\n")
 _PG_LEASE_MORE = _without_own_lease(_PG_LEASE, _pg(f"    ({_OWN_LIVE_LEASE} FOR UPDATE),\n"))
 
+# The entry, and how many slots its item has in its cycle (1 unless queued with overlap).
 _ENTRY_SQL = (
-    "SELECT item_id, cycle_id, strategy, score, status, annotator FROM queue WHERE id = :entry_id"
+    "SELECT item_id, cycle_id, strategy, score, status, annotator, "
+    "(SELECT COUNT(*) FROM queue AS s WHERE s.item_id = queue.item_id "
+    "AND s.cycle_id {same} queue.cycle_id) FROM queue WHERE id = :entry_id"
 )
 _DONE_SQL = (
     f"UPDATE queue SET status = '{_DONE}', lease_expires = NULL, updated_at = :now "
@@ -738,5 +809,8 @@ _DONE_SQL = (
 )
 #: By dialect. PostgreSQL locks the entry row; on SQLite, BEGIN IMMEDIATE already holds
 #: the database's write lock.
-_ENTRY_FOR_UPDATE = {"sqlite": _ENTRY_SQL, "postgresql": _pg(_ENTRY_SQL + " FOR UPDATE")}
+_ENTRY_FOR_UPDATE = {
+    "sqlite": _ENTRY_SQL.format(same="IS"),
+    "postgresql": _pg(_ENTRY_SQL.format(same="IS NOT DISTINCT FROM") + " FOR UPDATE OF queue"),
+}
 _ENTRY_DONE = {"sqlite": _DONE_SQL, "postgresql": _pg(_DONE_SQL)}

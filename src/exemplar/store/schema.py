@@ -67,11 +67,16 @@ class LabelSource(StrEnum):
 
 
 class LabelStatus(StrEnum):
-    """Review state of a label."""
+    """Review state of a label.
+
+    ``disputed`` marks an item whose overlap annotators disagree (a row with no class,
+    see ``exemplar.store.overlap``); it waits for a reviewer.
+    """
 
     PROPOSED = "proposed"
     VERIFIED = "verified"
     REJECTED = "rejected"
+    DISPUTED = "disputed"
 
 
 class QueueStatus(StrEnum):
@@ -188,12 +193,17 @@ class Cycle(Base):
 
 
 class QueueEntry(Base):
-    """An item waiting for a label, leased to at most one annotator at a time."""
+    """One slot of an item waiting for a label, leased to at most one annotator at a time.
+
+    An item queued with overlap N has N entries in its cycle (``slot`` 0..N-1), and one
+    annotator never holds or labels two slots of the same item.
+    """
 
     __tablename__ = "queue"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
     cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), default=None)
+    slot: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     strategy: Mapped[str | None] = mapped_column(String(64), default=None)
     score: Mapped[float | None] = mapped_column(Float, default=None)
     rank: Mapped[int] = mapped_column(Integer, default=0)
@@ -205,6 +215,6 @@ class QueueEntry(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
-        UniqueConstraint("item_id", "cycle_id", name="uq_queue_item_cycle"),
+        UniqueConstraint("item_id", "cycle_id", "slot", name="uq_queue_item_cycle_slot"),
         Index("ix_queue_status_rank", "status", "rank"),
     )

@@ -92,6 +92,8 @@
       const data = await response.json();
       text("cycle", data.cycle == null ? null : data.cycle + " (" + data.cycle_state + ")");
       text("model", data.model_version);
+      text("labels", data.labels_total + " verified"
+        + (data.labels_disputed ? " · " + data.labels_disputed + " disputed (waiting for review)" : ""));
       const s = data.stopping;
       text("stopping", s.stopped ? "stopped: " + (s.stop_reason || "") : "running");
       text("criteria", s.criteria.map((c) => JSON.stringify(c)).join("; "));

@@ -52,14 +52,21 @@
     }
   }
 
+  // "alice: 3 · bob: rejected 3": each overlap annotator's label of a disputed item.
+  function votesText(votes) {
+    return votes.map((v) => v.annotator + ": " + (v.verdict === "verified" ? v.label : v.verdict + " " + v.label)).join(" · ");
+  }
+
   function render(items) {
     const tbody = document.querySelector("#review tbody");
     tbody.replaceChildren();
     for (const item of items) {
+      const disputed = item.status === "disputed";
       const tr = document.createElement("tr");
+      if (disputed) tr.classList.add("disputed");
       cell(tr, item.item_id);
-      cell(tr, item.label);
-      cell(tr, item.annotator || item.source);
+      cell(tr, disputed ? "disputed" : item.label);
+      cell(tr, disputed ? votesText(item.votes) : item.annotator || item.source);
       cell(tr, item.created_at ? new Date(item.created_at).toLocaleString() : "");
       cell(tr, item.proposal ? item.proposal.label + " (" + item.proposal.confidence.toFixed(2) + ")" : "—");
       cell(tr, item.risk.toFixed(3));
@@ -68,9 +75,16 @@
       const select = document.createElement("select");
       select.setAttribute("aria-label", "corrected class");
       select.appendChild(options.content.cloneNode(true));
-      select.value = item.proposal && item.proposal.label !== item.label ? item.proposal.label : item.label;
+      const fallback = disputed && item.votes.length ? item.votes[0].label : item.label;
+      select.value = item.proposal && item.proposal.label !== item.label ? item.proposal.label : fallback;
+      if (disputed) {
+        // A disputed item has no label to accept: accept one annotator's class instead.
+        const chosen = [...new Set(item.votes.filter((v) => v.verdict === "verified").map((v) => v.label))];
+        for (const label of chosen) td.append(button("accept " + label, () => decide(item, tr, "accept", label)));
+      } else {
+        td.append(button("accept", () => decide(item, tr, "accept")));
+      }
       td.append(
-        button("accept", () => decide(item, tr, "accept")),
         select,
         button("correct", () => decide(item, tr, "correct", select.value)),
         button("reject", () => decide(item, tr, "reject")),
@@ -87,8 +101,10 @@
         return;
       }
       const data = await response.json();
+      const disputes = data.items.filter((i) => i.status === "disputed").length;
       $("message").textContent = data.items.length
-        ? data.items.length + " labels, riskiest first."
+        ? data.items.length + " labels, riskiest first"
+          + (disputes ? " (" + disputes + " disputed: the annotators disagree)." : ".")
         : "Nothing to review.";
       render(data.items);
     } catch (err) {
