@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from exemplar.errors import ModelError
 from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
-from exemplar.models.recipes import MODEL_RECIPES, ModelRecipe, make_estimator
+from exemplar.models.recipes import (
+    MODEL_RECIPES,
+    ModelRecipe,
+    checkpoint_suffix,
+    get_recipe,
+    load_model,
+    make_estimator,
+    make_model,
+    save_model,
+)
 from exemplar.models.sklearn import CommitteeAdapter, SklearnAdapter
 
 if TYPE_CHECKING:
@@ -31,7 +40,12 @@ __all__ = [
     "ModelAdapter",
     "ModelRecipe",
     "SklearnAdapter",
+    "checkpoint_suffix",
+    "get_recipe",
+    "load_model",
     "make_estimator",
+    "make_model",
+    "save_model",
 ]
 
 _TORCH_EXPORTS = {
