@@ -149,8 +149,37 @@ def text_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def overlap_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An image project with ``overlap = 2``: every item goes to two annotators."""
+    base = tmp_path_factory.mktemp("overlap")
+    root = base / "digits"
+    images = _digit_images(base / "images", 40)
+    with Project.init(
+        root,
+        [str(i) for i in range(10)],
+        name="digits-overlap",
+        oracle={"kind": "human", "overlap": 2},
+        model={"candidates": [{"recipe": "logreg", "params": {"C": 1.0}}]},
+        selection={"batch_size": 6, "initial_size": 6},
+        stopping={"criteria": [{"name": "label_budget", "budget": 20}]},
+    ) as project:
+        project.import_(images, labels_as="ground_truth")
+        assert project.run().status == "waiting"
+        assert project.status()["queue"]["pending"] == 12  # 6 items, 2 slots each
+        for name in ("vote1", "vote2"):
+            add_user(project.db, name, "annotator", PASSWORD)
+        add_user(project.db, "rev", "reviewer", PASSWORD)
+    return root
+
+
+@pytest.fixture(scope="module")
 def image_url(image_project: Path) -> Iterator[str]:
     yield from _serve(image_project)
+
+
+@pytest.fixture(scope="module")
+def overlap_url(overlap_project: Path) -> Iterator[str]:
+    yield from _serve(overlap_project)
 
 
 @pytest.fixture(scope="module")
@@ -407,3 +436,63 @@ def test_dashboard_retrain_button_calls_the_api(browser: Any, image_url: str) ->
         )
     finally:
         context.close()
+
+
+def test_review_a_disagreement_and_see_the_dashboard_update(
+    browser: Any, overlap_url: str, overlap_project: Path
+) -> None:
+    """Two annotators label one item differently (overlap 2): the reviewer finds it at the
+    top of /review, resolves it, and the dashboard's label counts follow each step."""
+    contexts = [browser.new_context(viewport={"width": 900, "height": 560}) for _ in range(3)]
+    try:
+        one, two, rev = (c.new_page() for c in contexts)
+        for page in (one, two, rev):
+            page.set_default_timeout(TIMEOUT_S * 1000)
+        # The reviewer logs in through the API: the /label page would lease them an item.
+        answer = rev.context.request.post(
+            f"{overlap_url}/api/v1/session", data={"name": "rev", "password": PASSWORD}
+        )
+        assert answer.status == 200, answer.text()
+
+        def dashboard_says(text: str) -> None:
+            rev.goto(f"{overlap_url}/dashboard")
+            rev.wait_for_function(
+                "(t) => document.getElementById('labels').textContent === t", arg=text
+            )
+
+        dashboard_says("0 verified")
+        first = open_labeling(one, overlap_url, "vote1")
+        one.keyboard.press("3")
+        wait_labels(overlap_project, "vote1", 1)
+        second = shown_item(one, other_than=first)
+        # The second annotator is given the same item (its other slot), not a new one.
+        assert open_labeling(two, overlap_url, "vote2") == first
+        two.keyboard.press("4")
+        wait_labels(overlap_project, "vote2", 1)
+        # Both agree on the next item.
+        assert shown_item(two, other_than=first) == second
+        two.keyboard.press("5")
+        one.keyboard.press("5")
+        wait_labels(overlap_project, "vote1", 2)
+        wait_labels(overlap_project, "vote2", 2)
+        dashboard_says("1 verified · 1 disputed (waiting for review)")
+
+        rev.goto(f"{overlap_url}/review")
+        top = rev.locator("#review tbody tr").first
+        top.wait_for()
+        cells = top.locator("td").all_inner_texts()
+        assert cells[:3] == [str(first), "disputed", "vote1: 3 · vote2: 4"]
+        assert "disagreement" in cells[6]
+        screenshot(rev, "review-disputed")
+        top.get_by_role("button", name="accept 4").click()
+        rev.wait_for_selector("#review tbody tr.reviewed")
+        rows = labels_of(overlap_project, "rev")
+        assert [(r.item_id, r.label, r.status, r.strategy) for r in rows] == [
+            (first, "4", "verified", "review")
+        ]
+        votes = [(r.annotator, r.label) for r in labels_of(overlap_project, "vote1")]
+        assert votes == [("vote1", "3"), ("vote1", "5")]  # the annotators' labels are kept
+        dashboard_says("2 verified")
+    finally:
+        for context in contexts:
+            context.close()

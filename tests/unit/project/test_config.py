@@ -23,6 +23,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     cfg = load_config(_write(tmp_path, BASE))
     assert cfg.selection.strategy == "default" and cfg.selection.batch_size == 10
     assert cfg.oracle.kind == "human" and len(cfg.model.candidates) == 3
+    assert cfg.oracle.overlap == 1  # one annotator per item unless asked
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,8 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
         ('[selection]\nstrategy = "nope"\n', "unknown strategy 'nope'"),
         ('[oracle]\nkind = "robot"\n', "[oracle].kind"),
         ('[oracle]\nkind = "file"\n', "needs a path"),
+        ("[oracle]\noverlap = 0\n", "[oracle].overlap"),
+        ('[oracle]\nkind = "simulated"\noverlap = 2\n', "needs oracle kind 'human'"),
         ('[model]\ncandidates = [{recipe = "svm"}]\n', "unknown model recipe 'svm'"),
         ('[stopping]\ncriteria = [{name = "forever"}]\n', "forever"),
         ("[kpi]\ntarget = 2.0\n", "[kpi].target"),
