@@ -70,6 +70,24 @@ def one_line_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``["epochs=20", "C=0.5", "optimizer=sgd"]`` -> a dict; values are JSON when they parse."""
+    import json
+
+    from exemplar.errors import ConfigError
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--model-param {pair!r} is not KEY=VALUE")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
 def _print_error(prefix: str, message: str) -> None:
     """One line on stderr; the message is plain text (``[section]`` is not rich markup)."""
     err_console.print(
@@ -86,7 +104,23 @@ def simulate(
     strategies: Annotated[
         str, typer.Option(help="Comma-separated strategy names; 'default' is the default strategy.")
     ] = "default,random",
-    model: Annotated[str, typer.Option(help="Model recipe: logreg or random_forest.")] = "logreg",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Model recipe (see `exemplar models`): logreg, random_forest, cnn, "
+            "cnn-ensemble, mlp, mlp-ensemble, minilm-logreg, minilm-mlp."
+        ),
+    ] = "logreg",
+    model_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A model hyper-parameter as KEY=VALUE (repeatable), e.g. epochs=20 or C=0.5; "
+            "VALUE is read as JSON when it parses, else as a string."
+        ),
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="Deep models: cpu (default), cuda, cuda:N or auto.")
+    ] = "cpu",
     seeds: Annotated[int, typer.Option(help="Paired seeds per strategy.")] = 5,
     initial: Annotated[int, typer.Option(help="Random labels before the first query.")] = 20,
     batch: Annotated[int, typer.Option(help="Labels added per round.")] = 10,
@@ -125,6 +159,8 @@ def simulate(
     config = SimulationConfig(
         dataset=data.name,
         model=model,
+        model_params=parse_params(model_param or []),
+        device=device,
         strategies=names,
         seeds=seeds,
         initial=initial,
@@ -193,6 +229,25 @@ def list_strategies() -> None:
             reads += " (cold start)"
         table.add_row(name, reads, cls.summary, cls.reference)
     console.print(table)
+
+
+@app.command("models")
+@one_line_errors
+def list_models() -> None:
+    """List the model recipes for --model and [[model.candidates]] recipe = ..."""
+    from exemplar.models import MODEL_RECIPES
+
+    table = Table(title="model recipes")
+    for col in ("name", "family", "inputs", "description"):
+        table.add_column(col, no_wrap=col == "name")
+    for recipe in MODEL_RECIPES.values():
+        inputs = "texts" if recipe.reads_text else "feature rows"
+        table.add_row(recipe.name, recipe.family, inputs, recipe.description)
+    console.print(table)
+    console.print(
+        "torch and text recipes need the extras: pip install 'exemplar[torch]' or 'exemplar[text]'.",
+        markup=False,
+    )
 
 
 @app.command()

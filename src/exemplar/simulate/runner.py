@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from exemplar.data import Dataset
 from exemplar.errors import ConfigError
 from exemplar.loop import LabeledPool, SimulatedOracle, select_batch
-from exemplar.models import CommitteeAdapter, ModelAdapter, SklearnAdapter, make_estimator
+from exemplar.models import ModelAdapter, get_recipe, make_model
 from exemplar.strategies import get_strategy
 
 __all__ = ["SimulationConfig", "SimulationResult", "run_simulation", "validate_config"]
@@ -54,6 +54,8 @@ class SimulationConfig:
 
     dataset: str
     model: str = "logreg"
+    model_params: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
     strategies: tuple[str, ...] = ("default", "random")
     seeds: int = 5
     initial: int = 20
@@ -146,6 +148,10 @@ def _collect(
     y_test: np.ndarray,
 ) -> list[dict[str, Any]]:
     with threadpool_limits(limits=1):
+        if get_recipe(config.model).family != "sklearn":
+            import torch  # one intra-op thread per worker: curves run side by side
+
+            torch.set_num_threads(1)
         return list(_run_curve(config, name, seed, X_pool, y_pool, X_test, y_test))
 
 
@@ -229,10 +235,14 @@ def _initial_set(
 
 
 def _make_adapter(config: SimulationConfig, name: str, seed: int) -> ModelAdapter:
-    estimator = make_estimator(config.model, seed)
-    if "samples" in get_strategy(name).requires:
-        return CommitteeAdapter(estimator, n_members=config.committee_size, random_state=seed)
-    return SklearnAdapter(estimator)
+    return make_model(
+        config.model,
+        seed,
+        samples="samples" in get_strategy(name).requires,
+        committee_size=config.committee_size,
+        device=config.device,
+        **config.model_params,
+    )
 
 
 def validate_config(config: SimulationConfig, dataset: Dataset) -> None:
@@ -255,7 +265,19 @@ def validate_config(config: SimulationConfig, dataset: Dataset) -> None:
         raise ConfigError(f"--jobs must be -1 (all cores) or at least 1, got {config.jobs}")
     for name in config.strategies:
         get_strategy(name)
-    make_estimator(config.model)
+    recipe = get_recipe(config.model)
+    make_model(config.model, device=config.device, **config.model_params)  # checks params
+    holds_text = np.asarray(dataset.X).dtype.kind in "OUS"
+    if recipe.reads_text != holds_text:
+        held = "texts" if holds_text else "feature rows"
+        raise ConfigError(
+            f"dataset {dataset.name!r} holds {held} but model {config.model!r} reads "
+            + (
+                "texts (use minilm-logreg or minilm-mlp only on text data)"
+                if recipe.reads_text
+                else "feature rows; use --model minilm-logreg or minilm-mlp"
+            )
+        )
     _, counts = np.unique(dataset.y, return_counts=True)
     if counts.size < 2:
         raise ConfigError(f"dataset {dataset.name!r} has a single class; nothing to learn")

@@ -14,7 +14,7 @@ from exemplar.strategies import STRATEGIES
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["simulate"], ["strategies"], ["datasets"]])
+@pytest.mark.parametrize("command", [[], ["simulate"], ["strategies"], ["datasets"], ["models"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
@@ -26,6 +26,35 @@ def test_strategies_lists_every_registered_strategy() -> None:
     assert result.exit_code == 0
     for name in STRATEGIES:
         assert name in result.output
+
+
+def test_models_lists_every_recipe_with_its_inputs() -> None:
+    from exemplar.models import MODEL_RECIPES
+
+    result = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in MODEL_RECIPES:
+        assert name in result.output
+    assert "exemplar[torch]" in result.output
+
+
+def test_model_params_parse_as_json_or_text() -> None:
+    from exemplar.cli.main import parse_params
+    from exemplar.errors import ConfigError
+
+    parsed = parse_params(["epochs=20", "lr=0.01", "optimizer=sgd", "hidden=[64, 32]"])
+    assert parsed == {"epochs": 20, "lr": 0.01, "optimizer": "sgd", "hidden": [64, 32]}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_params(["epochs"])
+
+
+def test_simulate_rejects_unknown_model_params_in_one_line() -> None:
+    result = runner.invoke(
+        app, ["simulate", "--dataset", "digits", "--model", "mlp", "--model-param", "bogus=1"]
+    )
+    assert result.exit_code != 0
+    assert "unknown parameter(s) for torch model 'mlp': bogus" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_datasets_lists_builtins() -> None:
