@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from exemplar.models import SklearnAdapter, make_estimator
+from exemplar.models import ModelAdapter, make_model
 
 __all__ = ["Candidate", "CandidateResult", "best_candidate", "evaluate_candidates"]
 
@@ -40,7 +40,7 @@ class CandidateResult:
     candidate: Candidate
     metrics: dict[str, float]
     protocol: str
-    model: SklearnAdapter
+    model: ModelAdapter
 
 
 def evaluate_candidates(
@@ -52,14 +52,19 @@ def evaluate_candidates(
     min_validation_labels: int = 50,
     cv_folds: int = 3,
     seed: int = 0,
+    device: str = "cpu",
 ) -> list[CandidateResult]:
-    """Validate each candidate with the same splits, then refit it on all of ``(X, y)``."""
+    """Validate each candidate with the same splits, then refit it on all of ``(X, y)``.
+
+    Candidates name any recipe of :data:`~exemplar.models.MODEL_RECIPES` (scikit-learn or
+    PyTorch); ``device`` is where deep candidates train.
+    """
     splits, protocol = _splits(y, validation_fraction, min_validation_labels, cv_folds, seed)
     classes = np.unique(y)
     results = []
     for cand in candidates:
-        metrics = _validate(X, y, cand, splits, classes, seed) if splits else {}
-        model = SklearnAdapter(make_estimator(cand.recipe, seed, **cand.params)).fit(X, y)
+        metrics = _validate(X, y, cand, splits, classes, seed, device) if splits else {}
+        model = make_model(cand.recipe, seed, device=device, **cand.params).fit(X, y)
         results.append(CandidateResult(cand, metrics, protocol, model))
     return results
 
@@ -100,16 +105,16 @@ def _validate(
     splits: list[tuple[np.ndarray, np.ndarray]],
     classes: np.ndarray,
     seed: int,
+    device: str,
 ) -> dict[str, float]:
     truth, pred, proba_rows = [], [], []
     for train, val in splits:
         if np.unique(y[train]).size < 2:
             continue
-        model = SklearnAdapter(make_estimator(cand.recipe, seed, **cand.params)).fit(
-            X[train], y[train]
-        )
+        model = make_model(cand.recipe, seed, device=device, **cand.params)
+        model.fit(X[train], y[train])
         proba = np.zeros((val.size, classes.size))
-        proba[:, np.searchsorted(classes, model.classes_)] = model.predict_proba(X[val])
+        proba[:, np.searchsorted(classes, model.classes_)] = model.predict(X[val]).proba
         truth.append(y[val])
         pred.append(classes[proba.argmax(axis=1)])
         proba_rows.append(proba)

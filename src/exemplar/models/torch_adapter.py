@@ -737,8 +737,11 @@ def _fit_scaling(X: np.ndarray, scaling: str) -> tuple[torch.Tensor, torch.Tenso
 def _scale(
     X: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device
 ) -> torch.Tensor:
-    """Standardized float32 rows on ``device``."""
-    rows = torch.as_tensor(np.asarray(X, dtype=np.float32)).to(device)
+    """Standardized float32 rows on ``device`` (a read-only or memory-mapped batch is copied)."""
+    batch = np.asarray(X, dtype=np.float32)
+    if not batch.flags.writeable:
+        batch = batch.copy()
+    rows = torch.from_numpy(batch).to(device)
     return (rows - mean.to(device)) / std.to(device)
 
 

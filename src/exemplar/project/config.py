@@ -72,6 +72,7 @@ class ModelSection(_Section):
     min_validation_labels: int = Field(default=50, ge=2)
     cv_folds: int = Field(default=3, ge=2, le=20)
     keep_checkpoints: int = Field(default=3, ge=1)
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda|cuda:\d+|auto)$")
 
 
 class SelectionSection(_Section):
@@ -140,16 +141,27 @@ class ProjectConfig(_Section):
 
     @model_validator(mode="after")
     def _known_names(self) -> ProjectConfig:
-        from exemplar.models import MODEL_RECIPES
+        from exemplar.models import MODEL_RECIPES, make_model
         from exemplar.stopping import make_criterion
         from exemplar.strategies import get_strategy
 
         for cand in self.model.candidates:
-            if cand.recipe not in MODEL_RECIPES:
+            recipe = MODEL_RECIPES.get(cand.recipe)
+            if recipe is None:
                 raise ValueError(
                     f"unknown model recipe {cand.recipe!r} in [model].candidates; "
                     f"choose one of: {', '.join(MODEL_RECIPES)}"
                 )
+            if recipe.reads_text:
+                raise ValueError(
+                    f"recipe {cand.recipe!r} reads raw texts; in a project, text items are "
+                    'embedded once at import: set [data] text_encoder = "minilm" and use '
+                    'recipe "logreg" or "mlp"'
+                )
+            try:  # unknown hyper-parameters fail here, not in the middle of a cycle
+                make_model(cand.recipe, device=self.model.device, **cand.params)
+            except ConfigError as exc:
+                raise ValueError(f"[model].candidates: {exc}") from None
         try:
             get_strategy(self.selection.strategy, **self.selection.params)
         except ConfigError as exc:
