@@ -14,14 +14,13 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import joblib
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from exemplar.errors import ExemplarError
-from exemplar.models.recipes import make_estimator
+from exemplar.models import ModelAdapter, load_model, make_model
 from exemplar.project import Project
 from exemplar.server.app import API_PREFIX, Labeler, State
 from exemplar.server.review import page_user, templates
@@ -106,8 +105,8 @@ def throughput(project: Project, *, now: datetime | None = None) -> list[dict[st
     return out
 
 
-def _accuracy(estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(estimator.predict(X)).astype(str) == y))
+def _accuracy(model: ModelAdapter, X: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(model.predict_labels(X)).astype(str) == y))
 
 
 def learning_curve_vs_random(project: Project) -> dict[str, Any]:
@@ -169,12 +168,16 @@ def learning_curve_vs_random(project: Project) -> dict[str, Any]:
             notes.append(f"checkpoint of cycle {cycle.number} was pruned")
             continue
         # Checkpoints are written by this project only (DESIGN.md §4), never untrusted input.
-        estimator = joblib.load(path)
+        try:
+            model = load_model(version.recipe, path, device=project.config.model.device)
+        except ExemplarError as exc:  # must not break the dashboard
+            notes.append(f"checkpoint of cycle {cycle.number} cannot be read: {exc}")
+            continue
         result["active"].append(
             {
                 "cycle": cycle.number,
                 "n_labels": version.n_labels,
-                "accuracy": _accuracy(estimator, X_gold, y_gold),
+                "accuracy": _accuracy(model, X_gold, y_gold),
             }
         )
         if not has_control:
@@ -189,7 +192,9 @@ def learning_curve_vs_random(project: Project) -> dict[str, Any]:
         X = np.asarray(features[[row_of[i] for i in picked]], dtype=np.float64)
         y = np.asarray(list(picked.values()))
         try:
-            control = make_estimator(version.recipe, cycle.seed, **version.params).fit(X, y)
+            control = make_model(
+                version.recipe, cycle.seed, device=project.config.model.device, **version.params
+            ).fit(X, y)
         except (ValueError, ExemplarError) as exc:  # must not break the dashboard
             log.warning("random-control fit for cycle %d failed: %s", cycle.number, exc)
             continue
