@@ -139,6 +139,8 @@ def test_agreement_is_the_current_label_and_open_votes_do_not_train(db: Database
     vote = submit(db, a.entry_id, "alice", "cat", classes=CLASSES)
     assert vote.status == "proposed"  # waiting for bob: not a training label yet
     assert _current(db, items[0], verified_only=True) == (None, "none")
+    with db.session() as s, pytest.raises(ReviewError, match="still being labeled"):
+        review_item(s, items[0], "rev", "accept", None, classes=CLASSES)
     second = submit(db, b.entry_id, "bob", "cat", classes=CLASSES)
     assert second.status == "verified"
     assert _current(db, items[0], verified_only=True) == ("cat", "verified")
