@@ -167,7 +167,7 @@ def test_named_embedding_layer() -> None:
     np.testing.assert_allclose(softmax, pred.proba, atol=1e-5)  # the logits
     conv = small_cnn(embedding_layer="conv2", epochs=1).fit(X, Y)
     emb = conv.predict(X_TEST[:5], embeddings=True).embeddings
-    assert emb is not None and emb.shape == (5, 8 * 8 * 8)
+    assert emb is not None and emb.shape == (5, 8 * 4 * 4)  # 8 filters on the pooled 4×4 map
 
 
 def test_embeddings_fall_back_to_the_input_of_the_last_linear() -> None:
