@@ -5,7 +5,15 @@ Every strategy is listed by ``exemplar strategies`` and documented in docs/strat
 
 from exemplar.strategies.badge import Badge
 from exemplar.strategies.bald import Bald
-from exemplar.strategies.base import QueryContext, ScoringStrategy, Strategy, as_rng, top_k
+from exemplar.strategies.base import (
+    QueryContext,
+    ReducedSamples,
+    ScoringStrategy,
+    Strategy,
+    as_rng,
+    top_k,
+)
+from exemplar.strategies.batchbald import BatchBald
 from exemplar.strategies.class_balanced import ClassBalanced
 from exemplar.strategies.cluster_margin import ClusterMargin
 from exemplar.strategies.consensus_kl import ConsensusKL
@@ -14,6 +22,7 @@ from exemplar.strategies.entropy import Entropy
 from exemplar.strategies.information_density import InformationDensity
 from exemplar.strategies.least_confidence import LeastConfidence
 from exemplar.strategies.margin import Margin
+from exemplar.strategies.mean_std import MeanSTD
 from exemplar.strategies.probcover import ProbCover
 from exemplar.strategies.random import RandomSampling
 from exemplar.strategies.ratio import RatioOfConfidence
@@ -33,6 +42,8 @@ for _cls in (
     ConsensusKL,
     Bald,
     VariationRatios,
+    MeanSTD,
+    BatchBald,
     InformationDensity,
     CoreSet,
     Badge,
@@ -49,6 +60,7 @@ __all__ = [
     "STRATEGIES",
     "Badge",
     "Bald",
+    "BatchBald",
     "ClassBalanced",
     "ClusterMargin",
     "ConsensusKL",
@@ -57,10 +69,12 @@ __all__ = [
     "InformationDensity",
     "LeastConfidence",
     "Margin",
+    "MeanSTD",
     "ProbCover",
     "QueryContext",
     "RandomSampling",
     "RatioOfConfidence",
+    "ReducedSamples",
     "ScoringStrategy",
     "Strategy",
     "TypiClust",

@@ -43,11 +43,17 @@ class Badge(Strategy):
     Its norm ``|p - onehot(ŷ)| · |x|`` is near zero for a confident prediction and grows
     with uncertainty, so confident items are rarely sampled.
 
-    For a linear scikit-learn model the "embedding" ``x`` is the input feature vector (the
-    last layer is the whole model). Computations run in float32 on the unlabeled rows only;
-    labeled items play no part, as in the paper. Memory is O(N·(C + D)) for one float32
-    copy of the unlabeled probabilities and at most one float32 copy of the embeddings
-    (none when they are already float32 and the unlabeled items are most of the dataset).
+    For a deep network, pass the penultimate activations (the input of the last linear
+    layer) as embeddings: ``(p - onehot(ŷ)) ⊗ x`` is then exactly the gradient of the loss
+    with respect to that layer's weights (the bias is left out, as in the authors' code); a
+    test checks it against PyTorch autograd. For a linear scikit-learn model the "embedding"
+    ``x`` is the input feature vector (the last layer is the whole model).
+
+    Computations run in float32 on the unlabeled rows only; labeled items play no part, as
+    in the paper. The N × C·D gradient matrix is never formed: memory is O(N·(C + D)) for
+    one float32 copy of the unlabeled probabilities and at most one float32 copy of the
+    embeddings (none when they are already float32, e.g. memory-mapped from streaming
+    scoring, and the unlabeled items are most of the dataset).
 
     Scores (``return_scores``) are the gradient-embedding norms ``|a_i|·|x_i|``.
 

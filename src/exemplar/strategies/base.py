@@ -10,7 +10,7 @@ It never returns a labeled or duplicate index, and it raises a specific
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Literal, overload
 
 import numpy as np
@@ -20,6 +20,7 @@ from exemplar.errors import (
     BatchTooLargeError,
     EmptyPoolError,
     InvalidIndicesError,
+    InvalidPredictionsError,
     SingleClassError,
     StrategyError,
 )
@@ -27,6 +28,7 @@ from exemplar.predictions import Predictions
 
 __all__ = [
     "QueryContext",
+    "ReducedSamples",
     "ScoringStrategy",
     "Strategy",
     "as_rng",
@@ -46,15 +48,41 @@ def as_rng(random_state: RandomState) -> np.random.Generator:
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` largest scores, best first, without a full sort.
 
-    ``np.argpartition`` finds the top ``k`` in O(n); only those ``k`` are then sorted.
-    Ties are broken by position (stable), so the result is deterministic.
+    ``np.partition`` finds the ``k``-th largest score in O(n); only the ``k`` kept are then
+    sorted. Ties are broken by position, also at the cut: of equal scores, the lower
+    positions are kept, so a top list merged chunk by chunk gives the same result.
     """
     n = scores.shape[0]
     if k >= n:
         return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, k - 1)[:k]
-    order = np.lexsort((part, -scores[part]))
-    return part[order]
+    kth = np.partition(scores, n - k)[n - k]
+    above = np.flatnonzero(scores > kth)
+    keep = np.concatenate([above, np.flatnonzero(scores == kth)[: k - above.size]])
+    order = np.lexsort((keep, -scores[keep]))
+    return keep[order]
+
+
+@dataclass(frozen=True, slots=True)
+class ReducedSamples:
+    """Stochastic samples ``(t, n, c)`` reduced while a pool is scored chunk by chunk.
+
+    Streaming scoring (:func:`exemplar.loop.score_pool`) keeps this instead of the whole
+    samples array, so memory does not grow with ``t × n × c`` (DESIGN.md §4). Only a
+    :class:`ScoringStrategy` reads it.
+
+    Attributes
+    ----------
+    utility : ndarray of shape (n_items,)
+        The strategy's row-wise :meth:`~ScoringStrategy.utility` of every dataset row.
+    rows : ndarray of int64, shape (m,), optional
+        Candidate rows whose samples are kept, best utility first (``candidate_pool`` of them).
+    samples : ndarray of shape (t, m, c), optional
+        Stochastic samples of ``rows``, in the same order.
+    """
+
+    utility: np.ndarray
+    rows: np.ndarray | None = None
+    samples: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +103,8 @@ class QueryContext:
         Labels of ``labeled`` (same order), when the caller provides them.
     rng : numpy.random.Generator
         The seeded random generator for this query.
+    reduced : ReducedSamples or None
+        Samples already reduced by streaming scoring, when the caller passed them.
     """
 
     predictions: Predictions | None
@@ -83,6 +113,7 @@ class QueryContext:
     batch_size: int
     y_labeled: np.ndarray | None
     rng: np.random.Generator
+    reduced: ReducedSamples | None = None
 
 
 class Strategy(ABC):
@@ -114,6 +145,7 @@ class Strategy(ABC):
         y_labeled: ArrayLike | None = ...,
         random_state: RandomState = ...,
         return_scores: Literal[False] = ...,
+        reduced: ReducedSamples | None = ...,
     ) -> np.ndarray: ...
 
     @overload
@@ -127,6 +159,7 @@ class Strategy(ABC):
         y_labeled: ArrayLike | None = ...,
         random_state: RandomState = ...,
         return_scores: Literal[True],
+        reduced: ReducedSamples | None = ...,
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def query(
@@ -139,6 +172,7 @@ class Strategy(ABC):
         y_labeled: ArrayLike | None = None,
         random_state: RandomState = None,
         return_scores: bool = False,
+        reduced: ReducedSamples | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Select ``batch_size`` items to label next.
 
@@ -159,6 +193,9 @@ class Strategy(ABC):
             Seed for any randomness; the same seed gives the same batch.
         return_scores : bool, default=False
             Also return one score per ``unlabeled`` item (higher means preferred).
+        reduced : ReducedSamples, optional
+            Samples reduced by streaming scoring (:func:`exemplar.loop.score_pool`), read
+            instead of ``predictions.samples``; only for a :class:`ScoringStrategy`.
 
         Returns
         -------
@@ -173,6 +210,8 @@ class Strategy(ABC):
         MissingPredictionsError, SingleClassError
         """
         ctx = self._context(predictions, unlabeled, labeled, batch_size, y_labeled, random_state)
+        if reduced is not None:
+            ctx = replace(ctx, reduced=self._check_reduced(reduced, ctx))
         indices, scores = self._select(ctx)
         indices = np.asarray(indices, dtype=np.int64)
         if return_scores:
@@ -231,22 +270,52 @@ class Strategy(ABC):
                 )
         return QueryContext(predictions, unl, lab, int(batch_size), y, as_rng(random_state))
 
+    def _check_reduced(self, reduced: ReducedSamples, ctx: QueryContext) -> ReducedSamples:
+        if not isinstance(self, ScoringStrategy):
+            raise StrategyError(f"strategy {self.name!r} reads whole samples, not reduced ones")
+        n_items = ctx.predictions.n_items if ctx.predictions is not None else None
+        if np.shape(reduced.utility) != (n_items,):
+            raise InvalidPredictionsError(
+                f"reduced utility has shape {np.shape(reduced.utility)}, expected ({n_items},)"
+            )
+        if not np.isfinite(reduced.utility[ctx.unlabeled]).all():
+            raise InvalidPredictionsError("reduced utility contains NaN or infinite values")
+        if (reduced.rows is None) != (reduced.samples is None):
+            raise InvalidPredictionsError("reduced samples must come with their rows")
+        rows, samples = reduced.rows, reduced.samples
+        if rows is not None and samples is not None and samples.shape[1:2] != (len(rows),):
+            raise InvalidPredictionsError("reduced samples must have shape (t, len(rows), c)")
+        return reduced
+
 
 class ScoringStrategy(Strategy):
     """A strategy that scores each item independently and takes the top ``batch_size``.
 
     Subclasses implement :meth:`utility`, a row-wise function, so a scorer can also
-    apply it chunk by chunk over a pool that does not fit in memory.
+    apply it chunk by chunk over a pool that does not fit in memory. That row-wise
+    reduction is how a strategy that reads stochastic samples is scored in bounded
+    memory: the scorer keeps one utility per item (:class:`ReducedSamples`), and, for a
+    strategy that sets :attr:`candidate_pool` (BatchBALD), the samples of that many
+    top-utility candidates.
     """
+
+    #: Top-utility unlabeled rows whose samples ``_select`` also reads (0: utility only).
+    candidate_pool: int = 0
 
     @abstractmethod
     def utility(self, predictions: Predictions) -> np.ndarray:
         """One score per row of ``predictions``; higher means more worth labeling."""
 
     def _select(self, ctx: QueryContext) -> tuple[np.ndarray, np.ndarray]:
-        assert ctx.predictions is not None
-        scores = self.utility(ctx.predictions.take(ctx.unlabeled))
+        scores = self._unlabeled_utility(ctx)
         return ctx.unlabeled[top_k(scores, ctx.batch_size)], scores
+
+    def _unlabeled_utility(self, ctx: QueryContext) -> np.ndarray:
+        """Utility of ``ctx.unlabeled``: precomputed by streaming scoring, or computed here."""
+        if ctx.reduced is not None:
+            return np.asarray(ctx.reduced.utility[ctx.unlabeled])
+        assert ctx.predictions is not None
+        return self.utility(ctx.predictions.take(ctx.unlabeled))
 
 
 def _as_indices(values: ArrayLike | None, name: str) -> np.ndarray:

@@ -20,6 +20,12 @@ def test_top_k_breaks_ties_by_position() -> None:
     assert top_k(np.array([1.0, 2.0, 2.0, 2.0, 0.0]), 2).tolist() == [1, 2]
 
 
+def test_top_k_keeps_the_lowest_positions_of_ties_at_the_cut() -> None:
+    scores = np.round(np.random.default_rng(0).random(5_000), 1)  # many ties at every value
+    for k in (1, 7, 260, 4_999):
+        np.testing.assert_array_equal(top_k(scores, k), np.argsort(-scores, kind="stable")[:k])
+
+
 def test_unlabeled_defaults_to_everything_not_labeled() -> None:
     proba = np.tile([0.5, 0.5], (5, 1))
     idx = Margin().query(Predictions(proba=proba), labeled=[0, 1, 2], batch_size=2)
