@@ -34,7 +34,8 @@ from exemplar.loop.model_selector import (
     evaluate_candidates,
 )
 from exemplar.loop.oracle import noisy_label
-from exemplar.loop.selection import query_batch, score_pool
+from exemplar.loop.scoring import ScoredPool, score_pool
+from exemplar.loop.selection import query_batch
 from exemplar.models import CommitteeAdapter, ModelAdapter, SklearnAdapter, make_estimator
 from exemplar.predictions import Predictions
 from exemplar.project.project import Project
@@ -53,7 +54,7 @@ from exemplar.store.schema import (
     QueueStatus,
     Split,
 )
-from exemplar.strategies import RandomSampling, Strategy, get_strategy
+from exemplar.strategies import RandomSampling, ReducedSamples, Strategy, get_strategy
 
 __all__ = [
     "CONTROL_STRATEGY",
@@ -64,6 +65,8 @@ __all__ = [
     "drop_stale_entries",
 ]
 
+#: Per-model-version arrays the score state writes (``<kind>-<version>.npy``), proba first.
+SCORED_KINDS = ("proba", "embeddings", "samples", "utility", "candidates", "candidate-samples")
 #: Items in the fixed "stop set" on which stabilizing predictions are compared.
 STOP_SET_SIZE = 1000
 ORACLE_ANNOTATOR = "simulated-oracle"
@@ -261,14 +264,16 @@ class LoopEngine:
         version = self._version(cycle)
         model = self._load_model(version, cycle)
         X = self.project.features()
-        strategy = self._strategy()
-        predictions = score_pool(model, X, strategy) or model.predict(X)
-        assert predictions.proba is not None
-        self.project.arrays.save(f"proba-{version.version}", predictions.proba)
-        if predictions.embeddings is not None:
-            self.project.arrays.save(f"embeddings-{version.version}", predictions.embeddings)
-        if predictions.samples is not None:
-            self.project.arrays.save(f"samples-{version.version}", predictions.samples)
+        pool_rows, _ = self._pool(X.shape[0])
+        scored = score_pool(
+            model,
+            X,
+            self._strategy(),
+            unlabeled=pool_rows,
+            chunk_size=self.cfg.selection.chunk_size,
+            tmp_dir=self.project.arrays.root,
+        )
+        self._save_scored(version.version, scored)
         crash_point(f"score:{cycle.number}:saved")
         with self.project.db.session() as s:
             self._transition(s, cycle, CycleState.SELECT, timing=("score", t0))
@@ -280,8 +285,9 @@ class LoopEngine:
         version = self._version(cycle) if cycle.model_version_id else None
         n_scored = self.project.n_rows
         predictions: Predictions | None = None
+        reduced: ReducedSamples | None = None
         if version is not None:
-            predictions = self._load_predictions(version)
+            predictions, reduced = self._load_scored(version)
             n_scored = predictions.n_items
         pool_rows, pool_ids = self._pool(n_scored)
         if pool_rows.size == 0:
@@ -308,6 +314,7 @@ class LoopEngine:
                 batch - n_control,
                 y_labeled=labeled.y[labeled.rows < n_scored],
                 random_state=rng,
+                reduced=reduced if "samples" in strategy.requires else None,
             )
             position = np.searchsorted(pool_rows, selection.indices)
             entries = [
@@ -610,17 +617,37 @@ class LoopEngine:
             return CommitteeAdapter(base, random_state=cycle.seed).fit(X, labeled.y)
         return adapter
 
-    def _load_predictions(self, version: ModelVersion) -> Predictions:
-        arrays = self.project.arrays
-        name = version.version
-        proba = arrays.load(f"proba-{name}")
-        return Predictions(
-            proba=proba,
-            embeddings=arrays.load(f"embeddings-{name}")
-            if arrays.exists(f"embeddings-{name}")
-            else None,
-            samples=arrays.load(f"samples-{name}") if arrays.exists(f"samples-{name}") else None,
+    def _save_scored(self, name: str, scored: ScoredPool) -> None:
+        """Persist what scoring kept (never a whole samples array for a scoring strategy)."""
+        pred, reduced = scored.predictions, scored.reduced
+        arrays = {"proba": pred.proba, "embeddings": pred.embeddings, "samples": pred.samples}
+        if reduced is not None:
+            arrays |= {
+                "utility": reduced.utility,
+                "candidates": reduced.rows,
+                "candidate-samples": reduced.samples,
+            }
+        for kind, array in arrays.items():
+            if array is not None:
+                self.project.arrays.save(f"{kind}-{name}", array)
+
+    def _load_scored(self, version: ModelVersion) -> tuple[Predictions, ReducedSamples | None]:
+        """The arrays ``_save_scored`` wrote (memory-mapped): predictions and reduced samples."""
+        store, name = self.project.arrays, version.version
+        found = {
+            k: store.load(f"{k}-{name}") for k in SCORED_KINDS[1:] if store.exists(f"{k}-{name}")
+        }
+        predictions = Predictions(
+            proba=store.load(f"proba-{name}"),
+            embeddings=found.get("embeddings"),
+            samples=found.get("samples"),
         )
+        reduced = None
+        if "utility" in found:
+            reduced = ReducedSamples(
+                found["utility"], found.get("candidates"), found.get("candidate-samples")
+            )
+        return predictions, reduced
 
     def _prune_checkpoints(self, number: int) -> None:
         keep_from = number - self.cfg.model.keep_checkpoints + 1
@@ -641,7 +668,7 @@ class LoopEngine:
             if version.id in in_use:
                 continue
             (self.project.root / version.path).unlink(missing_ok=True)
-            for kind in ("proba", "embeddings", "samples"):
+            for kind in SCORED_KINDS:
                 p = self.project.arrays.root / "arrays" / f"{kind}-{version.version}.npy"
                 p.unlink(missing_ok=True)
 

@@ -1,8 +1,8 @@
 """Score the pool and select a batch: the Scorer and Data Selector steps of every cycle.
 
 The simulator calls :func:`select_batch` (both steps at once); the project loop calls
-:func:`score_pool` in its ``score`` state, stores the arrays, and :func:`query_batch` in
-its ``select`` state, so both run the same code.
+:func:`~exemplar.loop.scoring.score_pool` in its ``score`` state, stores the arrays, and
+:func:`query_batch` in its ``select`` state, so both run the same code.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exemplar.models.base import ModelAdapter
+from exemplar.loop.scoring import score_pool
+from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
 from exemplar.predictions import Predictions
-from exemplar.strategies.base import RandomState, Strategy
+from exemplar.strategies.base import RandomState, ReducedSamples, Strategy
 
-__all__ = ["Selection", "query_batch", "score_pool", "select_batch"]
+__all__ = ["Selection", "query_batch", "select_batch"]
 
 
 @dataclass(frozen=True)
@@ -27,24 +28,6 @@ class Selection:
     strategy: str
 
 
-def score_pool(model: ModelAdapter | None, X: np.ndarray, strategy: Strategy) -> Predictions | None:
-    """Predict what ``strategy`` reads, for every row of ``X`` (None if it reads nothing).
-
-    The adapter predicts in chunks, so memory is bounded by its chunk size plus the
-    outputs kept (probabilities, and samples or embeddings only when the strategy needs
-    them).
-    """
-    if not strategy.requires:
-        return None
-    if model is None:
-        raise ValueError(f"strategy {strategy.name!r} needs a fitted model")
-    return model.predict(
-        X,
-        samples="samples" in strategy.requires,
-        embeddings="embeddings" in strategy.requires,
-    )
-
-
 def query_batch(
     predictions: Predictions | None,
     strategy: Strategy,
@@ -54,8 +37,13 @@ def query_batch(
     *,
     y_labeled: np.ndarray | None = None,
     random_state: RandomState = None,
+    reduced: ReducedSamples | None = None,
 ) -> Selection:
-    """Query one batch and keep each selected item's score."""
+    """Query one batch and keep each selected item's score.
+
+    ``reduced`` is the samples' reduction from :func:`~exemplar.loop.scoring.score_pool`,
+    for a strategy that reads samples (see :meth:`~exemplar.strategies.Strategy.query`).
+    """
     indices, scores = strategy.query(
         predictions,
         unlabeled,
@@ -64,6 +52,7 @@ def query_batch(
         y_labeled=y_labeled,
         random_state=random_state,
         return_scores=True,
+        reduced=reduced,
     )
     if _is_sorted(unlabeled):
         position = np.searchsorted(unlabeled, indices)
@@ -83,16 +72,27 @@ def select_batch(
     *,
     y_labeled: np.ndarray | None = None,
     random_state: RandomState = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Selection:
-    """Score the pool and query one batch (predictions cover every row of ``X``)."""
+    """Score the pool in chunks and query one batch (predictions cover every row of ``X``).
+
+    Memory is bounded by ``chunk_size``, not by the pool (see
+    :func:`~exemplar.loop.scoring.score_pool`); a strategy that reads nothing predicts nothing.
+    """
+    if not strategy.requires:
+        predictions, reduced = None, None
+    else:
+        scored = score_pool(model, X, strategy, unlabeled=unlabeled, chunk_size=chunk_size)
+        predictions, reduced = scored.predictions, scored.reduced
     return query_batch(
-        score_pool(model, X, strategy),
+        predictions,
         strategy,
         unlabeled,
         labeled,
         batch_size,
         y_labeled=y_labeled,
         random_state=random_state,
+        reduced=reduced,
     )
 
 

@@ -1,0 +1,200 @@
+"""The Scorer: predict a pool chunk by chunk and keep only what the strategy reads.
+
+Memory for scoring is bounded by the chunk size, not by the pool size (DESIGN.md §4).
+``model.predict`` sees at most ``chunk_size`` rows at a time, and of each chunk's outputs
+only these are kept:
+
+- class probabilities, ``(n, c)`` float32 (the loop's stopping criteria read them);
+- embeddings, ``(n, d)``, written to a memory-mapped file on disk, when the strategy reads them;
+- for a strategy that reads stochastic samples ``(t, n, c)``, never the samples themselves
+  but their reduction (:class:`~exemplar.strategies.ReducedSamples`): the strategy's
+  row-wise utility of every item and, when it sets ``candidate_pool`` (BatchBALD), the samples
+  of that many unlabeled items of highest utility, a running top list merged chunk by chunk.
+
+A strategy that reads samples without a row-wise utility (not a
+:class:`~exemplar.strategies.ScoringStrategy`) gets the whole samples array, memory-mapped
+on disk like the embeddings.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from exemplar.errors import ModelError
+from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
+from exemplar.predictions import Predictions
+from exemplar.strategies.base import ReducedSamples, ScoringStrategy, Strategy, top_k
+
+__all__ = ["ScoredPool", "score_pool"]
+
+
+@dataclass(frozen=True)
+class ScoredPool:
+    """What scoring keeps of a pool, ready for :func:`~exemplar.loop.query_batch`.
+
+    Attributes
+    ----------
+    predictions : Predictions
+        ``proba`` for every row, ``embeddings`` (memory-mapped) if the strategy reads them,
+        and ``samples`` only for a strategy that cannot use a reduction.
+    reduced : ReducedSamples or None
+        The reduction of the samples, for a scoring strategy that reads samples.
+    """
+
+    predictions: Predictions
+    reduced: ReducedSamples | None = None
+
+
+def score_pool(
+    model: ModelAdapter | None,
+    X: np.ndarray,
+    strategy: Strategy,
+    *,
+    unlabeled: np.ndarray | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    tmp_dir: str | Path | None = None,
+) -> ScoredPool:
+    """Predict every row of ``X`` in chunks and keep what ``strategy`` reads.
+
+    Parameters
+    ----------
+    model : ModelAdapter
+        A fitted model.
+    X : ndarray of shape (n, ...)
+        The rows to score (an array or a memory map; only row slices are read).
+    strategy : Strategy
+        Decides what is predicted and kept (its ``requires`` and ``candidate_pool``).
+    unlabeled : ndarray of int, optional
+        Rows that may be selected: only these become candidates. Defaults to every row.
+    chunk_size : int, default=65536
+        Rows predicted at once; bounds peak memory.
+    tmp_dir : path, optional
+        Folder of the (unlinked) files behind memory-mapped outputs; defaults to the
+        system's temporary folder.
+
+    Returns
+    -------
+    ScoredPool
+
+    Raises
+    ------
+    ModelError
+        If there is no model, or it returns outputs that do not match the rows asked for.
+    """
+    if model is None:
+        raise ModelError(f"strategy {strategy.name!r} needs a fitted model")
+    if chunk_size < 1:
+        raise ModelError(f"chunk_size must be at least 1, got {chunk_size}")
+    n = X.shape[0]
+    want_samples = "samples" in strategy.requires
+    want_embeddings = "embeddings" in strategy.requires
+    # A scoring strategy reads samples through its row-wise utility only.
+    scorer = strategy if want_samples and isinstance(strategy, ScoringStrategy) else None
+    top = None
+    if scorer is not None and scorer.candidate_pool > 0:
+        top = _TopRows(scorer.candidate_pool, n, unlabeled)
+    proba = utility = embeddings = samples = None
+    embeddings_are_x = want_embeddings  # an adapter may return the feature rows themselves
+    for start in range(0, n, chunk_size):
+        block = X[start : start + chunk_size]
+        stop = start + block.shape[0]
+        pred = model.predict(block, samples=want_samples, embeddings=want_embeddings)
+        _check_outputs(pred, block.shape[0], want_samples, want_embeddings)
+        assert pred.proba is not None
+        if proba is None:
+            proba = np.empty((n, pred.proba.shape[1]), dtype=np.float32)
+        proba[start:stop] = pred.proba
+        if pred.embeddings is not None:
+            embeddings_are_x &= pred.embeddings is block
+            if not embeddings_are_x:
+                if embeddings is None:
+                    shape = (n, *pred.embeddings.shape[1:])
+                    embeddings = _disk_array(shape, pred.embeddings.dtype, tmp_dir)
+                    embeddings[:start] = X[:start]  # earlier chunks' embeddings were their rows
+                embeddings[start:stop] = pred.embeddings
+        if scorer is not None:
+            block_utility = np.asarray(scorer.utility(pred))
+            if utility is None:
+                utility = np.empty(n, dtype=block_utility.dtype)
+            utility[start:stop] = block_utility
+            if top is not None:
+                assert pred.samples is not None
+                top.add(start, block_utility, pred.samples)
+        elif pred.samples is not None:
+            if samples is None:
+                t, _, c = pred.samples.shape
+                samples = _disk_array((t, n, c), pred.samples.dtype, tmp_dir)
+            samples[:, start:stop] = pred.samples
+    if proba is None:  # an empty pool
+        proba = np.empty((0, np.asarray(model.classes_).size), dtype=np.float32)
+    predictions = Predictions(
+        proba=proba,
+        samples=samples,
+        embeddings=X if embeddings_are_x else embeddings,
+        classes=np.asarray(model.classes_),
+    )
+    reduced = None
+    if scorer is not None:
+        reduced = ReducedSamples(
+            utility if utility is not None else np.empty(0),
+            None if top is None else top.rows,
+            None if top is None else top.samples,
+        )
+    return ScoredPool(predictions, reduced)
+
+
+class _TopRows:
+    """The ``size`` eligible rows of highest utility seen so far, and their samples.
+
+    Rows are kept best first; ties go to the lower row, as :func:`top_k` over the whole
+    pool would break them.
+    """
+
+    def __init__(self, size: int, n: int, eligible: np.ndarray | None) -> None:
+        self.size = size
+        self.mask: np.ndarray | None = None
+        if eligible is not None:
+            self.mask = np.zeros(n, dtype=bool)
+            self.mask[np.asarray(eligible, dtype=np.int64)] = True
+        self.rows = np.empty(0, dtype=np.int64)
+        self.utility = np.empty(0)
+        self.samples: np.ndarray | None = None
+
+    def add(self, start: int, utility: np.ndarray, samples: np.ndarray) -> None:
+        """Merge one chunk (rows ``start ...``) into the running top list."""
+        local = np.arange(utility.size)
+        if self.mask is not None:
+            local = np.flatnonzero(self.mask[start : start + utility.size])
+        local = local[top_k(utility[local], self.size)] if local.size else local
+        chunk_samples = np.asarray(samples[:, local])
+        if self.samples is None:
+            t, _, c = chunk_samples.shape
+            self.samples = np.empty((t, 0, c), dtype=chunk_samples.dtype)
+        rows = np.concatenate([self.rows, start + local])
+        scores = np.concatenate([self.utility, utility[local]])
+        keep = top_k(scores, self.size) if scores.size else np.empty(0, dtype=np.int64)
+        merged = np.concatenate([self.samples, chunk_samples], axis=1)
+        self.rows, self.utility, self.samples = rows[keep], scores[keep], merged[:, keep]
+
+
+def _disk_array(shape: tuple[int, ...], dtype: np.dtype, tmp_dir: str | Path | None) -> np.ndarray:
+    """A zeroed array backed by an unlinked temporary file (freed with its last reference)."""
+    with tempfile.TemporaryFile(dir=tmp_dir) as fh:
+        return np.memmap(fh, dtype=dtype, mode="w+", shape=shape)
+
+
+def _check_outputs(pred: Predictions, rows: int, samples: bool, embeddings: bool) -> None:
+    """Raise ModelError unless the adapter returned what was asked, for ``rows`` rows."""
+    for name, asked, value in (
+        ("proba", True, pred.proba),
+        ("samples", samples, pred.samples),
+        ("embeddings", embeddings, pred.embeddings),
+    ):
+        if asked and value is None:
+            raise ModelError(f"the model's predict returned no {name}")
+    if pred.n_items != rows:
+        raise ModelError(f"the model's predict returned {pred.n_items} rows for {rows}")
