@@ -34,6 +34,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -44,8 +45,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import numpy as np
+import uvloop
+from fastapi import FastAPI, Request
 
 RESULTS = Path(__file__).parent / "results"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
@@ -53,6 +57,8 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 CLASSES = [f"c{i}" for i in range(10)]
 GOAL_P99_MS = 100.0
 PASSWORD = "load test password"
+#: A run stops early after this many failed requests (and after ``Run.deadline``).
+MAX_ERRORS = 1000
 
 
 def _free_port() -> int:
@@ -108,10 +114,12 @@ def setup(
 class Run:
     """Shared state of the simulated annotators."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int, max_seconds: float = 1800.0) -> None:
         self.target = target
+        self.deadline = time.monotonic() + max_seconds
         self.acked: dict[int, tuple[int, str, int]] = {}  # label_id -> (item, annotator, entry)
-        self.next_ms: list[float] = []
+        self.next_ms: list[float] = []  # every next request, 204 (queue empty) included
+        self.next_item_ms: list[float] = []  # those that returned an item
         self.submit_ms: list[float] = []
         self.empty = 0
         self.errors: Counter[str] = Counter()
@@ -120,55 +128,62 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return len(self.acked) >= self.target
+        """The target is reached, or the run gives up (too many errors, or too long)."""
+        return (
+            len(self.acked) >= self.target
+            or sum(self.errors.values()) >= MAX_ERRORS
+            or time.monotonic() > self.deadline
+        )
 
 
-async def annotator(base: str, name: str, token: str, truth: dict[int, str], run: Run) -> None:
+async def annotator(
+    http: aiohttp.ClientSession, name: str, truth: dict[int, str], run: Run
+) -> None:
     """Loop next -> submit as fast as the server answers until the run's target is reached."""
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60.0) as http:
-        while not run.done:
-            t0 = time.perf_counter()
+    while not run.done:
+        t0 = time.perf_counter()
+        try:
+            async with http.get("/api/v1/items/next") as got:
+                status = got.status
+                item = await got.json() if status == 200 else None
+        except aiohttp.ClientError as exc:
+            run.errors[f"next {type(exc).__name__}"] += 1
+            await asyncio.sleep(0.05)
+            continue
+        t1 = time.perf_counter()
+        run.next_ms.append((t1 - t0) * 1000)
+        if status == 204:
+            run.empty += 1
+            await asyncio.sleep(0.05)
+            continue
+        if item is None:
+            run.errors[f"next {status}"] += 1
+            await asyncio.sleep(0.05)
+            continue
+        run.next_item_ms.append((t1 - t0) * 1000)
+        run.strategies[str(item["strategy"]).split(":")[0]] += 1
+        body = {
+            "entry_id": item["entry_id"],
+            "label": truth[item["item_id"]],
+            "idempotency_key": f"{name}-{uuid.uuid4().hex}",
+        }
+        for _attempt in range(3):  # a transport error is retried with the same key
+            t2 = time.perf_counter()
             try:
-                got = await http.get("/api/v1/items/next")
-            except httpx.HTTPError as exc:
-                run.errors[f"next {type(exc).__name__}"] += 1
-                await asyncio.sleep(0.05)
+                async with http.post("/api/v1/labels", json=body) as sent:
+                    status = sent.status
+                    out = await sent.json() if status == 200 else None
+            except aiohttp.ClientError as exc:
+                run.errors[f"submit {type(exc).__name__}"] += 1
                 continue
-            t1 = time.perf_counter()
-            run.next_ms.append((t1 - t0) * 1000)
-            if got.status_code == 204:
-                run.empty += 1
-                await asyncio.sleep(0.05)
-                continue
-            if got.status_code != 200:
-                run.errors[f"next {got.status_code}"] += 1
-                await asyncio.sleep(0.05)
-                continue
-            item = got.json()
-            run.strategies[str(item["strategy"]).split(":")[0]] += 1
-            body = {
-                "entry_id": item["entry_id"],
-                "label": truth[item["item_id"]],
-                "idempotency_key": f"{name}-{uuid.uuid4().hex}",
-            }
-            for _attempt in range(3):  # a transport error is retried with the same key
-                t2 = time.perf_counter()
-                try:
-                    sent = await http.post("/api/v1/labels", json=body)
-                except httpx.HTTPError as exc:
-                    run.errors[f"submit {type(exc).__name__}"] += 1
-                    continue
-                t3 = time.perf_counter()
-                run.submit_ms.append((t3 - t2) * 1000)
-                if sent.status_code == 200:
-                    out = sent.json()
-                    run.acked[out["label_id"]] = (out["item_id"], name, item["entry_id"])
-                    run.leases.append((item["entry_id"], name, t0, t3))
-                else:
-                    run.errors[f"submit {sent.status_code}"] += 1
-                    run.leases.append((item["entry_id"], name, t0, t3))
-                break
+            t3 = time.perf_counter()
+            run.submit_ms.append((t3 - t2) * 1000)
+            if out is not None:
+                run.acked[out["label_id"]] = (out["item_id"], name, item["entry_id"])
+            else:
+                run.errors[f"submit {status}"] += 1
+            run.leases.append((item["entry_id"], name, t0, t3))
+            break
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -273,11 +288,12 @@ def _count_cycles(root: Path) -> int:
         return int(s.scalar(select(func.count()).select_from(Cycle)) or 0)
 
 
-def start_server(root: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).with_name("exemplar")
-    cmd = [str(exe), "serve", str(root), "--port", str(port)]
+def start_server(cmd: list[str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` (a server on ``port``) and wait until it answers."""
     log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -291,8 +307,124 @@ def start_server(root: Path, port: int, log_path: Path) -> subprocess.Popen[byte
     raise RuntimeError("server did not start in 60 s")
 
 
+def serve_command(root: Path, port: int, args: argparse.Namespace) -> list[str]:
+    """``exemplar serve`` with the benchmark's options."""
+    exe = Path(sys.executable).with_name("exemplar")
+    return [
+        str(exe),
+        "serve",
+        str(root),
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+        "--access-log" if args.access_log else "--no-access-log",
+        "--learner-nice",
+        str(args.learner_nice),
+    ]
+
+
+def hello_app() -> Any:
+    """The ceiling: the same two routes doing no work (a uvicorn factory, ``--hello-world``)."""
+    app = FastAPI()
+    counter = iter(range(1, 2**62))
+
+    @app.get("/login")
+    async def login() -> dict[str, str]:
+        return {}
+
+    @app.get("/api/v1/items/next")
+    async def next_item() -> dict[str, Any]:
+        return {"entry_id": next(counter), "item_id": 0, "strategy": "hello"}
+
+    @app.post("/api/v1/labels")
+    async def post_label(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        return {"label_id": next(counter), "item_id": 0, "label": body["label"]}
+
+    return app
+
+
+def hello_command(port: int, args: argparse.Namespace) -> list[str]:
+    """uvicorn serving :func:`hello_app` with the server's settings."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.server_load:hello_app",
+        "--factory",
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+        "--access-log" if args.access_log else "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def drive_server(
+    cmd: list[str],
+    port: int,
+    log_path: Path,
+    tokens: dict[str, str],
+    truth: dict[int, str],
+    run: Run,
+) -> dict[str, Any]:
+    """Start the server, run the annotators against it, stop it; timings and CPU use."""
+    proc = start_server(cmd, port, log_path)
+    cpu_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_self = time.process_time()
+    load_before = os.getloadavg()
+    try:
+        t0 = time.perf_counter()
+        uvloop.run(drive(f"http://127.0.0.1:{port}", tokens, truth, run))
+        wall = time.perf_counter() - t0
+        client_cpu = time.process_time() - cpu_self
+        load_after = os.getloadavg()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = (after.ru_utime + after.ru_stime) - (cpu_children.ru_utime + cpu_children.ru_stime)
+    requests = len(run.next_ms) + len(run.submit_ms)
+    return {
+        "wall_s": wall,
+        "requests": requests,
+        "requests_per_s": round(requests / wall, 1),
+        "client_cpu_ms_per_request": round(1000 * client_cpu / max(requests, 1), 3),
+        # Web workers and learner together, from start-up to shutdown.
+        "server_cpu_s": round(server_cpu, 1),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
+    }
+
+
 async def drive(base: str, tokens: dict[str, str], truth: dict[int, str], run: Run) -> None:
-    await asyncio.gather(*(annotator(base, n, t, truth, run) for n, t in tokens.items()))
+    """One HTTP/1.1 keep-alive connection per annotator, all in this process's event loop."""
+    sessions = [
+        aiohttp.ClientSession(
+            base_url=base,
+            headers={"Authorization": f"Bearer {token}"},
+            connector=aiohttp.TCPConnector(limit=1),
+            timeout=aiohttp.ClientTimeout(total=60.0),
+        )
+        for token in tokens.values()
+    ]
+    try:
+        await asyncio.gather(
+            *(
+                annotator(http, name, truth, run)
+                for http, name in zip(sessions, tokens, strict=True)
+            )
+        )
+    finally:
+        for http in sessions:
+            await http.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,11 +434,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=15_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2, help="web worker processes")
+    parser.add_argument("--learner-nice", type=int, default=10)
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--hello-world", action="store_true", help="the ceiling: routes that do no work"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    out = args.out or RESULTS / (
-        "server_load.json" if args.db == "sqlite" else "server_load_postgresql.json"
-    )
+    name = "server_load_hello" if args.hello_world else "server_load"
+    suffix = "" if args.db == "sqlite" or args.hello_world else "_postgresql"
+    out = args.out or RESULTS / f"{name}{suffix}.json"
+    if args.hello_world:
+        return hello_world(args, out)
 
     pg_name = None
     url = ""
@@ -334,20 +474,10 @@ def main(argv: list[str] | None = None) -> int:
             cycles_before = _count_cycles(root)
             port = _free_port()
             log_path = Path(tmp) / "server.log"
-            proc = start_server(root, port, log_path)
             run = Run(args.labels)
-            load_before = os.getloadavg()
-            try:
-                t0 = time.perf_counter()
-                asyncio.run(drive(f"http://127.0.0.1:{port}", tokens, truth, run))
-                wall = time.perf_counter() - t0
-                load_after = os.getloadavg()
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            timing = drive_server(
+                serve_command(root, port, args), port, log_path, tokens, truth, run
+            )
             server_log = log_path.read_text(errors="replace")
             verdict = verify(root, run, cycles_before)
     finally:
@@ -364,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         and verdict["unacknowledged_extra_labels"] == 0
         and verdict["overlapping_leases"] == 0
         and verdict["items_labeled_twice_same_cycle"] == 0
+        and not run.errors
     )
     latency_ok = nxt.get("p99_ms", 1e9) < GOAL_P99_MS and sub.get("p99_ms", 1e9) < GOAL_P99_MS
     errors_in_log = [
@@ -376,44 +507,103 @@ def main(argv: list[str] | None = None) -> int:
         "items": args.items,
         "batch_size": args.batch,
         "label_budget": budget,
+        "workers": args.workers,
+        "learner_nice": args.learner_nice,
+        "access_log": args.access_log,
         "setup_s": round(setup_s, 1),
-        "wall_s": round(wall, 2),
-        "labels_per_s": round(len(run.acked) / wall, 1),
+        "wall_s": round(timing["wall_s"], 2),
+        "labels_per_s": round(len(run.acked) / timing["wall_s"], 1),
         "next": nxt,
+        "next_with_item": _pct(run.next_item_ms),
         "submit": sub,
         "empty_next_responses": run.empty,
         "client_errors": dict(run.errors),
         "served_strategies": dict(run.strategies),
         **verdict,
         "server_log_error_lines": len(errors_in_log),
-        "server_log_errors_sample": errors_in_log[:5],
+        "server_log_first_traceback": _first_traceback(server_log),
         "goal_p99_ms": GOAL_P99_MS,
         "goal_latency_met": latency_ok,
         "correctness_ok": correct,
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in load_after],
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "note": "client (asyncio, 1 process) and server (uvicorn, 1 worker) share the machine",
+        **{k: v for k, v in timing.items() if k != "wall_s"},
+        **_machine(),
+        "note": (
+            "client (aiohttp on uvloop, 1 process, 1 keep-alive connection per annotator) "
+            f"and server (exemplar serve: {args.workers} web workers + learner process "
+            f"at nice {args.learner_nice}) share the machine"
+        ),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print()
     print(
-        "| db | annotators | labels | labels/s | next p50/p95/p99 ms | submit p50/p95/p99 ms "
-        "| empty | lost | overlaps | retrains | p99<100ms |"
+        "| db | workers | annotators | labels | labels/s | req/s | next p50/p95/p99 ms "
+        "| submit p50/p95/p99 ms | empty | lost | overlaps | retrains | p99<100ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
-        f"| {args.db} | {args.annotators} | {len(run.acked)} | {result['labels_per_s']} "
+        f"| {args.db} | {args.workers} | {args.annotators} | {len(run.acked)} "
+        f"| {result['labels_per_s']} | {result['requests_per_s']} "
         f"| {nxt.get('p50_ms')}/{nxt.get('p95_ms')}/{nxt.get('p99_ms')} "
         f"| {sub.get('p50_ms')}/{sub.get('p95_ms')}/{sub.get('p99_ms')} | {run.empty} "
         f"| {verdict['lost_labels']} | {verdict['overlapping_leases']} "
         f"| {verdict['retrain_cycles_completed']} | {'met' if latency_ok else 'MISSED'} |"
     )
     return 0 if correct else 1
+
+
+def hello_world(args: argparse.Namespace, out: Path) -> int:
+    """The same client against :func:`hello_app`: what this machine allows at best."""
+    run = Run(args.labels)
+    tokens = {f"ann{i:03d}": "none" for i in range(args.annotators)}
+    with tempfile.TemporaryDirectory(prefix="exemplar-hello-") as tmp:
+        port = _free_port()
+        timing = drive_server(
+            hello_command(port, args), port, Path(tmp) / "server.log", tokens, {0: "c0"}, run
+        )
+    nxt, sub = _pct(run.next_ms), _pct(run.submit_ms)
+    result = {
+        "server": "hello world (bench.server_load:hello_app)",
+        "annotators": args.annotators,
+        "labels": len(run.acked),
+        "workers": args.workers,
+        "access_log": args.access_log,
+        "wall_s": round(timing["wall_s"], 2),
+        "labels_per_s": round(len(run.acked) / timing["wall_s"], 1),
+        "next": nxt,
+        "submit": sub,
+        "client_errors": dict(run.errors),
+        **{k: v for k, v in timing.items() if k != "wall_s"},
+        **_machine(),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(
+        f"| hello world | {args.workers} | {args.annotators} | {len(run.acked)} "
+        f"| {result['labels_per_s']} | {result['requests_per_s']} "
+        f"| {nxt.get('p50_ms')}/{nxt.get('p95_ms')}/{nxt.get('p99_ms')} "
+        f"| {sub.get('p50_ms')}/{sub.get('p95_ms')}/{sub.get('p99_ms')} |"
+    )
+    return 0 if not run.errors else 1
+
+
+def _first_traceback(log: str, lines: int = 40) -> list[str]:
+    """The first traceback in the server log (and what precedes it), if any."""
+    rows = log.splitlines()
+    for i, row in enumerate(rows):
+        if row.startswith("Traceback"):
+            return rows[max(0, i - 2) : i + lines]
+    return []
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 if __name__ == "__main__":

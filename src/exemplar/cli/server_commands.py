@@ -26,15 +26,52 @@ def serve(
     https_only: Annotated[
         bool, typer.Option(help="Mark the session cookie Secure (when behind HTTPS).")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Web worker processes (about one per CPU core).")
+    ] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    learner_nice: Annotated[
+        int,
+        typer.Option(min=0, max=19, help="Niceness added to the background learner process."),
+    ] = 10,
 ) -> None:
-    """Start the labeling server (JSON API under /api/v1, docs at /api/v1/docs)."""
+    """Start the labeling server (JSON API under /api/v1, docs at /api/v1/docs).
+
+    With a human oracle, a background learner retrains in a process of its own at a lower
+    CPU priority, so annotators never wait for training; the web workers share the queue
+    through the database (leases are atomic there).
+    """
+    import os
+
     import uvicorn
 
-    from exemplar.server import create_app
+    from exemplar.project import Project
+    from exemplar.server import app as server_app
+    from exemplar.server.worker import LearnerProcess
 
-    web = create_app(project, https_only=https_only, background_learning=True)
+    root = project.resolve()
+    with Project.open(root) as proj:  # fail here, not in every worker, if it cannot open
+        human = proj.config.oracle.kind == "human"
+    os.environ[server_app.ENV_ROOT] = str(root)
+    os.environ[server_app.ENV_HTTPS_ONLY] = "1" if https_only else "0"
+    os.environ[server_app.ENV_LEARNER_PROCESS] = "1" if human else "0"
+    learner = LearnerProcess(root, nice=learner_nice) if human else None
+    if learner is not None:
+        learner.start()
     console.print(f"serving {project} on http://{host}:{port}/label (API docs: /api/v1/docs)")
-    uvicorn.run(web, host=host, port=port, log_level="info")
+    try:
+        uvicorn.run(
+            "exemplar.server.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            log_level="info",
+        )
+    finally:
+        if learner is not None:
+            learner.stop()
 
 
 @user_app.command("add")

@@ -10,6 +10,7 @@ never attach them on their own.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from exemplar.server.items import entry_proposal, item_payload, registered_image
 from exemplar.server.security import (
     BodyLimitMiddleware,
     LoginRateLimiter,
+    TtlCache,
     csrf_matches,
     new_csrf_token,
     session_secret,
@@ -150,12 +152,26 @@ class TokenOut(BaseModel):
 # -- the app ---------------------------------------------------------------------------------
 
 
+#: Seconds a token's or session's user is cached (a deactivated user is refused after this).
+AUTH_CACHE_SECONDS = 5.0
+
+
 class ServerState:
-    """What the routes share: the open project and the login limiter."""
+    """What the routes share: the open project, the login limiter and the auth cache."""
 
     def __init__(self, project: Project, limiter: LoginRateLimiter) -> None:
         self.project = project
         self.limiter = limiter
+        #: ``("token", token)`` or ``("user", user_id)`` -> the active user (misses uncached).
+        self.users: TtlCache[tuple[str, str | int], User | None] = TtlCache(AUTH_CACHE_SECONDS)
+
+    def user_for_token(self, token: str) -> User | None:
+        """The active user of an API token, from the cache or the database."""
+        return self.users.get(("token", token), lambda: user_for_token(self.project.db, token))
+
+    def user(self, user_id: int) -> User | None:
+        """The active user with ``user_id``, from the cache or the database."""
+        return self.users.get(("user", user_id), lambda: get_user(self.project.db, user_id))
 
 
 def _state(request: Request) -> ServerState:
@@ -173,14 +189,12 @@ def current_user(request: Request) -> User:
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
-        user = (
-            user_for_token(state.project.db, token.strip()) if scheme.lower() == "bearer" else None
-        )
+        user = state.user_for_token(token.strip()) if scheme.lower() == "bearer" else None
         if user is None:
             raise HTTPException(401, "invalid API token", headers={"WWW-Authenticate": "Bearer"})
         return user
     user_id = request.session.get("user_id")
-    user = get_user(state.project.db, user_id) if isinstance(user_id, int) else None
+    user = state.user(user_id) if isinstance(user_id, int) else None
     if user is None:
         request.session.clear()
         raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Bearer"})
@@ -530,6 +544,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     login_failures_per_minute: int = 5,
     background_learning: bool = False,
+    learner_process: bool = False,
 ) -> FastAPI:
     """The labeling server of the project at ``project_root``.
 
@@ -546,20 +561,26 @@ def create_app(
     background_learning
         With a human oracle, run a :class:`~exemplar.server.worker.BackgroundLearner` that
         retrains and refills the queue in a thread while the server keeps answering.
+    learner_process
+        A learner runs in another process (:class:`~exemplar.server.worker.LearnerProcess`,
+        as ``exemplar serve`` starts it): ``POST /api/v1/retrain`` wakes that one.
     """
-    from exemplar.server.worker import BackgroundLearner
+    from exemplar.server.worker import BackgroundLearner, LearnerLink
 
     project = Project.open(project_root)
     human = project.config.oracle.kind == "human"
-    learner = BackgroundLearner(project) if background_learning and human else None
+    thread = BackgroundLearner(project) if background_learning and human else None
+    learner: BackgroundLearner | LearnerLink | None = thread
+    if learner_process and human:
+        learner = LearnerLink(project.root)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if learner is not None:
-            learner.start()
+        if thread is not None:
+            thread.start()
         yield
-        if learner is not None:
-            learner.stop()
+        if thread is not None:
+            thread.stop()
         project.close()
 
     app = FastAPI(
@@ -596,3 +617,21 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     return app
+
+
+#: Environment variables through which ``exemplar serve`` configures its web workers.
+ENV_ROOT = "EXEMPLAR_SERVE_ROOT"
+ENV_HTTPS_ONLY = "EXEMPLAR_SERVE_HTTPS_ONLY"
+ENV_LEARNER_PROCESS = "EXEMPLAR_SERVE_LEARNER_PROCESS"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one web worker of ``exemplar serve`` (a uvicorn factory; see ``ENV_*``)."""
+    root = os.environ.get(ENV_ROOT)
+    if not root:
+        raise RuntimeError(f"{ENV_ROOT} is not set (start the server with `exemplar serve`)")
+    return create_app(
+        Path(root),
+        https_only=os.environ.get(ENV_HTTPS_ONLY) == "1",
+        learner_process=os.environ.get(ENV_LEARNER_PROCESS) == "1",
+    )

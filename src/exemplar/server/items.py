@@ -11,8 +11,9 @@ import joblib
 import numpy as np
 
 from exemplar.project import Project
+from exemplar.server.cache import ModelRef, hot_cache
 from exemplar.store.queue import LeasedItem
-from exemplar.store.schema import Cycle, Item, ModelVersion, QueueEntry
+from exemplar.store.schema import Item, ModelVersion, QueueEntry
 
 __all__ = ["Proposal", "display_fields", "item_payload", "proposal_for"]
 
@@ -36,7 +37,9 @@ def _checkpoint_classes(path: str, mtime: float) -> tuple[str, ...]:
     return tuple(str(c) for c in estimator.classes_)
 
 
-def _model_classes(project: Project, version: ModelVersion, n_columns: int) -> list[str] | None:
+def _model_classes(
+    project: Project, version: ModelVersion | ModelRef, n_columns: int
+) -> list[str] | None:
     """The class of each probability column of ``version``'s proba array."""
     path = project.root / version.path
     if path.is_file():
@@ -52,18 +55,12 @@ def proposal_for(project: Project, item_row: int, cycle_id: int | None) -> Propo
     """The top class of the cycle's model for the item, if that model scored the pool."""
     if cycle_id is None:
         return None
-    with project.db.read() as s:
-        cycle = s.get(Cycle, cycle_id)
-        if cycle is None or cycle.model_version_id is None:
-            return None
-        version = s.get(ModelVersion, cycle.model_version_id)
+    cache = hot_cache(project)  # the model and its scores never change once written
+    version = cache.cycle_model(cycle_id)
     if version is None:
         return None
-    name = f"proba-{version.version}"
-    if not project.arrays.exists(name):
-        return None
-    proba = project.arrays.load(name)
-    if proba.ndim != 2 or item_row >= proba.shape[0]:
+    proba = cache.proba(version.version)
+    if proba is None or proba.ndim != 2 or item_row >= proba.shape[0]:
         return None
     classes = _model_classes(project, version, proba.shape[1])
     if classes is None:
@@ -82,7 +79,7 @@ def display_fields(project: Project, item: Item) -> dict[str, Any]:
         return {"text": item.text or ""}
     if item.kind == "image":
         return {"media_url": f"/api/v1/media/{item.id}"}
-    values = np.asarray(project.features()[item.row], dtype=np.float64)
+    values = np.asarray(hot_cache(project).feature_row(item.row), dtype=np.float64)
     shown = values[:MAX_FEATURES_SHOWN]
     return {
         "features": {
@@ -97,8 +94,7 @@ def display_fields(project: Project, item: Item) -> dict[str, Any]:
 
 def item_payload(project: Project, leased: LeasedItem) -> dict[str, Any]:
     """The JSON of ``GET /api/v1/items/next`` for a leased queue entry."""
-    with project.db.read() as s:
-        item = s.get_one(Item, leased.item_id)
+    item = hot_cache(project).item(leased.item_id)
     proposal = proposal_for(project, item.row, leased.cycle_id)
     return {
         "entry_id": leased.entry_id,

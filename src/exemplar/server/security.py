@@ -9,13 +9,16 @@ import secrets
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "BodyLimitMiddleware",
     "LoginRateLimiter",
+    "TtlCache",
     "csrf_matches",
     "new_csrf_token",
     "session_secret",
@@ -86,6 +89,48 @@ class LoginRateLimiter:
         """Forget the failures of (ip, name) after a successful login."""
         with self._lock:
             self._failures.pop((ip, name), None)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """A thread-safe map whose entries live ``ttl`` seconds (at most ``max_size`` entries).
+
+    The server keeps authentication results here for a few seconds, so a request costs no
+    database read for its token or session; a deactivated user or a deleted token therefore
+    stops working at most ``ttl`` seconds later. Misses are computed outside the lock (two
+    threads may compute the same key once each; both results are equal).
+    """
+
+    def __init__(self, ttl: float, max_size: int = 4096) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._items: dict[K, tuple[float, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K, compute: Callable[[], V]) -> V:
+        """The live value of ``key``, else ``compute()`` (stored unless it is None)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = compute()
+        if value is not None:
+            with self._lock:
+                if len(self._items) >= self.max_size:
+                    self._items = {k: v for k, v in self._items.items() if v[0] > now}
+                    if len(self._items) >= self.max_size:
+                        self._items.clear()
+                self._items[key] = (now + self.ttl, value)
+        return value
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._items.clear()
 
 
 class BodyLimitMiddleware:

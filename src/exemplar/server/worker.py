@@ -31,8 +31,14 @@ is served again); its label is kept and counts for the next model like any other
 
 from __future__ import annotations
 
+import json
 import logging
+import multiprocessing
+import os
+import signal
 import threading
+from multiprocessing.synchronize import Event as ProcessEvent
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,7 +56,13 @@ from exemplar.store.schema import (
     QueueEntry,
 )
 
-__all__ = ["BackgroundLearner", "refill_from_previous_ranking"]
+__all__ = [
+    "BackgroundLearner",
+    "LearnerLink",
+    "LearnerProcess",
+    "refill_from_previous_ranking",
+    "run_learner_process",
+]
 
 log = logging.getLogger("exemplar.server.worker")
 
@@ -121,10 +133,18 @@ class BackgroundLearner:
         its labels.
     """
 
-    def __init__(self, project: Project, *, poll_seconds: float = 1.0, max_cycles: int = 2):
+    def __init__(
+        self,
+        project: Project,
+        *,
+        poll_seconds: float = 1.0,
+        max_cycles: int = 2,
+        link: LearnerLink | None = None,
+    ):
         self.project = project
         self.poll_seconds = poll_seconds
         self.max_cycles = max_cycles
+        self.link = link
         self.runs = 0
         self.last_outcome: RunOutcome | None = None
         self.busy = False
@@ -166,6 +186,8 @@ class BackgroundLearner:
                 break
             with self._lock:
                 force, self._demand = self._demand, False
+            if self.link is not None:
+                force = self.link.take_request() or force
             try:
                 self.tick(force=force)
             except ProjectError as exc:  # the lock is taken, or the project cannot run yet
@@ -175,6 +197,8 @@ class BackgroundLearner:
                         self._demand = True  # keep the request for the next try
             except Exception:  # a worker error must never stop the server
                 log.exception("background learning failed; retrying in %.1fs", self.poll_seconds)
+            if self.link is not None:
+                self.link.write_state(self.state())
 
     def tick(self, *, force: bool = False) -> str:
         """One look at the loop; returns what it did (for tests and logs)."""
@@ -228,3 +252,129 @@ class BackgroundLearner:
             "runs": self.runs,
             "last": None if last is None else {"status": last.status, "cycle": last.cycle},
         }
+
+
+# -- the learner in a process of its own (``exemplar serve``) --------------------------------
+
+
+class LearnerLink:
+    """How web workers talk to a learner in another process: two files in the project folder.
+
+    ``POST /api/v1/retrain`` creates ``RETRAIN_FILE`` (the learner removes it and runs);
+    the learner rewrites ``STATE_FILE`` (JSON of :meth:`BackgroundLearner.state`) after
+    each look at the loop.
+    """
+
+    RETRAIN_FILE = ".learner-retrain"
+    STATE_FILE = ".learner-state.json"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def request_retrain(self) -> None:
+        """Ask the learner to run the loop at its next look (within ``poll_seconds``)."""
+        (self.root / self.RETRAIN_FILE).touch()
+
+    def take_request(self) -> bool:
+        """Whether a retrain was requested since the last call (consumes the request)."""
+        try:
+            (self.root / self.RETRAIN_FILE).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        """Publish the learner's state (atomically: readers never see half a file)."""
+        path = self.root / self.STATE_FILE
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    def state(self) -> dict[str, Any]:
+        """The state the learner published last (``runs`` 0 and no ``last`` before that)."""
+        try:
+            state: dict[str, Any] = json.loads((self.root / self.STATE_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            state = {"busy": False, "runs": 0, "last": None}
+        return state
+
+
+def run_learner_process(
+    root: str, poll_seconds: float, nice: int, stop: ProcessEvent, parent: int
+) -> None:
+    """The body of the learner process: a niced :class:`BackgroundLearner` on one CPU thread.
+
+    Runs until ``stop`` is set or the parent process ``parent`` is gone.
+    """
+    from threadpoolctl import threadpool_limits
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the parent stops us
+    if nice > 0:
+        os.nice(nice)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     learner: %(message)s")
+    with threadpool_limits(1), Project.open(root) as project:
+        link = LearnerLink(project.root)
+        link.take_request()  # a request left from an earlier server is stale
+        learner = BackgroundLearner(project, poll_seconds=poll_seconds, link=link)
+        learner.start()
+        try:
+            while not stop.wait(1.0) and os.getppid() == parent:
+                pass
+        finally:
+            learner.stop(timeout=10.0)
+
+
+class LearnerProcess:
+    """Run the background learner in a process of its own, at a lower CPU priority.
+
+    Training then never holds the web processes' interpreter lock, and with ``nice`` the
+    kernel gives the web processes the CPU first: annotators never wait for training.
+
+    Parameters
+    ----------
+    root : Path
+        The project folder.
+    poll_seconds : float, default=1.0
+        How often the learner looks at the loop (and for retrain requests).
+    nice : int, default=10
+        Added to the learner's niceness (0 keeps the server's priority).
+    """
+
+    def __init__(self, root: Path, *, poll_seconds: float = 1.0, nice: int = 10) -> None:
+        self.root = Path(root)
+        self.poll_seconds = poll_seconds
+        self.nice = nice
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=run_learner_process,
+            args=(str(self.root), poll_seconds, nice, self._stop, os.getpid()),
+            name="exemplar-learner",
+            daemon=True,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        """The learner's process id once started."""
+        return self._process.pid
+
+    def is_alive(self) -> bool:
+        """Whether the learner process runs."""
+        return self._process.is_alive()
+
+    def start(self) -> None:
+        """Start the learner process."""
+        self._process.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask the learner to end, wait up to ``timeout`` s, then terminate it.
+
+        The learner waits up to 10 s for a step in progress; a step cut short is safe (the
+        loop resumes at the step it was in).
+        """
+        self._stop.set()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("the learner did not stop within %.0f s; terminating it", timeout)
+            self._process.terminate()
+            self._process.join(5.0)

@@ -36,9 +36,9 @@ class Served:
         return self.client
 
 
-def build_project(root: Path) -> Path:
+def build_project(root: Path, database_url: str = "") -> Path:
     """Create at ``root`` a project whose first cycle waits for human labels, with 3 users."""
-    with make_project(root, oracle="human", n=200) as project:
+    with make_project(root, database_url=database_url, oracle="human", n=200) as project:
         outcome = project.run()
         assert "waits" in str(outcome) or project.status()["queue"]["pending"] == 20
         for name, role in (("ann", "annotator"), ("rev", "reviewer"), ("boss", "admin")):
@@ -47,9 +47,12 @@ def build_project(root: Path) -> Path:
 
 
 @pytest.fixture
-def project_root(tmp_path: Path) -> Path:
-    """A project whose first cycle (20 random items) waits for human labels, with 3 users."""
-    return build_project(tmp_path / "proj")
+def project_root(tmp_path: Path, database_url: str) -> Path:
+    """A project whose first cycle (20 random items) waits for human labels, with 3 users.
+
+    On SQLite and on PostgreSQL (the ``database_url`` fixture of tests/conftest.py).
+    """
+    return build_project(tmp_path / "proj", database_url)
 
 
 @pytest.fixture
