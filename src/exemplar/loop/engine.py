@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-import joblib
 import numpy as np
 from filelock import FileLock, Timeout
 from sklearn.metrics import accuracy_score, f1_score
@@ -25,7 +24,7 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session, aliased
 from threadpoolctl import threadpool_limits
 
-from exemplar.errors import ConfigError, ProjectError
+from exemplar.errors import ConfigError, ModelError, ProjectError
 from exemplar.loop.faults import crash_point
 from exemplar.loop.model_selector import (
     Candidate,
@@ -36,7 +35,15 @@ from exemplar.loop.model_selector import (
 from exemplar.loop.oracle import noisy_label
 from exemplar.loop.scoring import ScoredPool, score_pool
 from exemplar.loop.selection import query_batch
-from exemplar.models import CommitteeAdapter, ModelAdapter, SklearnAdapter, make_estimator
+from exemplar.models import (
+    CommitteeAdapter,
+    ModelAdapter,
+    checkpoint_suffix,
+    get_recipe,
+    load_model,
+    make_estimator,
+    save_model,
+)
 from exemplar.predictions import Predictions
 from exemplar.project.project import Project
 from exemplar.stopping import AnyOf, Observation, make_criterion
@@ -203,7 +210,7 @@ class LoopEngine:
         versions = []
         for k, res in enumerate(results):
             version = f"c{cycle.number:04d}-m{k}"
-            path = self._save_checkpoint(version, res.model)
+            path = self._save_checkpoint(version, res.candidate.recipe, res.model)
             versions.append(
                 ModelVersion(
                     version=version,
@@ -233,6 +240,7 @@ class LoopEngine:
             min_validation_labels=mcfg.min_validation_labels,
             cv_folds=mcfg.cv_folds,
             seed=seed,
+            device=mcfg.device,
         )
 
     def _select_model(self, cycle: Cycle) -> None:
@@ -588,29 +596,33 @@ class LoopEngine:
 
     # -- models and arrays -------------------------------------------------------------
 
-    def _save_checkpoint(self, version: str, model: SklearnAdapter) -> Path:
+    def _save_checkpoint(self, version: str, recipe: str, model: ModelAdapter) -> Path:
         self.project.models_dir.mkdir(parents=True, exist_ok=True)
-        path = self.project.models_dir / f"{version}.joblib"
-        tmp = path.with_name(path.name + ".tmp")
-        joblib.dump(model.model_, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return path
+        return save_model(model, self.project.models_dir / f"{version}{checkpoint_suffix(recipe)}")
 
     def _load_model(
         self, version: ModelVersion, cycle: Cycle, *, committee: bool = True
     ) -> ModelAdapter:
-        """The checkpoint as an adapter; a bagged committee around it if the strategy needs samples."""
+        """The checkpoint as an adapter.
+
+        Deep models give stochastic samples themselves (MC dropout or ensemble members);
+        a scikit-learn checkpoint becomes a bagged committee when the strategy needs samples.
+        """
         path = self.project.root / version.path
         if not path.exists():
             raise ProjectError(f"checkpoint {path} of model {version.version} is missing")
         # Local checkpoints written by this project only (DESIGN.md §4): never untrusted input.
-        estimator = joblib.load(path)
-        adapter = SklearnAdapter(estimator, chunk_size=self.cfg.selection.chunk_size)
-        adapter.model_ = estimator
-        adapter.classes_ = np.asarray(estimator.classes_)
-        if committee and "samples" in self._strategy().requires:
+        try:
+            adapter = load_model(
+                version.recipe,
+                path,
+                device=self.cfg.model.device,
+                chunk_size=self.cfg.selection.chunk_size,
+            )
+        except ModelError as exc:
+            raise ProjectError(f"model {version.version}: {exc}") from exc
+        sklearn = get_recipe(version.recipe).family == "sklearn"
+        if committee and sklearn and "samples" in self._strategy().requires:
             labeled = self._labeled()
             X = np.asarray(self.project.features()[labeled.rows])
             base = make_estimator(version.recipe, cycle.seed, **version.params)
