@@ -178,9 +178,9 @@ def make_model(
     seed : int
         Seed of initialisation, data order and stochastic passes.
     samples : bool
-        Whether a strategy will read stochastic samples. scikit-learn recipes then become
-        a bagged committee of ``committee_size`` members; deep recipes always give
-        samples (MC dropout or ensemble members).
+        Whether a strategy will read stochastic samples. scikit-learn recipes (and the
+        heads of text recipes) then become a bagged committee of ``committee_size``
+        members; deep recipes always give samples (MC dropout or ensemble members).
     device : str
         ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``; deep and text models only.
     chunk_size : int
@@ -205,7 +205,8 @@ def make_model(
         return make_torch_model(recipe.base, seed, device=device, chunk_size=chunk_size, **merged)
     from exemplar.models.text import make_text_model
 
-    return make_text_model(recipe.base, seed, device=device, **merged)
+    n_members = committee_size if samples else 0
+    return make_text_model(recipe.base, seed, device=device, n_members=n_members, **merged)
 
 
 def checkpoint_suffix(name: str) -> str:
