@@ -9,6 +9,8 @@
 4. ``bench.cycle_overhead``: label-to-next-batch time at a pool of 10^5 (cycle_overhead.json).
 5. ``bench.queue_ops``: lease + submit with 8 concurrent writers, SQLite and PostgreSQL.
 6. ``bench.server_load``: 50 annotators over HTTP while the server retrains.
+7. ``bench.stochastic_scoring``: MC-dropout scoring throughput and flat memory, pools of
+   10^4..10^6 (stochastic_scoring_mlp.json, stochastic_scoring_committee.json).
 
 Each runs in its own process, so one's memory and thread pools do not affect the other.
 """
@@ -30,6 +32,8 @@ BENCHMARKS: list[list[str]] = [
     ["bench.queue_ops", "--db", "sqlite", "--repeat", "3"],
     ["bench.queue_ops", "--db", "postgresql", "--out", str(RESULTS / "queue_ops_postgresql.json")],
     ["bench.server_load", "--db", "sqlite"],
+    ["bench.stochastic_scoring", "--model", "mlp", "--sizes", "10000,100000"],
+    ["bench.stochastic_scoring", "--model", "committee", "--sizes", "10000,100000,1000000"],
 ]
 
 
