@@ -50,6 +50,9 @@ class DataSection(_Section):
 
     image_size: int = Field(default=16, ge=4, le=256)
     text_features: int = Field(default=512, ge=16, le=65536)
+    #: "hashing": hashed bag of words (text_features columns); "minilm": MiniLM sentence
+    #: embeddings (384 columns, needs the `text` extra), cached per content hash.
+    text_encoder: Literal["hashing", "minilm"] = "hashing"
 
 
 class ModelCandidate(_Section):

@@ -39,14 +39,17 @@ Featurization (the feature dimension is fixed by the project's first import):
 
 * images: grayscale, resized to ``[data] image_size`` squared with Pillow (bilinear,
   antialiased), scaled to [0, 1] and flattened (``image_size ** 2`` features);
-* text: scikit-learn's stateless ``HashingVectorizer(n_features=[data] text_features,
-  alternate_sign=False, norm="l2")`` as dense float32;
+* text, ``[data] text_encoder = "hashing"`` (default): scikit-learn's stateless
+  ``HashingVectorizer(n_features=[data] text_features, alternate_sign=False, norm="l2")``
+  as dense float32; ``"minilm"``: frozen MiniLM sentence embeddings (384 float32), cached
+  per content hash in the project's ``cache/embeddings`` (see :class:`TextFeaturizer`);
 * feature rows: the values as given, stored as float32.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import math
@@ -81,10 +84,12 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "TABLE_SUFFIXES",
     "ImportReport",
+    "TextFeaturizer",
     "feature_uid",
     "image_features",
     "import_path",
     "text_features",
+    "text_featurizer",
     "text_uid",
 ]
 
@@ -242,6 +247,38 @@ def text_features(texts: Sequence[str], n_features: int) -> np.ndarray:
         n_features=n_features, alternate_sign=False, norm="l2", dtype=np.float32
     )
     return np.asarray(vectorizer.transform(list(texts)).toarray(), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class TextFeaturizer:
+    """How text items become feature rows (``[data] text_encoder``).
+
+    ``hashing`` (default): a stateless hashed bag of words of ``[data] text_features``
+    columns. ``minilm``: frozen all-MiniLM-L6-v2 sentence embeddings (384 columns; Wang et
+    al. 2020, Reimers & Gurevych 2019), cached per content hash in the project's
+    ``cache/embeddings`` folder so re-importing a text never encodes it again.
+    """
+
+    dim: int
+    what: str
+    encode: Callable[[Sequence[str]], np.ndarray]
+
+
+def text_featurizer(project: Project) -> TextFeaturizer:
+    """The project's text featurizer (MiniLM is loaded lazily, on the first cache miss)."""
+    data = project.config.data
+    if data.text_encoder == "minilm":
+        from exemplar.models.text import MINILM_DIM, CachedEncoder, SentenceEncoder
+
+        encoder = CachedEncoder(
+            SentenceEncoder(device=project.config.model.device),
+            cache_dir=project.root / "cache" / "embeddings",
+        )
+        return TextFeaturizer(MINILM_DIM, "text as MiniLM sentence embeddings", encoder.encode)
+    n = data.text_features
+    return TextFeaturizer(
+        n, f"text at data.text_features = {n}", functools.partial(text_features, n_features=n)
+    )
 
 
 def image_features(data: bytes, size: int) -> np.ndarray:
@@ -538,7 +575,7 @@ def _text_records(
     wheres: Sequence[str],
     uris: Sequence[str],
     labels: Sequence[str | None],
-    n_features: int,
+    featurizer: TextFeaturizer,
     report: ImportReport,
 ) -> tuple[list[_Record], np.ndarray]:
     records: list[_Record] = []
@@ -549,8 +586,8 @@ def _text_records(
         text = str(text)
         records.append(_Record(text_uid(text), uri, where, "text", label, text=text))
     if not records:
-        return records, np.empty((0, n_features), dtype=np.float32)
-    return records, text_features([r.text or "" for r in records], n_features)
+        return records, np.empty((0, featurizer.dim), dtype=np.float32)
+    return records, np.asarray(featurizer.encode([r.text or "" for r in records]), np.float32)
 
 
 # --------------------------------------------------------------------------- sources
@@ -575,9 +612,9 @@ def _open_source(
                 )
         return _ImageSource(path, data.image_size, folder_labels, report)
     if suffix == ".csv":
-        return _CsvSource(path, label_column, text_column, data.text_features, report)
+        return _CsvSource(path, label_column, text_column, text_featurizer(project), report)
     if suffix == ".parquet":
-        return _ParquetSource(path, label_column, text_column, data.text_features, report)
+        return _ParquetSource(path, label_column, text_column, text_featurizer(project), report)
     if suffix in ARRAY_SUFFIXES:
         if text_column is not None:
             raise DatasetError(f"text_column applies to CSV and Parquet tables, not to '{path}'")
@@ -710,13 +747,13 @@ class _CsvSource(_Source):
         path: Path,
         label_column: str | int | None,
         text_column: str | None,
-        n_features: int,
+        featurizer: TextFeaturizer,
         report: ImportReport,
     ):
         self.path = path
         self.where = f"CSV file '{path}'"
         self.uri_base = str(path.resolve())
-        self.n_features = n_features
+        self.featurizer = featurizer
         self.report = report
         try:
             self._fh = path.open("rb")
@@ -748,8 +785,8 @@ class _CsvSource(_Source):
         skip = (self.label_index, self.text_index)
         others = [j for j in range(self.n_fields) if j not in skip]
         if self.text_index is not None:
-            self.dim = self.n_features
-            self.what = f"text at data.text_features = {self.n_features}"
+            self.dim = self.featurizer.dim
+            self.what = self.featurizer.what
             self.feature_index: list[int] = []
             ignored = [self.names[j] for j in others]
             report.notes.append(f"text from column {self.names[self.text_index]!r}")
@@ -852,7 +889,7 @@ class _CsvSource(_Source):
         labels = [None if li is None else _label_text(cells[li]) for _, cells in rows]
         if self.text_index is not None:
             texts = [cells[self.text_index] for _, cells in rows]
-            return _text_records(texts, wheres, uris, labels, self.n_features, self.report)
+            return _text_records(texts, wheres, uris, labels, self.featurizer, self.report)
         X, ok = self._parse_features(rows, wheres)
         if not ok.all():
             idx = np.flatnonzero(ok)
@@ -903,7 +940,7 @@ class _ParquetSource(_Source):
         path: Path,
         label_column: str | int | None,
         text_column: str | None,
-        n_features: int,
+        featurizer: TextFeaturizer,
         report: ImportReport,
     ):
         self.where = f"Parquet file '{path}'"
@@ -917,7 +954,7 @@ class _ParquetSource(_Source):
             ) from None
         self.path = path
         self.uri_base = str(path.resolve())
-        self.n_features = n_features
+        self.featurizer = featurizer
         self.report = report
         self._float64 = pa.float64()
         self._arrow_error = pa.ArrowException
@@ -961,8 +998,8 @@ class _ParquetSource(_Source):
                     break
         others = [n for n in self.names if n not in (self.label_name, self.text_name)]
         if self.text_name is not None:
-            self.dim = n_features
-            self.what = f"text at data.text_features = {n_features}"
+            self.dim = self.featurizer.dim
+            self.what = self.featurizer.what
             self.feature_names: list[str] = []
             ignored = others
             report.notes.append(f"text from column {self.text_name!r}")
@@ -1000,7 +1037,7 @@ class _ParquetSource(_Source):
             if self.text_name is not None:
                 texts = batch.column(self.text_name).to_pylist()
                 records, X = _text_records(
-                    texts, wheres, uris, labels, self.n_features, self.report
+                    texts, wheres, uris, labels, self.featurizer, self.report
                 )
             else:
                 X = np.column_stack(  # nulls become NaN, reported by _feature_records
