@@ -3,7 +3,14 @@
 Writes bench/results/label_efficiency.json and label_efficiency.md.
 
     python -m bench.label_efficiency [--datasets digits,breast_cancer,mnist5k,wine]
-        [--strategies ...] [--seeds 5] [--jobs 2]
+        [--strategies ...] [--seeds 5] [--jobs 2] [--model logreg]
+
+Text (issue #5): TREC questions through frozen MiniLM embeddings and a logistic head,
+
+    python -m bench.label_efficiency --datasets trec --model minilm-logreg \
+        --strategies default,random,margin,entropy,badge,coreset \
+        --out bench/results/text_label_efficiency.json \
+        --markdown bench/results/text_label_efficiency.md
 
 Protocol (issue #2): logistic regression, 20 initial labels, batch 10, 30 rounds, paired
 seeds. Writes bench/results/label_efficiency.json and prints a markdown table of normalized
@@ -29,7 +36,12 @@ DEFAULT_STRATEGIES = (
 
 
 def run(
-    datasets: list[str], strategies: list[str], seeds: int, jobs: int, rounds: int
+    datasets: list[str],
+    strategies: list[str],
+    seeds: int,
+    jobs: int,
+    rounds: int,
+    model: str = "logreg",
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in datasets:
@@ -38,7 +50,7 @@ def run(
         n_rounds = rounds if name != "wine" else 8
         config = SimulationConfig(
             dataset=name,
-            model="logreg",
+            model=model,
             strategies=tuple(strategies),
             seeds=seeds,
             initial=20,
@@ -101,11 +113,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--model", default="logreg", help="model recipe (exemplar models)")
     parser.add_argument("--out", type=Path, default=RESULTS / "label_efficiency.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "label_efficiency.md")
     args = parser.parse_args()
     result = run(
-        args.datasets.split(","), args.strategies.split(","), args.seeds, args.jobs, args.rounds
+        args.datasets.split(","),
+        args.strategies.split(","),
+        args.seeds,
+        args.jobs,
+        args.rounds,
+        args.model,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
