@@ -116,6 +116,8 @@ class Run:
 
     def __init__(self, target: int, max_seconds: float = 1800.0) -> None:
         self.target = target
+        self.started = time.perf_counter()
+        self.empty_at: list[float] = []  # seconds into the run of each 204
         self.deadline = time.monotonic() + max_seconds
         self.acked: dict[int, tuple[int, str, int]] = {}  # label_id -> (item, annotator, entry)
         self.next_ms: list[float] = []  # every next request, 204 (queue empty) included
@@ -154,6 +156,7 @@ async def annotator(
         run.next_ms.append((t1 - t0) * 1000)
         if status == 204:
             run.empty += 1
+            run.empty_at.append(t1 - run.started)
             await asyncio.sleep(0.05)
             continue
         if item is None:
@@ -373,6 +376,7 @@ def drive_server(
 ) -> dict[str, Any]:
     """Start the server, run the annotators against it, stop it; timings and CPU use."""
     proc = start_server(cmd, port, log_path)
+    run.started = time.perf_counter()
     cpu_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_self = time.process_time()
     load_before = os.getloadavg()
@@ -441,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "--hello-world", action="store_true", help="the ceiling: routes that do no work"
     )
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--server-log", type=Path, default=None, help="keep the server log")
     args = parser.parse_args(argv)
     name = "server_load_hello" if args.hello_world else "server_load"
     suffix = "" if args.db == "sqlite" or args.hello_world else "_postgresql"
@@ -479,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
                 serve_command(root, port, args), port, log_path, tokens, truth, run
             )
             server_log = log_path.read_text(errors="replace")
+            if args.server_log is not None:
+                args.server_log.write_text(server_log)
             verdict = verify(root, run, cycles_before)
     finally:
         if pg_name is not None:
@@ -517,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         "next_with_item": _pct(run.next_item_ms),
         "submit": sub,
         "empty_next_responses": run.empty,
+        "empty_next_per_second": _histogram(run.empty_at, timing["wall_s"], 1.0),
         "client_errors": dict(run.errors),
         "served_strategies": dict(run.strategies),
         **verdict,
@@ -587,6 +595,12 @@ def hello_world(args: argparse.Namespace, out: Path) -> int:
         f"| {sub.get('p50_ms')}/{sub.get('p95_ms')}/{sub.get('p99_ms')} |"
     )
     return 0 if not run.errors else 1
+
+
+def _histogram(times: list[float], wall: float, width: float) -> list[int]:
+    """How many of ``times`` fall in each ``width``-second interval of the run."""
+    counts, _ = np.histogram(times, bins=np.arange(0.0, wall + width, width))
+    return [int(c) for c in counts]
 
 
 def _first_traceback(log: str, lines: int = 40) -> list[str]:

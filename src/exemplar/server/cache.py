@@ -21,7 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
+from sqlalchemy.exc import NoResultFound
 
 from exemplar.project import Project
 from exemplar.store.schema import Cycle, Item, ModelVersion
@@ -81,16 +82,31 @@ class HotCache:
         return ref
 
     def item(self, item_id: int) -> Item:
-        """Item ``item_id`` with the fields the labeling page shows (not cached: a Core read).
+        """Item ``item_id`` with the fields the labeling page shows (read, not cached).
+
+        One statement on the driver's connection: through SQLAlchemy, even Core, this read
+        cost several times the query itself.
 
         Raises
         ------
         sqlalchemy.exc.NoResultFound
             There is no such item.
         """
-        with self.project.db.read_connection() as conn:
-            row = conn.execute(_ITEM_FIELDS, {"item_id": item_id}).one()
-        return Item(id=item_id, row=row.row, kind=row.kind, text=row.text)
+        engine = self.project.db.engine
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
+                cur.execute(_ITEM_SQL[engine.dialect.name], {"item_id": item_id})
+                row = cur.fetchone()
+            finally:
+                cur.close()
+            raw.commit()  # PostgreSQL opened a transaction; SQLite reads in autocommit
+        finally:
+            raw.close()
+        if row is None:
+            raise NoResultFound(f"no item {item_id}")
+        return Item(id=item_id, row=row[0], kind=row[1], text=row[2])
 
     def proba(self, version: str) -> np.ndarray | None:
         """The pool probabilities of model ``version`` (memory-mapped), or None if absent."""
@@ -110,7 +126,11 @@ class HotCache:
         return proba
 
 
-_ITEM_FIELDS = select(Item.row, Item.kind, Item.text).where(Item.id == bindparam("item_id"))
+#: By dialect (sqlite3 and psycopg name their parameters differently).
+_ITEM_SQL = {
+    "sqlite": "SELECT row, kind, text FROM items WHERE id = :item_id",
+    "postgresql": "SELECT row, kind, text FROM items WHERE id = %(item_id)s",
+}
 
 _CACHES: weakref.WeakKeyDictionary[Project, HotCache] = weakref.WeakKeyDictionary()
 _CACHES_LOCK = threading.Lock()

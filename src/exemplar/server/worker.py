@@ -1,11 +1,14 @@
 """Background learning for the labeling server: retrain without making annotators wait.
 
 :class:`BackgroundLearner` is a daemon thread the app starts for a human-oracle project
-(``create_app(..., background_learning=True)``). Every ``poll_seconds``, or at once when
+(``create_app(..., background_learning=True)``); ``exemplar serve`` runs it in a process of
+its own instead (:class:`LearnerProcess`). Every ``poll_seconds``, or at once when
 :meth:`BackgroundLearner.request_retrain` wakes it (``POST /api/v1/retrain``), it looks at
 the newest cycle:
 
-* **labeling**: the cycle still has open queue entries: nothing to do.
+* **labeling**: the cycle still has open queue entries. If none of them waits (the last
+  items of the batch are all held by annotators), the worker refills the queue from the
+  previous ranking, so the other annotators keep labeling; otherwise nothing to do.
 * **batch complete, fewer than K new labels**: K is ``[selection] retrain_every`` (0 means
   ``batch_size``); new labels are those not in the cycle model's training set. The loop
   cannot advance mid-batch, so K below ``batch_size`` means "when the batch is complete".
@@ -19,7 +22,8 @@ the newest cycle:
   worker logs that and tries again later. Errors are logged, never raised into the server.
 
 **Serving from the previous ranking** (:func:`refill_from_previous_ranking`): when no
-entry is open, up to ``batch_size`` unlabeled, unqueued pool items are enqueued (no cycle)
+entry is open (or, in the labeling case above, none waits), up to ``stale_batches *
+batch_size`` unlabeled, unqueued pool items are enqueued (no cycle)
 in order of the newest stored probabilities' margin (smallest first; random before the
 first model). Their strategy name is ``"stale:margin"`` (or ``"stale:random"``): the
 queue entries and the labels written for them say they came from stale scores. When the
@@ -42,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from exemplar.errors import ProjectError
 from exemplar.loop.engine import STALE_PREFIX, LoopEngine, RunOutcome
@@ -54,12 +58,15 @@ from exemplar.store.schema import (
     CycleState,
     ModelVersion,
     QueueEntry,
+    QueueStatus,
+    utcnow,
 )
 
 __all__ = [
     "BackgroundLearner",
     "LearnerLink",
     "LearnerProcess",
+    "has_waiting_entries",
     "refill_from_previous_ranking",
     "run_learner_process",
 ]
@@ -67,17 +74,27 @@ __all__ = [
 log = logging.getLogger("exemplar.server.worker")
 
 
-def refill_from_previous_ranking(project: Project, engine: LoopEngine | None = None) -> int:
+def refill_from_previous_ranking(
+    project: Project,
+    engine: LoopEngine | None = None,
+    *,
+    size: int | None = None,
+    while_leased: bool = False,
+) -> int:
     """Enqueue stale entries from the newest probabilities if no queue entry is open.
 
-    The caller holds the project lock. Returns the number of entries added.
+    With ``while_leased``, refill as soon as no entry *waits* (none pending, skipped or with
+    an expired lease), even while annotators still hold leases: the other annotators then
+    keep labeling instead of waiting for the last items of a batch. ``size`` (default
+    ``batch_size``) bounds the entries added. The caller holds the project lock. Returns
+    the number of entries added.
     """
     engine = engine or LoopEngine(project)
     with project.db.read() as s:
         n_open = s.scalar(
             select(func.count())
             .select_from(QueueEntry)
-            .where(QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
+            .where(_waiting() if while_leased else QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
         )
         versions = list(
             s.scalars(
@@ -90,7 +107,7 @@ def refill_from_previous_ranking(project: Project, engine: LoopEngine | None = N
     if n_open:
         return 0
     n_labeled = int(engine._labeled().y.size)
-    size = min(project.config.selection.batch_size, engine._budget_left(n_labeled))
+    size = min(size or project.config.selection.batch_size, engine._budget_left(n_labeled))
     if engine._budget() - n_labeled <= 0:
         return 0
     proba = None
@@ -119,6 +136,19 @@ def refill_from_previous_ranking(project: Project, engine: LoopEngine | None = N
         return enqueue(s, None, entries, overlap=project.config.oracle.overlap)
 
 
+def _waiting() -> ColumnElement[bool]:
+    """Queue entries a lease could hand out now: pending, skipped, or with a lapsed lease."""
+    return QueueEntry.status.in_((QueueStatus.PENDING, QueueStatus.SKIPPED)) | (
+        (QueueEntry.status == QueueStatus.LEASED) & (QueueEntry.lease_expires <= utcnow())
+    )
+
+
+def has_waiting_entries(project: Project) -> bool:
+    """Whether any queue entry waits for an annotator (see :func:`_waiting`)."""
+    with project.db.read() as s:
+        return s.scalar(select(QueueEntry.id).where(_waiting()).limit(1)) is not None
+
+
 class BackgroundLearner:
     """Advance the loop in a background thread (see the module docstring for the rules).
 
@@ -131,6 +161,12 @@ class BackgroundLearner:
     max_cycles : int, default=2
         Passed to ``LoopEngine.run``: finish the complete cycle and run the next one up to
         its labels.
+    stale_batches : int, default=4
+        A stale refill holds up to this many batches (``batch_size`` each), so annotators
+        have items for the whole time the next model trains. Stale entries never leased are
+        dropped when the fresh batch arrives, so a large refill costs nothing later.
+    link : LearnerLink or None
+        Set when the learner runs in a process of its own (:class:`LearnerProcess`).
     """
 
     def __init__(
@@ -139,11 +175,13 @@ class BackgroundLearner:
         *,
         poll_seconds: float = 1.0,
         max_cycles: int = 2,
+        stale_batches: int = 4,
         link: LearnerLink | None = None,
     ):
         self.project = project
         self.poll_seconds = poll_seconds
         self.max_cycles = max_cycles
+        self.stale_batches = stale_batches
         self.link = link
         self.runs = 0
         self.last_outcome: RunOutcome | None = None
@@ -209,15 +247,20 @@ class BackgroundLearner:
             return "stopped"
         if cycle is not None and cycle.state == CycleState.LABEL:
             if engine._open_entries(cycle):
-                return "labeling"
+                # The batch's last items are held: keep the other annotators busy.
+                if has_waiting_entries(self.project):
+                    return "labeling"
+                with engine._lock():
+                    added = self._refill(engine, while_leased=True)
+                return f"labeling (refilled {added})"
             if not force and self._new_labels(engine, cycle) < self._every():
                 with engine._lock():
-                    added = refill_from_previous_ranking(self.project, engine)
+                    added = self._refill(engine)
                 return f"collecting labels (refilled {added})"
         self.busy = True
         try:
             with engine._lock():
-                refill_from_previous_ranking(self.project, engine)
+                self._refill(engine)
             outcome = LoopEngine(self.project).run(max_cycles=self.max_cycles)
         finally:
             self.busy = False
@@ -226,6 +269,15 @@ class BackgroundLearner:
         self._last_error = ""
         log.info("background learning: %s (cycle %d)", outcome.status, outcome.cycle)
         return outcome.status
+
+    def _refill(self, engine: LoopEngine, *, while_leased: bool = False) -> int:
+        size = self.stale_batches * self.project.config.selection.batch_size
+        added = refill_from_previous_ranking(
+            self.project, engine, size=size, while_leased=while_leased
+        )
+        if added:
+            log.info("queued %d items from the previous ranking", added)
+        return added
 
     def _every(self) -> int:
         sel = self.project.config.selection
@@ -311,7 +363,9 @@ def run_learner_process(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group; the parent stops us
     if nice > 0:
         os.nice(nice)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     learner: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s:     learner %(asctime)s: %(message)s"
+    )
     with threadpool_limits(1), Project.open(root) as project:
         link = LearnerLink(project.root)
         link.take_request()  # a request left from an earlier server is stale

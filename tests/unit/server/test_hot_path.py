@@ -25,7 +25,7 @@ from exemplar.project import Project
 from exemplar.server import create_app
 from exemplar.server.cache import hot_cache
 from exemplar.server.security import TtlCache
-from exemplar.server.worker import LearnerLink, LearnerProcess
+from exemplar.server.worker import BackgroundLearner, LearnerLink, LearnerProcess
 from exemplar.store.accounts import User, create_token
 from exemplar.store.schema import Cycle, Item, ModelVersion
 from loop_helpers import make_project
@@ -290,3 +290,21 @@ def test_serve_with_two_workers_and_a_learner_process(
     finally:
         for client in clients.values():
             client.close()
+
+
+def test_learner_refills_when_the_last_items_of_a_batch_are_all_held(tmp_path: Path) -> None:
+    with make_project(tmp_path / "p", oracle="human", budget=100, n=200) as p:
+        p.run()  # cycle 0: 20 random items wait for labels
+        learner = BackgroundLearner(p, stale_batches=2)
+        held = [p.next_item(f"a{i}") for i in range(19)]
+        assert all(h is not None for h in held)
+        assert learner.tick() == "labeling"  # one entry still waits: nothing to do
+        assert p.next_item("a19") is not None
+        # All 20 are held and none is labeled: the others would wait for the batch to close.
+        assert learner.tick() == "labeling (refilled 20)"  # stale_batches * batch_size
+        extra = p.next_item("late")
+        assert extra is not None and extra.strategy == "stale:random"
+        assert learner.tick() == "labeling"  # stale entries wait now: no second refill
+        with p.db.read() as s:
+            cycle = s.scalar(select(Cycle).where(Cycle.number == 0))
+        assert cycle is not None and cycle.state == "label"  # the batch is still open
