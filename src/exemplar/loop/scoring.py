@@ -114,7 +114,8 @@ def score_pool(
                 if embeddings is None:
                     shape = (n, *pred.embeddings.shape[1:])
                     embeddings = _disk_array(shape, pred.embeddings.dtype, tmp_dir)
-                    embeddings[:start] = X[:start]  # earlier chunks' embeddings were their rows
+                    if start:  # earlier chunks' embeddings were their rows
+                        embeddings[:start] = X[:start]
                 embeddings[start:stop] = pred.embeddings
         if scorer is not None:
             block_utility = np.asarray(scorer.utility(pred))

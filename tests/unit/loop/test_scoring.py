@@ -259,3 +259,30 @@ def test_query_checks_reduced_samples() -> None:
         )
     idx = Bald().query(proba_only, batch_size=3, reduced=ReducedSamples(utility))
     assert idx.tolist() == Bald().query(preds, batch_size=3).tolist()
+
+
+class FakeText:
+    """A text adapter: ``X`` is a 1-d array of strings, embeddings are computed vectors."""
+
+    classes_ = np.arange(2)
+
+    def predict(
+        self, X: np.ndarray, *, samples: bool = False, embeddings: bool = False
+    ) -> Predictions:
+        lengths = np.array([len(t) for t in X], dtype=np.float32)
+        p = 1.0 / (1.0 + np.exp(-(lengths - 6.0)))
+        emb = np.column_stack([lengths, lengths % 3]).astype(np.float32) if embeddings else None
+        return Predictions(proba=np.column_stack([1 - p, p]), embeddings=emb)
+
+
+def test_text_pools_stream_embeddings_from_the_first_chunk() -> None:
+    texts = np.array([f"q{'x' * (i % 11)}" for i in range(50)], dtype=object)
+    strategy = get_strategy("badge")
+    scored = score_pool(FakeText(), texts, strategy, chunk_size=16)  # type: ignore[arg-type]
+    emb = scored.predictions.embeddings
+    assert emb is not None and emb.shape == (50, 2)
+    np.testing.assert_array_equal(emb[:, 0], [len(t) for t in texts])
+    batch = query_batch(
+        scored.predictions, strategy, np.arange(50), np.empty(0, np.int64), 5, random_state=0
+    )
+    assert len(set(batch.indices.tolist())) == 5
