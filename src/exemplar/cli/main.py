@@ -264,7 +264,7 @@ def datasets() -> None:
         table.add_row(
             info.name,
             str(info.n_items),
-            str(info.n_features),
+            "text" if info.kind == "text" else str(info.n_features),
             str(info.n_classes),
             info.description,
         )

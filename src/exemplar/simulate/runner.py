@@ -267,7 +267,7 @@ def validate_config(config: SimulationConfig, dataset: Dataset) -> None:
         get_strategy(name)
     recipe = get_recipe(config.model)
     make_model(config.model, device=config.device, **config.model_params)  # checks params
-    holds_text = np.asarray(dataset.X).dtype.kind in "OUS"
+    holds_text = dataset.is_text
     if recipe.reads_text != holds_text:
         held = "texts" if holds_text else "feature rows"
         raise ConfigError(

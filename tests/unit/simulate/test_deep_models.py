@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from exemplar.data import load_dataset
+from exemplar.data import Dataset, load_dataset
 from exemplar.errors import ConfigError
 from exemplar.simulate import SimulationConfig, run_simulation, validate_config
 
@@ -55,3 +56,16 @@ def test_bad_model_settings_are_config_errors() -> None:
         validate_config(_config(model_params={"bogus": 1}), DIGITS)
     with pytest.raises(ConfigError, match="unknown model"):
         validate_config(_config(model="resnet9000"), DIGITS)
+
+
+def test_text_and_feature_models_refuse_the_wrong_data() -> None:
+    texts = Dataset(
+        name="tiny-text",
+        kind="text",
+        X=np.array(["what is a cat", "who wrote it", "where is paris", "how far"] * 5),
+        y=np.array(["DESC", "HUM", "LOC", "NUM"] * 5),
+    )
+    with pytest.raises(ConfigError, match="holds texts but model 'logreg'.*minilm-logreg"):
+        validate_config(_config(model="logreg", model_params={}), texts)
+    with pytest.raises(ConfigError, match="holds feature rows but model 'minilm-logreg'"):
+        validate_config(_config(model="minilm-logreg", model_params={}), DIGITS)
