@@ -11,6 +11,9 @@
 6. ``bench.server_load``: 50 annotators over HTTP while the server retrains.
 7. ``bench.stochastic_scoring``: MC-dropout scoring throughput and flat memory, pools of
    10^4..10^6 (stochastic_scoring_mlp.json, stochastic_scoring_committee.json).
+8. ``bench.mc_dropout_throughput``: the built-in CNN with 20 MC-dropout passes scoring pools
+   of 10^4..10^6 with BALD, and its dropout masks against PyTorch's
+   (mc_dropout_throughput.json).
 
 Each runs in its own process, so one's memory and thread pools do not affect the other.
 """
@@ -34,6 +37,7 @@ BENCHMARKS: list[list[str]] = [
     ["bench.server_load", "--db", "sqlite"],
     ["bench.stochastic_scoring", "--model", "mlp", "--sizes", "10000,100000"],
     ["bench.stochastic_scoring", "--model", "committee", "--sizes", "10000,100000,1000000"],
+    ["bench.mc_dropout_throughput"],
 ]
 
 

@@ -74,6 +74,44 @@ class UnsplitCNN(SmallCNN):
         return SmallCNN.forward_top(self, SmallCNN.forward_trunk(self, x))
 
 
+class SubclassDropout(nn.Dropout):
+    """Not ``nn.Dropout`` itself, so MC inference switches it to train mode (torch's dropout)."""
+
+
+class DropoutProbe(nn.Module):
+    """Dropout on the input, then a linear layer with two outputs.
+
+    With two classes, ``log(s1 / s0)`` of a softmax sample recovers the logit difference
+    ``z = (w1 - w0) · dropout(x) + (b1 - b0)`` exactly, so the tests can read each pass.
+    """
+
+    def __init__(self, n_features: int, n_classes: int, p: float = 0.5, subclass: bool = False):
+        super().__init__()
+        self.drop = (SubclassDropout if subclass else nn.Dropout)(p)
+        self.lin = nn.Linear(n_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(self.drop(x))
+
+
+def probe(p: float, *, subclass: bool = False, n_samples: int = 50) -> TorchAdapter:
+    """A fitted two-class DropoutProbe on unscaled inputs."""
+    model = TorchAdapter(
+        lambda f, c: DropoutProbe(f, c, p, subclass),
+        TrainingRecipe(epochs=1, seed=3),
+        n_samples=n_samples,
+        scaling="none",
+    )
+    two = Y < 2
+    return model.fit(X[two], Y[two])
+
+
+def logit_gap(samples: np.ndarray) -> np.ndarray:
+    """``z = log(s1 / s0)`` of two-class softmax outputs, in float64."""
+    s = samples.astype(np.float64)
+    return np.log(s[..., 1]) - np.log(s[..., 0])
+
+
 @pytest.fixture(scope="module")
 def cnn() -> TorchAdapter:
     return small_cnn().fit(X, Y)
@@ -118,6 +156,51 @@ def test_mc_dropout_leaves_batchnorm_in_eval_mode() -> None:
     for key, value in bn.state_dict().items():
         torch.testing.assert_close(value, before[key], rtol=0, atol=0)
     assert not any(m.training for m in model.nets_[0].modules())
+
+
+@pytest.mark.parametrize(
+    ("p", "subclass"),
+    [(0.25, False), (0.5, False), (0.1, False), (0.3, False), (0.25, True)],
+)
+def test_mc_dropout_drops_each_unit_independently_at_rate_p_and_scales_by_1_over_1_minus_p(
+    p: float, subclass: bool
+) -> None:
+    # 8-bit masks (0.25, 0.5), 32-bit masks (0.1, 0.3), and torch's own dropout (subclass).
+    model = probe(p, subclass=subclass)
+    lin = model.nets_[0].lin
+    with torch.no_grad():  # z = mean of the dropped-out inputs: the kept share / (1 - p)
+        lin.weight.zero_()
+        lin.weight[1] = 1.0 / X.shape[1]
+        lin.bias.zero_()
+    ones = np.ones((200, X.shape[1]))
+    samples = model.predict(ones, samples=True).samples
+    assert samples is not None and samples.shape == (50, 200, 2)
+    kept = logit_gap(samples) * (1 - p) * X.shape[1]  # units kept, per pass and row
+    np.testing.assert_allclose(kept, np.round(kept), atol=1e-3)  # survivors scaled by 1/(1-p)
+    share = kept.mean() / X.shape[1]
+    units = kept.size * X.shape[1]
+    assert abs(share - (1 - p)) < 5 * np.sqrt(p * (1 - p) / units)
+    # Independent across passes and rows: kept counts are uncorrelated (5 standard errors).
+    counts = kept - kept.mean()
+    assert abs(np.corrcoef(counts[:-1].ravel(), counts[1:].ravel())[0, 1]) < 5 / np.sqrt(
+        counts[1:].size
+    )
+    assert abs(np.corrcoef(counts[:, :-1].ravel(), counts[:, 1:].ravel())[0, 1]) < 5 / np.sqrt(
+        counts[:, 1:].size
+    )
+    drop = model.nets_[0].drop
+    assert not drop.training and not drop._forward_hooks  # nothing left switched on
+
+
+def test_mean_of_mc_passes_is_the_eval_output_for_a_linear_top() -> None:
+    # E[dropout(x)] = x, so for a linear top the mean logit over passes is the eval logit.
+    model = probe(0.25, n_samples=2000)
+    pred = model.predict(X_TEST[:20], samples=True)
+    assert pred.samples is not None
+    z = logit_gap(pred.samples)
+    standard_error = z.std(axis=0) / np.sqrt(z.shape[0])
+    gap = np.abs(z.mean(axis=0) - logit_gap(pred.proba))
+    assert (standard_error > 0).all() and (gap < 5 * standard_error).all()
 
 
 def test_trunk_split_gives_the_same_samples_as_full_passes(
@@ -184,11 +267,12 @@ def test_unknown_embedding_layer_is_a_clear_error(cnn: TorchAdapter) -> None:
 
 def test_predictions_do_not_depend_on_chunking(cnn: TorchAdapter) -> None:
     whole = cnn.predict(X_TEST, embeddings=True)
+    defaults = cnn.chunk_size, cnn.predict_batch_size
     cnn.chunk_size, cnn.predict_batch_size = 23, 7
     try:
         chunked = cnn.predict(X_TEST, embeddings=True)
     finally:
-        cnn.chunk_size, cnn.predict_batch_size = 65_536, 1024
+        cnn.chunk_size, cnn.predict_batch_size = defaults
     np.testing.assert_allclose(chunked.proba, whole.proba, atol=1e-6)
     np.testing.assert_allclose(chunked.embeddings, whole.embeddings, atol=1e-5)
     empty = cnn.predict(X_TEST[:0], samples=True, embeddings=True)
