@@ -57,6 +57,8 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 CLASSES = [f"c{i}" for i in range(10)]
 GOAL_P99_MS = 100.0
 PASSWORD = "load test password"
+#: Requests slower than this are counted per second of the run (to see when tails happen).
+SLOW_S = GOAL_P99_MS / 1000
 #: A run stops early after this many failed requests (and after ``Run.deadline``).
 MAX_ERRORS = 1000
 
@@ -118,11 +120,14 @@ class Run:
         self.target = target
         self.started = time.perf_counter()
         self.empty_at: list[float] = []  # seconds into the run of each 204
+        self.slow_at: list[float] = []  # start of each request slower than SLOW_S
         self.deadline = time.monotonic() + max_seconds
         self.acked: dict[int, tuple[int, str, int]] = {}  # label_id -> (item, annotator, entry)
         self.next_ms: list[float] = []  # every next request, 204 (queue empty) included
         self.next_item_ms: list[float] = []  # those that returned an item
         self.submit_ms: list[float] = []
+        self.next_at: list[float] = []  # when each next request started (s into the run)
+        self.submit_at: list[float] = []
         self.empty = 0
         self.errors: Counter[str] = Counter()
         self.leases: list[tuple[int, str, float, float]] = []  # entry, annotator, t0, t1
@@ -154,6 +159,9 @@ async def annotator(
             continue
         t1 = time.perf_counter()
         run.next_ms.append((t1 - t0) * 1000)
+        run.next_at.append(t0 - run.started)
+        if t1 - t0 > SLOW_S:
+            run.slow_at.append(t0 - run.started)
         if status == 204:
             run.empty += 1
             run.empty_at.append(t1 - run.started)
@@ -181,6 +189,9 @@ async def annotator(
                 continue
             t3 = time.perf_counter()
             run.submit_ms.append((t3 - t2) * 1000)
+            run.submit_at.append(t2 - run.started)
+            if t3 - t2 > SLOW_S:
+                run.slow_at.append(t2 - run.started)
             if out is not None:
                 run.acked[out["label_id"]] = (out["item_id"], name, item["entry_id"])
             else:
@@ -446,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--server-log", type=Path, default=None, help="keep the server log")
+    parser.add_argument(
+        "--samples", type=Path, default=None, help="save every request's start and latency (.npz)"
+    )
     args = parser.parse_args(argv)
     name = "server_load_hello" if args.hello_world else "server_load"
     suffix = "" if args.db == "sqlite" or args.hello_world else "_postgresql"
@@ -494,6 +508,14 @@ def main(argv: list[str] | None = None) -> int:
             with psycopg.connect(PG_SERVER, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
+    if args.samples is not None:
+        np.savez(
+            args.samples,
+            next_at=run.next_at,
+            next_ms=run.next_ms,
+            submit_at=run.submit_at,
+            submit_ms=run.submit_ms,
+        )
     nxt, sub = _pct(run.next_ms), _pct(run.submit_ms)
     correct = (
         verdict["lost_labels"] == 0
@@ -525,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         "submit": sub,
         "empty_next_responses": run.empty,
         "empty_next_per_second": _histogram(run.empty_at, timing["wall_s"], 1.0),
+        "slow_requests_per_second": _histogram(run.slow_at, timing["wall_s"], 1.0),
         "client_errors": dict(run.errors),
         "served_strategies": dict(run.strategies),
         **verdict,

@@ -183,6 +183,7 @@ class BackgroundLearner:
         self.max_cycles = max_cycles
         self.stale_batches = stale_batches
         self.link = link
+        self._engine: LoopEngine | None = None
         self.runs = 0
         self.last_outcome: RunOutcome | None = None
         self.busy = False
@@ -240,13 +241,19 @@ class BackgroundLearner:
 
     def tick(self, *, force: bool = False) -> str:
         """One look at the loop; returns what it did (for tests and logs)."""
-        engine = LoopEngine(self.project)
+        # One engine for every tick: it caches the pool's item index between refills.
+        engine = self._engine = self._engine or LoopEngine(self.project)
         with self.project.db.read() as s:
             cycle = s.scalar(select(Cycle).order_by(Cycle.number.desc()).limit(1))
+            batch_open = cycle is not None and s.scalar(
+                select(QueueEntry.id)
+                .where(QueueEntry.cycle_id == cycle.id, QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
+                .limit(1)
+            )
         if cycle is not None and cycle.state == CycleState.STOPPED:
             return "stopped"
         if cycle is not None and cycle.state == CycleState.LABEL:
-            if engine._open_entries(cycle):
+            if batch_open:
                 # The batch's last items are held: keep the other annotators busy.
                 if has_waiting_entries(self.project):
                     return "labeling"
@@ -261,7 +268,7 @@ class BackgroundLearner:
         try:
             with engine._lock():
                 self._refill(engine)
-            outcome = LoopEngine(self.project).run(max_cycles=self.max_cycles)
+            outcome = engine.run(max_cycles=self.max_cycles)
         finally:
             self.busy = False
         self.runs += 1
