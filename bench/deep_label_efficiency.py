@@ -6,7 +6,7 @@ Protocol, after Gal et al. (2017): the built-in small CNN (``--model cnn``, MC d
 with 20 passes) is retrained from scratch every round; 20 random labels to start (the same
 set for every strategy under a seed: paired seeds), 10 labels per round, accuracy on a
 fixed stratified test split of 1,250 images. Strategies: BALD, variation ratios and
-entropy on MC-dropout samples, a deep ensemble (5 independently seeded CNNs, variation
+entropy on MC-dropout samples, BatchBALD (Kirsch et al. 2019), a deep ensemble (5 independently seeded CNNs, variation
 ratios over members, Beluch et al. 2018) and random. A curve stops once it reaches the
 target (that is all "labels to reach 90%" needs) or after ``--max-rounds``.
 
@@ -39,6 +39,7 @@ ARMS: tuple[tuple[str, str, str], ...] = (
     ("variation_ratios", "cnn", "variation_ratios"),
     ("entropy", "cnn", "entropy"),
     ("ensemble", "cnn-ensemble", "variation_ratios"),
+    ("batchbald", "cnn", "batchbald"),
     ("random", "cnn", "random"),
 )
 
