@@ -8,7 +8,8 @@
 3. ``bench.import_speed``: 10^5 CSV rows and 10^4 images into a project (import_speed.json).
 4. ``bench.cycle_overhead``: label-to-next-batch time at a pool of 10^5 (cycle_overhead.json).
 5. ``bench.queue_ops``: lease + submit with 8 concurrent writers, SQLite and PostgreSQL.
-6. ``bench.server_load``: 50 annotators over HTTP while the server retrains.
+6. ``bench.server_load``: 50 annotators over HTTP while the server retrains, SQLite and
+   PostgreSQL, and the same client against a hello-world app (the machine's ceiling).
 7. ``bench.stochastic_scoring``: MC-dropout scoring throughput and flat memory, pools of
    10^4..10^6 (stochastic_scoring_mlp.json, stochastic_scoring_committee.json).
 8. ``bench.mc_dropout_throughput``: the built-in CNN with 20 MC-dropout passes scoring pools
@@ -35,6 +36,8 @@ BENCHMARKS: list[list[str]] = [
     ["bench.queue_ops", "--db", "sqlite", "--repeat", "3"],
     ["bench.queue_ops", "--db", "postgresql", "--out", str(RESULTS / "queue_ops_postgresql.json")],
     ["bench.server_load", "--db", "sqlite"],
+    ["bench.server_load", "--db", "postgresql"],
+    ["bench.server_load", "--hello-world"],
     ["bench.stochastic_scoring", "--model", "mlp", "--sizes", "10000,100000"],
     ["bench.stochastic_scoring", "--model", "committee", "--sizes", "10000,100000,1000000"],
     ["bench.mc_dropout_throughput"],

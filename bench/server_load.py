@@ -1,6 +1,7 @@
 """Labeling-server load test: concurrent annotators over loopback while retraining runs.
 
     python -m bench.server_load [--db sqlite|postgresql] [--annotators 50] [--labels 10000]
+                                [--workers 2] [--learner-nice 10] [--hello-world]
 
 Goal (issue): 50 concurrent simulated annotators, each labeling as fast as the server
 allows, 10,000 labels in total while the background learner retrains; p99 latency of
@@ -9,22 +10,28 @@ once, on SQLite and on PostgreSQL.
 
 Setup: a human-oracle project over a synthetic 64-feature pool (15,000 items in 10 classes,
 with ground truth so annotators answer correctly; noisy enough that the KPI is never met, so
-every cycle fits a new model), selection ``batch_size`` 500 so the queue
-is deep, a label budget above the target so the loop never stops during the run. The first
-cycle is run once so its batch is queued. One annotator account and API token per simulated
-annotator. ``exemplar serve`` (background learning on) runs as a subprocess on 127.0.0.1.
+every cycle fits a new model), selection ``batch_size`` 500 so the queue is deep, a label
+budget above the target so the loop never stops during the run. The first cycle is run once
+so its batch is queued. One annotator account and API token per simulated annotator.
+``exemplar serve --workers N`` (``--no-access-log``; the learner in its own process at
+``--learner-nice``) runs as a subprocess on 127.0.0.1.
 
-Each annotator is an asyncio task with its own ``httpx.AsyncClient`` (bearer token) looping
+The client is one process: an asyncio (uvloop) task per annotator, each with its own
+aiohttp session and keep-alive connection (bearer token), looping
 ``GET /api/v1/items/next`` -> ``POST /api/v1/labels`` (with an idempotency key) until the
 target number of labels is acknowledged. A 204 (queue momentarily empty) is counted and
-retried after a short sleep. Afterwards the server is stopped and the run is checked against
-the database: every acknowledged label stored (0 lost), no extra labels, no item labeled
-twice, and no queue entry held by two annotators at overlapping times (from the lease and
-submit times recorded client-side).
+retried after 50 ms. Afterwards the server is stopped and the run is checked against the
+database: every acknowledged label stored (0 lost), no extra labels, no item labeled twice,
+and no queue entry held by two annotators at overlapping times (from the lease and submit
+times recorded client-side).
 
-Results go to ``bench/results/server_load.json`` (``server_load_postgresql.json``) and a
-markdown table row is printed. Client and server share the machine: the load average is
-recorded.
+``--hello-world`` runs the same client against two routes that do no work
+(:func:`hello_app`, same uvicorn settings): the ceiling this machine allows.
+
+Results go to ``bench/results/server_load.json`` (``server_load_postgresql.json``,
+``server_load_hello.json``) and a markdown table row is printed. Client and server share
+the machine: the load average, the client's CPU per request and the server processes' CPU
+are recorded.
 """
 
 from __future__ import annotations
