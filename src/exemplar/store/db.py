@@ -106,8 +106,17 @@ def open_database(url: str, *, create: bool = True) -> Database:
     return Database(engine)
 
 
+#: Connections each process keeps open. The labeling server runs up to 40 requests at once
+#: per process (its thread pool); with SQLAlchemy's default of 5 kept (+10 opened and
+#: closed again on demand), busy servers kept opening connections, each a server-side fork
+#: on PostgreSQL. 16 + 8 per process stays well inside PostgreSQL's default 100 connections
+#: for a few web workers.
+POOL_SIZE = 16
+POOL_OVERFLOW = 8
+
+
 def _engine(url: str) -> Engine:
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     engine = create_engine(url, **kwargs)
