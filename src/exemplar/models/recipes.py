@@ -225,9 +225,9 @@ def save_model(model: ModelAdapter, path: str | os.PathLike[str]) -> Path:
     save = getattr(model, "save", None)
     if callable(save):
         return Path(save(path))
-    fitted = getattr(model, "model_", None) or getattr(
-        getattr(model, "main_", None), "model_", None
-    )
+    # A committee is saved as its main model; the loop rebuilds members when it loads.
+    holder = getattr(model, "main_", model)
+    fitted = getattr(holder, "model_", None)
     if fitted is None:
         raise ModelError(f"cannot save a {type(model).__name__}: it is not fitted")
     tmp = path.with_name(path.name + ".tmp")

@@ -49,20 +49,9 @@ class MeanSTD(ScoringStrategy):
     requires: ClassVar[frozenset[str]] = frozenset({"samples"})
 
     def utility(self, predictions: Predictions) -> np.ndarray:
-        """Mean over classes of the standard deviation over samples, in ``[0, 0.5]``.
+        """Mean over classes of the std over ``samples`` ``(t, n, c)``; ``(n,)`` in ``[0, 0.5]``.
 
-        Parameters
-        ----------
-        predictions : Predictions
-            Must carry stochastic ``samples`` of shape ``(t, n, c)``.
-
-        Returns
-        -------
-        ndarray of shape (n,), float64
-
-        Raises
-        ------
-        MissingPredictionsError, InvalidPredictionsError, SingleClassError
+        Raises the errors of :meth:`~exemplar.predictions.Predictions.require_samples`.
         """
         samples = predictions.require_samples()
         _, n, c = samples.shape
