@@ -7,9 +7,14 @@ with a clear error instead of being modified.
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,13 +23,26 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from exemplar.errors import StoreError
 
-__all__ = ["Database", "open_database", "sqlite_url"]
+try:  # POSIX only; elsewhere SQLite's busy timeout alone arbitrates between writers.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "Database",
+    "WriterBusy",
+    "bind_time",
+    "open_database",
+    "pyformat",
+    "read_time",
+    "sqlite_url",
+]
 
 #: SQLite waits this long for a competing writer before raising "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -33,6 +51,70 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{path.resolve()}"
+
+
+class WriterBusy(Exception):
+    """Another writer holds the turn (raised only by ``write_turn(wait=False)``)."""
+
+
+class _WriterTurn:
+    """The right to write one SQLite file: a mutex for this process's threads, then an OS
+    file lock (``<database>.write-lock``) shared with every other process.
+
+    SQLite's busy handler makes a writer that finds the database locked sleep with growing
+    back-off (1, 2, 5, 10, ... 100 ms), so under contention the write lock often sits idle
+    while waiters sleep. Writers that queue on the file lock first are handed the turn at
+    once instead. The kernel drops the file lock of a process that dies. The turn is
+    reentrant within a thread, so a function that takes it may call another that does.
+    """
+
+    def __init__(self, lock_path: str | None) -> None:
+        self._lock_path = lock_path
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._fd_pid = 0
+        self._depth = threading.local()
+
+    def _file(self) -> int | None:
+        if self._lock_path is None or fcntl is None:
+            return None
+        if self._fd is None or self._fd_pid != os.getpid():  # a forked child opens its own
+            try:
+                self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:  # read-only directory: SQLite's busy handler alone
+                self._lock_path = None
+                return None
+            self._fd_pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def hold(self, *, wait: bool = True) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        if depth:  # this thread holds the turn already
+            self._depth.n = depth + 1
+            try:
+                yield
+            finally:
+                self._depth.n = depth
+            return
+        if not self._mutex.acquire(blocking=wait):
+            raise WriterBusy("another thread of this process is writing")
+        try:
+            fd = self._file()
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError as exc:
+                    raise WriterBusy("another process is writing") from exc
+            self._depth.n = 1
+            try:
+                yield
+            finally:
+                self._depth.n = 0
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
 
 
 class Database:
@@ -44,6 +126,9 @@ class Database:
         self._readers = sessionmaker(
             engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
+        path = engine.url.database if engine.dialect.name == "sqlite" else None
+        in_file = bool(path) and path != ":memory:" and not str(path).startswith("file:")
+        self._turn = _WriterTurn(f"{path}.write-lock" if in_file else None)
 
     @property
     def dialect(self) -> str:
@@ -51,14 +136,33 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
+    def write_turn(self, *, wait: bool = True) -> Iterator[None]:
+        """Hold the right to write (SQLite; a no-op on PostgreSQL, whose rows lock).
+
+        Every write transaction of this package runs inside it, so writers of one SQLite
+        file, in any process, take turns on an OS file lock instead of meeting SQLite's
+        sleeping busy handler. Reentrant within a thread.
+
+        Raises
+        ------
+        WriterBusy
+            With ``wait=False``, when another thread or process holds the turn now.
+        """
+        if self.engine.dialect.name != "sqlite":
+            yield
+            return
+        with self._turn.hold(wait=wait):
+            yield
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
-        """A write transaction: committed on success, rolled back on error.
+        """A write transaction in the writer turn: committed on success, else rolled back.
 
         On SQLite it takes the write lock at BEGIN (``BEGIN IMMEDIATE``), so concurrent
         writers queue instead of failing when they upgrade a read lock. Do not open a
         second session while holding one in the same thread.
         """
-        with self._sessions() as session, session.begin():
+        with self.write_turn(), self._sessions() as session, session.begin():
             yield session
 
     @contextmanager
@@ -169,6 +273,33 @@ def _sqlite_begin_immediate(conn: Any) -> None:
     # locks; readers (Database.read) begin deferred and never block anyone in WAL mode.
     mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+# -- plain SQL on the driver's connection (the hot paths: store.queue, store.labels) ----------
+
+
+@cache
+def _time_processors(dialect: Dialect) -> tuple[Any, Any]:
+    impl = DateTime(timezone=True).dialect_impl(dialect)
+    return impl.bind_processor(dialect), impl.result_processor(dialect, None)
+
+
+def bind_time(dialect: Dialect, value: datetime) -> Any:
+    """An aware UTC datetime as the driver takes it (SQLite: SQLAlchemy's text format)."""
+    bind, _ = _time_processors(dialect)
+    return value if bind is None else bind(value)
+
+
+def read_time(dialect: Dialect, value: Any) -> datetime:
+    """A datetime column value from the driver as an aware UTC datetime."""
+    _, result = _time_processors(dialect)
+    value = value if result is None else result(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def pyformat(sql: str) -> str:
+    """``:name`` placeholders (sqlite3's named style) as psycopg's ``%(name)s``."""
+    return re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql)
 
 
 def _alembic_config() -> Config:

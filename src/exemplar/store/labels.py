@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.orm import Session
 
 from exemplar.errors import ExemplarError
+from exemplar.store.db import bind_time, pyformat, read_time
 from exemplar.store.schema import Item, Label, LabelSource, LabelStatus, utcnow
 
 __all__ = [
@@ -69,39 +69,65 @@ def add_label(
     ``disputed`` marker of an item whose overlap annotators disagree.
     """
     conn = session.connection() if isinstance(session, Session) else session
-    if idempotency_key is not None:
-        found = (
-            conn.execute(select(_LABELS).where(_LABELS.c.idempotency_key == idempotency_key))
-            .mappings()
-            .first()
-        )
-        if found is not None:
-            return Label(**found)
-    if label is None:
-        if status not in (LabelStatus.REJECTED, LabelStatus.DISPUTED):
-            raise UnknownClassError("only a rejected or disputed label may omit the class")
-    else:
-        validate_class(label, classes)
-    values = {
-        "item_id": item_id,
-        "label": label,
-        "status": str(status),
-        "source": str(source),
-        "annotator": annotator,
-        "cycle_id": cycle_id,
-        "strategy": strategy,
-        "score": score,
-        "idempotency_key": idempotency_key,
-        "created_at": utcnow(),
-    }
-    # A Core INSERT ... RETURNING: the ORM unit of work costs more than the write itself,
-    # and submit() runs this inside the queue's write lock.
-    label_id = conn.execute(_INSERT_LABEL, values).scalar_one()
+    dialect = conn.dialect
+    insert_sql, find_sql = _LABEL_SQL[dialect.name]
+    # Plain SQL on the driver's cursor, in the caller's transaction: submit() runs this
+    # inside the writer turn, and SQLAlchemy's per-statement work cost more than the write.
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if idempotency_key is not None:
+            cur.execute(find_sql, {"idempotency_key": idempotency_key})
+            found = cur.fetchone()
+            if found is not None:
+                row = dict(zip(("id", *_COLUMNS), found, strict=True))
+                row["created_at"] = read_time(dialect, row["created_at"])
+                return Label(**row)
+        if label is None:
+            if status not in (LabelStatus.REJECTED, LabelStatus.DISPUTED):
+                raise UnknownClassError("only a rejected or disputed label may omit the class")
+        else:
+            validate_class(label, classes)
+        values = {
+            "item_id": item_id,
+            "label": label,
+            "status": str(status),
+            "source": str(source),
+            "annotator": annotator,
+            "cycle_id": cycle_id,
+            "strategy": strategy,
+            "score": score,
+            "idempotency_key": idempotency_key,
+            "created_at": utcnow(),
+        }
+        cur.execute(insert_sql, {**values, "created_at": bind_time(dialect, values["created_at"])})
+        label_id = int(cur.fetchone()[0])
+    finally:
+        cur.close()
     return Label(id=label_id, **values)
 
 
-_LABELS = cast(Table, Label.__table__)
-_INSERT_LABEL = insert(_LABELS).returning(_LABELS.c.id)
+_COLUMNS = (
+    "item_id",
+    "label",
+    "status",
+    "source",
+    "annotator",
+    "cycle_id",
+    "strategy",
+    "score",
+    "idempotency_key",
+    "created_at",
+)
+_INSERT_SQL = (
+    f"INSERT INTO labels ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _COLUMNS)}) RETURNING id"
+)
+_FIND_SQL = f"SELECT id, {', '.join(_COLUMNS)} FROM labels WHERE idempotency_key = :idempotency_key"
+#: By dialect: (insert, find by idempotency key).
+_LABEL_SQL = {
+    "sqlite": (_INSERT_SQL, _FIND_SQL),
+    "postgresql": (pyformat(_INSERT_SQL), pyformat(_FIND_SQL)),
+}
 
 
 def add_labels(

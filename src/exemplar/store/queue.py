@@ -34,29 +34,20 @@ cost; ``python -m bench.queue_ops`` measures them. Everything else uses Core.
 
 from __future__ import annotations
 
-import os
-import re
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any, cast
 
-try:  # POSIX only; elsewhere SQLite's busy timeout alone arbitrates between writers.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
-from sqlalchemy import Connection, DateTime, Dialect, Table, case, func, select, update
+from sqlalchemy import Connection, Table, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from exemplar.errors import LeaseLostError, QueueError, StoreError
 from exemplar.store.consensus import REVIEW_STRATEGY, lock_item, record_vote, round_filter
-from exemplar.store.db import Database
+from exemplar.store.db import Database, bind_time, pyformat, read_time
 from exemplar.store.labels import add_label, validate_class
 from exemplar.store.schema import (
     Cycle,
@@ -205,12 +196,12 @@ def lease(
     dialect = db.engine.dialect
     params = {
         "annotator": annotator,
-        "now": _bind_time(dialect, now),
-        "expires": _bind_time(dialect, now + timedelta(seconds=lease_seconds)),
+        "now": bind_time(dialect, now),
+        "expires": bind_time(dialect, now + timedelta(seconds=lease_seconds)),
     }
     # Raw DB-API statements: this is the hot path, and SQLAlchemy's per-statement
     # overhead would be most of its cost (see bench/queue_ops.py).
-    with _writer_turn(db), _raw_transaction(db) as cur:
+    with db.write_turn(), _raw_transaction(db) as cur:
         if dialect.name == "postgresql":
             cur.execute(_PG_ANNOTATOR_LOCK, params)
             cur.execute(_PG_EXPIRE, params)
@@ -228,7 +219,7 @@ def lease(
         score=row[4],
         rank=row[5],
         annotator=row[6],
-        lease_expires=_read_time(dialect, row[7]),
+        lease_expires=read_time(dialect, row[7]),
         attempts=row[8],
     )
 
@@ -269,7 +260,7 @@ def submit(
     if label is not None:
         validate_class(label, classes)  # fail before taking the write lock
     try:
-        with _writer_turn(db):
+        with db.write_turn():
             return _submit(
                 db, entry_id, annotator, label, classes, idempotency_key, status, source, now
             )
@@ -355,7 +346,7 @@ def _submit(
                     f"idempotency key {idempotency_key!r} was already used for another item"
                 )
             cur.execute(
-                _ENTRY_DONE[dialect.name], {"entry_id": entry_id, "now": _bind_time(dialect, now)}
+                _ENTRY_DONE[dialect.name], {"entry_id": entry_id, "now": bind_time(dialect, now)}
             )
         finally:
             cur.close()
@@ -376,7 +367,7 @@ def skip(db: Database, entry_id: int, annotator: str, *, now: datetime | None = 
         The entry does not exist, was never leased to ``annotator``, or is done.
     """
     now = _utc(now)
-    with _writer_turn(db), db.engine.begin() as conn:
+    with db.write_turn(), db.engine.begin() as conn:
         status = _held_status(conn, entry_id, annotator)
         if status == _SKIPPED:
             return
@@ -410,7 +401,7 @@ def release(db: Database, entry_id: int, annotator: str, *, now: datetime | None
         The entry does not exist.
     """
     now = _utc(now)
-    with _writer_turn(db), db.engine.begin() as conn:
+    with db.write_turn(), db.engine.begin() as conn:
         result = conn.execute(
             update(_Q)
             .where(_Q.c.id == entry_id, _Q.c.status == _LEASED, _Q.c.annotator == annotator)
@@ -459,7 +450,7 @@ def undo_last(
     if lease_seconds <= 0:
         raise QueueError(f"lease_seconds must be positive, got {lease_seconds}")
     now = _utc(now)
-    with _writer_turn(db), db.session() as s:
+    with db.write_turn(), db.session() as s:
         candidates = s.scalars(
             select(Label)
             .where(Label.annotator == annotator, Label.source == LabelSource.HUMAN.value)
@@ -561,7 +552,7 @@ def expire_leases(db: Database, now: datetime | None = None) -> int:
     int
         The number of entries returned to the queue.
     """
-    with _writer_turn(db), db.engine.begin() as conn:
+    with db.write_turn(), db.engine.begin() as conn:
         return _expire(conn, _utc(now))
 
 
@@ -626,46 +617,6 @@ def _held_status(conn: Connection, entry_id: int, annotator: str) -> str:
     return str(row.status)
 
 
-_TURNS: dict[tuple[int, str], tuple[threading.Lock, int | None]] = {}
-_TURNS_GUARD = threading.Lock()
-
-
-@contextmanager
-def _writer_turn(db: Database) -> Iterator[None]:
-    """Take turns with the other queue writers of this SQLite file (no-op on PostgreSQL).
-
-    SQLite's busy handler makes a writer that finds the database locked sleep with growing
-    back-off (1, 2, 5, 10, ... 100 ms), so under contention the write lock often sits idle
-    while waiters sleep. Queue writers therefore queue on an OS file lock first
-    (``<database>.queue-lock``; threads of one process on a mutex), which hands over at
-    once. Other writers are unaffected and still meet the queue at SQLite's own lock; the
-    kernel drops the file lock of a process that dies.
-    """
-    path = db.engine.url.database
-    if db.engine.dialect.name != "sqlite" or fcntl is None or not path or path == ":memory:":
-        yield
-        return
-    key = (os.getpid(), path)  # a forked child must not share its parent's lock file
-    with _TURNS_GUARD:
-        turn = _TURNS.get(key)
-        if turn is None:
-            try:
-                fd: int | None = os.open(f"{path}.queue-lock", os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError:  # read-only directory: fall back to SQLite's busy handler
-                fd = None
-            turn = _TURNS[key] = (threading.Lock(), fd)
-    mutex, fd = turn
-    with mutex:
-        if fd is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-
 @contextmanager
 def _raw_transaction(db: Database) -> Iterator[Any]:
     """A DB-API cursor in one transaction (``BEGIN IMMEDIATE`` on SQLite, as db.py does).
@@ -692,29 +643,6 @@ def _raw_transaction(db: Database) -> Iterator[Any]:
         raise StoreError(f"queue database error: {exc}") from exc
     finally:
         raw.close()
-
-
-@cache
-def _time_processors(dialect: Dialect) -> tuple[Any, Any]:
-    impl = DateTime(timezone=True).dialect_impl(dialect)
-    return impl.bind_processor(dialect), impl.result_processor(dialect, None)
-
-
-def _bind_time(dialect: Dialect, value: datetime) -> Any:
-    """An aware UTC datetime as the driver takes it (SQLite: SQLAlchemy's text format)."""
-    bind, _ = _time_processors(dialect)
-    return value if bind is None else bind(value)
-
-
-def _read_time(dialect: Dialect, value: Any) -> datetime:
-    """A datetime column value from the driver as an aware UTC datetime."""
-    _, result = _time_processors(dialect)
-    return _utc(value if result is None else result(value))
-
-
-def _pg(sql: str) -> str:
-    """``:name`` placeholders (sqlite3's named style) as psycopg's ``%(name)s``."""
-    return re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql)
 
 
 _RETURN_LEASE = (
@@ -772,16 +700,16 @@ WHERE id = COALESCE(
 # transaction only): that flush (an fsync, ~4 ms here) was most of a lease's time, and a
 # lease lost in a server crash is harmless: the item is served again, and its holder's
 # submit is refused (nothing acknowledged is lost). Submits keep the durable commit.
-_PG_ANNOTATOR_LOCK = _pg(
+_PG_ANNOTATOR_LOCK = pyformat(
     "SELECT pg_advisory_xact_lock(hashtextextended(:annotator, 0)),"
     " set_config('synchronous_commit', 'off', true)"
 )
-_PG_EXPIRE = _pg(f"""
+_PG_EXPIRE = pyformat(f"""
 UPDATE queue SET status = '{_PENDING}', lease_expires = NULL, updated_at = :now
 WHERE id IN (SELECT id FROM queue WHERE status = '{_LEASED}' AND lease_expires <= :now
              FOR UPDATE SKIP LOCKED)
 """)
-_PG_LEASE = _pg(f"""
+_PG_LEASE = pyformat(f"""
 UPDATE queue {_SET_LEASE}
 WHERE id = COALESCE(
     ({_OWN_LIVE_LEASE} FOR UPDATE),
@@ -802,7 +730,7 @@ def _without_own_lease(sql: str, branch: str) -> str:
 
 
 _SQLITE_LEASE_MORE = _without_own_lease(_SQLITE_LEASE, f"    ({_OWN_LIVE_LEASE}),\n")
-_PG_LEASE_MORE = _without_own_lease(_PG_LEASE, _pg(f"    ({_OWN_LIVE_LEASE} FOR UPDATE),\n"))
+_PG_LEASE_MORE = _without_own_lease(_PG_LEASE, pyformat(f"    ({_OWN_LIVE_LEASE} FOR UPDATE),\n"))
 
 # The entry, and how many slots its item has in its cycle (1 unless queued with overlap).
 _ENTRY_SQL = (
@@ -818,6 +746,6 @@ _DONE_SQL = (
 #: the database's write lock.
 _ENTRY_FOR_UPDATE = {
     "sqlite": _ENTRY_SQL.format(same="IS"),
-    "postgresql": _pg(_ENTRY_SQL.format(same="IS NOT DISTINCT FROM") + " FOR UPDATE OF queue"),
+    "postgresql": pyformat(_ENTRY_SQL.format(same="IS NOT DISTINCT FROM") + " FOR UPDATE OF queue"),
 }
-_ENTRY_DONE = {"sqlite": _DONE_SQL, "postgresql": _pg(_DONE_SQL)}
+_ENTRY_DONE = {"sqlite": _DONE_SQL, "postgresql": pyformat(_DONE_SQL)}
