@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.orm import Session
@@ -87,7 +88,8 @@ def add_label(
                 raise UnknownClassError("only a rejected or disputed label may omit the class")
         else:
             validate_class(label, classes)
-        values = {
+        created_at = utcnow()
+        values: dict[str, Any] = {
             "item_id": item_id,
             "label": label,
             "status": str(status),
@@ -97,10 +99,10 @@ def add_label(
             "strategy": strategy,
             "score": score,
             "idempotency_key": idempotency_key,
-            "created_at": utcnow(),
+            "created_at": created_at,
         }
-        cur.execute(insert_sql, {**values, "created_at": bind_time(dialect, values["created_at"])})
-        label_id = int(cur.fetchone()[0])
+        cur.execute(insert_sql, {**values, "created_at": bind_time(dialect, created_at)})
+        label_id = int(cur.fetchone()[0])  # type: ignore[index]  # RETURNING gives one row
     finally:
         cur.close()
     return Label(id=label_id, **values)
