@@ -12,24 +12,23 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
 from starlette.middleware.sessions import SessionMiddleware
 
 from exemplar.errors import LeaseLostError, QueueError, StoreError
 from exemplar.project import Project
-from exemplar.server.items import entry_proposal, item_payload, registered_image
+from exemplar.server.items import registered_image
 from exemplar.server.security import (
     BodyLimitMiddleware,
     LoginRateLimiter,
@@ -50,8 +49,6 @@ from exemplar.store.accounts import (
 )
 from exemplar.store.db import WriterBusy
 from exemplar.store.labels import UnknownClassError
-from exemplar.store.queue import LeasedItem, lease, submit
-from exemplar.store.schema import LabelSource, LabelStatus, QueueEntry, QueueStatus, utcnow
 
 __all__ = ["API_PREFIX", "CSRF_HEADER", "create_app"]
 
@@ -87,31 +84,6 @@ class SessionOut(BaseModel):
     name: str
     role: str
     csrf: str
-
-
-class LabelIn(BaseModel):
-    """A label for a leased queue entry.
-
-    ``action`` is ``label`` (``label`` names the class), ``accept`` (take the model's
-    proposal) or ``reject`` (record the proposal as rejected). Retrying with the same
-    ``idempotency_key`` returns the label written the first time.
-    """
-
-    entry_id: int = Field(ge=MIN_DB_ID, le=MAX_DB_ID)
-    label: str | None = Field(default=None, max_length=255)
-    action: Literal["label", "accept", "reject"] = "label"
-    idempotency_key: str | None = Field(
-        default=None, min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
-    )
-
-
-class LabelOut(BaseModel):
-    """The label row that was written (or found, for a retry)."""
-
-    label_id: int
-    item_id: int
-    label: str | None
-    status: str
 
 
 class UndoOut(BaseModel):
@@ -156,6 +128,10 @@ class TokenOut(BaseModel):
 
 T = TypeVar("T")
 
+#: How long a web worker's event loop waits for SQLite's writer turn before it hands a
+#: store call to a thread (see ``ServerState.run_store``).
+INLINE_PATIENCE_S = 0.05
+
 #: Seconds a token's or session's user is cached (a deactivated user is refused after this).
 AUTH_CACHE_SECONDS = 5.0
 
@@ -179,21 +155,26 @@ class ServerState:
         return self.users.get(("user", user_id), lambda: get_user(self.project.db, user_id))
 
     async def run_store(self, call: Callable[[], T]) -> T:
-        """Run a short store call of the labeling hot path, without blocking the server.
+        """Run a short store call of the labeling hot path, without a worker thread if it can.
 
-        On SQLite the call runs right here, on the event loop, when the writer turn is free
-        (almost always): a lease or a submit is a few hundred microseconds of local work,
-        less than the hand-off to a worker thread that would carry it (about 0.2–0.45 ms of
-        CPU each way on a 2-core machine). When another writer holds the turn, the call
-        goes to the thread pool and waits there. On PostgreSQL every call goes to the
-        thread pool: it waits on the network and on commit fsyncs.
+        On SQLite the call runs right here, on the event loop, once the writer turn is free:
+        a lease or a submit is a few hundred microseconds of local work, less than the
+        hand-off to a worker thread that would carry it (about 0.2-0.45 ms of CPU on a
+        2-core machine), and a worker thread would then wait for the interpreter lock while
+        it holds the turn. The loop waits for the turn at most ``INLINE_PATIENCE_S`` (a
+        long write elsewhere, such as an import); after that the call goes to the thread
+        pool. On PostgreSQL every call goes to the thread pool: it waits on the network
+        and on commit fsyncs.
         """
         if self.inline_store:
             with ExitStack() as turn:
                 try:
-                    turn.enter_context(self.project.db.write_turn(wait=False))
+                    turn.enter_context(self.project.db.write_turn(INLINE_PATIENCE_S))
                 except WriterBusy:
-                    pass
+                    log.debug(
+                        "writer turn busy for %.0f ms: store call in a thread",
+                        1000 * INLINE_PATIENCE_S,
+                    )
                 else:
                     return call()
         return await run_in_threadpool(call)
@@ -204,52 +185,64 @@ class ServerState:
 # except a short database read when the auth cache misses (once per AUTH_CACHE_SECONDS).
 
 
-def _server_state(request: Request) -> ServerState:
+def server_state(request: Request) -> ServerState:
+    """The :class:`ServerState` of the app serving ``request``."""
     state: ServerState = request.app.state.exemplar
     return state
 
 
 async def _state(request: Request) -> ServerState:
-    return _server_state(request)
+    return server_state(request)
 
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def current_user(request: Request) -> User:
-    """The authenticated user (bearer token or session cookie), CSRF-checked; else 401/403."""
-    state = _server_state(request)
+async def authenticate(request: Request, roles: Iterable[Role] = ALL_ROLES) -> User:
+    """The authenticated user (bearer token or session cookie), CSRF-checked, in ``roles``.
+
+    Raises
+    ------
+    HTTPException
+        401 without a valid token or session, 403 without the CSRF token (cookie sessions'
+        unsafe requests) or for a role not in ``roles``.
+    """
+    state = server_state(request)
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         user = state.user_for_token(token.strip()) if scheme.lower() == "bearer" else None
         if user is None:
             raise HTTPException(401, "invalid API token", headers={"WWW-Authenticate": "Bearer"})
-        return user
-    user_id = request.session.get("user_id")
-    user = state.user(user_id) if isinstance(user_id, int) else None
-    if user is None:
-        request.session.clear()
-        raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Bearer"})
-    if request.method not in _SAFE_METHODS and not csrf_matches(
-        request.session.get("csrf"), request.headers.get(CSRF_HEADER)
-    ):
-        log.warning(
-            "CSRF check failed for %s %s (user %s)", request.method, request.url.path, user.name
-        )
-        raise HTTPException(403, f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
+    else:
+        user_id = request.session.get("user_id")
+        user = state.user(user_id) if isinstance(user_id, int) else None
+        if user is None:
+            request.session.clear()
+            raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Bearer"})
+        if request.method not in _SAFE_METHODS and not csrf_matches(
+            request.session.get("csrf"), request.headers.get(CSRF_HEADER)
+        ):
+            log.warning(
+                "CSRF check failed for %s %s (user %s)", request.method, request.url.path, user.name
+            )
+            raise HTTPException(403, f"missing or wrong CSRF token (send the {CSRF_HEADER} header)")
+    if user.role not in {r.value for r in roles}:
+        raise HTTPException(403, f"role {user.role!r} may not do this")
     return user
+
+
+async def current_user(request: Request) -> User:
+    """The authenticated user, whatever the role (a dependency; see :func:`authenticate`)."""
+    return await authenticate(request)
 
 
 def require_role(*roles: Role) -> Callable[..., Awaitable[User]]:
     """A dependency that lets only ``roles`` through (403 for the others)."""
-    allowed = {r.value for r in roles}
 
-    async def check(user: Annotated[User, Depends(current_user)]) -> User:
-        if user.role not in allowed:
-            raise HTTPException(403, f"role {user.role!r} may not do this")
-        return user
+    async def check(request: Request) -> User:
+        return await authenticate(request, roles)
 
     return check
 
@@ -259,7 +252,7 @@ Admin = Annotated[User, Depends(require_role(Role.ADMIN))]
 State = Annotated[ServerState, Depends(_state)]
 
 
-def _queue_http_error(exc: Exception) -> HTTPException:
+def queue_http_error(exc: Exception) -> HTTPException:
     """Map queue and label errors to HTTP statuses with the library's message."""
     if isinstance(exc, UnknownClassError):
         return HTTPException(422, str(exc))
@@ -270,71 +263,6 @@ def _queue_http_error(exc: Exception) -> HTTPException:
     if isinstance(exc, StoreError):
         return HTTPException(503, str(exc))
     raise exc
-
-
-def _next_payload(project: Project, user: User, after: int | None) -> dict[str, Any] | None:
-    """Lease the caller's next item (see ``GET /items/next``); its JSON, or None if none."""
-    if after is None:
-        leased = project.next_item(user.name)
-    else:
-        with project.db.read() as s:
-            other = s.scalars(
-                select(QueueEntry)
-                .where(
-                    QueueEntry.status == QueueStatus.LEASED.value,
-                    QueueEntry.annotator == user.name,
-                    QueueEntry.lease_expires > utcnow(),
-                    QueueEntry.id != after,
-                )
-                .order_by(QueueEntry.rank, QueueEntry.id)
-            ).first()
-        if other is not None:  # already prefetched: hand the same one back
-            leased = LeasedItem(
-                entry_id=other.id,
-                item_id=other.item_id,
-                cycle_id=other.cycle_id,
-                strategy=other.strategy,
-                score=other.score,
-                rank=other.rank,
-                annotator=user.name,
-                lease_expires=other.lease_expires or utcnow(),
-                attempts=other.attempts,
-            )
-        else:
-            seconds = project.config.oracle.lease_seconds
-            leased = lease(project.db, user.name, lease_seconds=seconds, additional=True)
-            if leased is not None and leased.entry_id == after:
-                leased = None
-    return None if leased is None else item_payload(project, leased)
-
-
-def _write_label(project: Project, user: User, body: LabelIn) -> LabelOut:
-    """Write the label of ``POST /labels`` (an accept or reject takes the model's proposal)."""
-    label = body.label
-    status = LabelStatus.VERIFIED
-    if body.action != "label":
-        proposal = entry_proposal(project, body.entry_id)
-        if proposal is None:
-            raise HTTPException(
-                409, f"entry {body.entry_id} has no model proposal to {body.action}"
-            )
-        label = proposal.label
-        if body.action == "reject":
-            status = LabelStatus.REJECTED
-    key = None if body.idempotency_key is None else f"u{user.id}:{body.idempotency_key}"
-    written = submit(
-        project.db,
-        body.entry_id,
-        user.name,
-        label,
-        classes=project.classes,
-        idempotency_key=key,
-        status=status,
-        source=LabelSource.HUMAN,
-    )
-    return LabelOut(
-        label_id=written.id, item_id=written.item_id, label=written.label, status=written.status
-    )
 
 
 def _api_router() -> APIRouter:
@@ -402,48 +330,13 @@ def _api_router() -> APIRouter:
             raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from exc
         return UserOut(id=user.id, name=user.name, role=user.role)
 
-    @api.get(
-        "/items/next",
-        tags=["labeling"],
-        responses={200: {"description": "the leased item"}, 204: {"description": "queue empty"}},
-    )
-    async def next_item(
-        user: Labeler,
-        state: State,
-        after: Annotated[int | None, Query(ge=MIN_DB_ID, le=MAX_DB_ID)] = None,
-    ) -> Response:
-        """Lease the next item for the caller (the same one again while its lease lives).
-
-        With ``after=<entry_id>`` (prefetch), return the caller's other live lease, or lease
-        one more item; a caller holds at most two items this way.
-        """
-        try:
-            payload = await state.run_store(lambda: _next_payload(state.project, user, after))
-        except (QueueError, StoreError) as exc:
-            raise _queue_http_error(exc) from exc
-        if payload is None:
-            return Response(status_code=204)
-        return JSONResponse(payload)
-
-    @api.post("/labels", response_model=LabelOut, tags=["labeling"])
-    async def post_label(body: LabelIn, user: Labeler, state: State) -> Response:
-        """Label a leased entry; a retry with the same idempotency key returns the same label."""
-        if body.action == "label" and body.label is None:
-            raise HTTPException(422, "action 'label' needs a label")
-        try:
-            out = await state.run_store(lambda: _write_label(state.project, user, body))
-        except (QueueError, StoreError, UnknownClassError) as exc:
-            raise _queue_http_error(exc) from exc
-        # A Response skips FastAPI's response_model pass (the model is the documented schema).
-        return Response(out.model_dump_json(), media_type="application/json")
-
     @api.post("/items/{entry_id}/skip", tags=["labeling"])
     def skip_item(entry_id: PathId, user: Labeler, state: State) -> dict[str, Any]:
         """Put a leased entry back; it is served again after every pending entry."""
         try:
             state.project.skip_item(entry_id, user.name)
         except (QueueError, StoreError) as exc:
-            raise _queue_http_error(exc) from exc
+            raise queue_http_error(exc) from exc
         return {"entry_id": entry_id, "status": "skipped"}
 
     @api.post("/labels/undo", response_model=UndoOut, tags=["labeling"])
@@ -455,7 +348,7 @@ def _api_router() -> APIRouter:
         try:
             done = state.project.undo_last_label(user.name)
         except (QueueError, StoreError) as exc:
-            raise _queue_http_error(exc) from exc
+            raise queue_http_error(exc) from exc
         if done is None:
             raise HTTPException(409, "nothing to undo (no label of yours in the open cycle)")
         return UndoOut(
@@ -635,6 +528,8 @@ def create_app(
             thread.stop()
         project.close()
 
+    from exemplar.server import dashboard, labeling, review  # here: they import this module
+
     app = FastAPI(
         title=f"exemplar: {project.config.project.name}",
         version="1",
@@ -642,14 +537,13 @@ def create_app(
         docs_url=f"{API_PREFIX}/docs",
         openapi_url=f"{API_PREFIX}/openapi.json",
         redoc_url=None,
+        routes=labeling.routes(API_PREFIX),  # first: the labeling hot path
     )
     app.state.learner = learner
     app.state.exemplar = ServerState(project, LoginRateLimiter(login_failures_per_minute, 60.0))
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     app.include_router(_api_router())
     app.include_router(_pages(templates))
-    from exemplar.server import dashboard, review  # here: they import this module
-
     app.include_router(review.router())
     app.include_router(dashboard.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
@@ -663,6 +557,15 @@ def create_app(
     )
     app.add_middleware(_SecurityHeaders)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+
+    openapi = app.openapi
+
+    def openapi_with_hot_routes() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = labeling.document(openapi(), API_PREFIX)
+        return app.openapi_schema
+
+    app.openapi = openapi_with_hot_routes  # type: ignore[method-assign]
 
     @app.exception_handler(StoreError)
     async def store_error(_request: Request, exc: StoreError) -> JSONResponse:

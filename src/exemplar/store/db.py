@@ -54,7 +54,7 @@ def sqlite_url(path: Path) -> str:
 
 
 class WriterBusy(Exception):
-    """Another writer holds the turn (raised only by ``write_turn(wait=False)``)."""
+    """Another writer kept the turn longer than the caller's patience (``write_turn``)."""
 
 
 class _WriterTurn:
@@ -88,7 +88,7 @@ class _WriterTurn:
         return self._fd
 
     @contextmanager
-    def hold(self, *, wait: bool = True) -> Iterator[None]:
+    def hold(self, patience: float | None = None) -> Iterator[None]:
         depth = getattr(self._depth, "n", 0)
         if depth:  # this thread holds the turn already
             self._depth.n = depth + 1
@@ -97,15 +97,13 @@ class _WriterTurn:
             finally:
                 self._depth.n = depth
             return
-        if not self._mutex.acquire(blocking=wait):
-            raise WriterBusy("another thread of this process is writing")
+        deadline = None if patience is None else time.monotonic() + patience
+        if not self._mutex.acquire(timeout=-1 if patience is None else patience):
+            raise WriterBusy(f"another thread of this process wrote for over {patience} s")
         try:
             fd = self._file()
             if fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError as exc:
-                    raise WriterBusy("another process is writing") from exc
+                self._lock_file(fd, deadline, patience)
             self._depth.n = 1
             try:
                 yield
@@ -115,6 +113,25 @@ class _WriterTurn:
                     fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._mutex.release()
+
+    @staticmethod
+    def _lock_file(fd: int, deadline: float | None, patience: float | None) -> None:
+        if deadline is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return
+        # flock has no timeout: poll. A turn of the labeling server lasts about 0.1-0.3 ms.
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError as exc:
+                if time.monotonic() >= deadline:
+                    raise WriterBusy(f"another process wrote for over {patience} s") from exc
+                time.sleep(POLL_SECONDS)
+
+
+#: How often a writer with limited patience looks whether the turn is free.
+POLL_SECONDS = 0.0002
 
 
 class Database:
@@ -136,22 +153,23 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def write_turn(self, *, wait: bool = True) -> Iterator[None]:
+    def write_turn(self, patience: float | None = None) -> Iterator[None]:
         """Hold the right to write (SQLite; a no-op on PostgreSQL, whose rows lock).
 
         Every write transaction of this package runs inside it, so writers of one SQLite
         file, in any process, take turns on an OS file lock instead of meeting SQLite's
-        sleeping busy handler. Reentrant within a thread.
+        sleeping busy handler. Reentrant within a thread. ``patience`` bounds the wait in
+        seconds (None: wait as long as it takes).
 
         Raises
         ------
         WriterBusy
-            With ``wait=False``, when another thread or process holds the turn now.
+            Another thread or process held the turn for longer than ``patience``.
         """
         if self.engine.dialect.name != "sqlite":
             yield
             return
-        with self._turn.hold(wait=wait):
+        with self._turn.hold(patience):
             yield
 
     @contextmanager

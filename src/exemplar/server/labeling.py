@@ -1,0 +1,256 @@
+"""The labeling hot path: ``GET /api/v1/items/next`` and ``POST /api/v1/labels``.
+
+Every label costs an annotator these two requests, so they are plain Starlette routes: they
+parse and validate with the same pydantic models and authenticate with the same function
+as the rest of the API (:func:`exemplar.server.app.authenticate`), but skip FastAPI's
+per-request dependency solving and response validation, which cost more than the lease or
+the submit itself (``python -m bench.server_load``; docs/benchmarks.md). Their store work
+runs through :meth:`~exemplar.server.app.ServerState.run_store`. Errors are the API's:
+``HTTPException`` and ``RequestValidationError`` (422, FastAPI's shape). Their OpenAPI
+operations are written here, from the same models (:func:`document`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+from starlette.routing import BaseRoute, Route
+
+from exemplar.errors import QueueError, StoreError
+from exemplar.project import Project
+from exemplar.server.app import (
+    ALL_ROLES,
+    MAX_DB_ID,
+    MIN_DB_ID,
+    authenticate,
+    queue_http_error,
+    server_state,
+)
+from exemplar.server.items import entry_proposal, item_payload
+from exemplar.store.accounts import User
+from exemplar.store.labels import UnknownClassError
+from exemplar.store.queue import LeasedItem, lease, submit
+from exemplar.store.schema import LabelSource, LabelStatus, QueueEntry, QueueStatus, utcnow
+
+__all__ = ["LabelIn", "LabelOut", "document", "routes"]
+
+
+class NextQuery(BaseModel):
+    """The query of ``GET /api/v1/items/next``."""
+
+    after: int | None = Field(default=None, ge=MIN_DB_ID, le=MAX_DB_ID)
+
+
+class LabelIn(BaseModel):
+    """A label for a leased queue entry.
+
+    ``action`` is ``label`` (``label`` names the class), ``accept`` (take the model's
+    proposal) or ``reject`` (record the proposal as rejected). Retrying with the same
+    ``idempotency_key`` returns the label written the first time.
+    """
+
+    entry_id: int = Field(ge=MIN_DB_ID, le=MAX_DB_ID)
+    label: str | None = Field(default=None, max_length=255)
+    action: Literal["label", "accept", "reject"] = "label"
+    idempotency_key: str | None = Field(
+        default=None, min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
+    )
+
+
+class LabelOut(BaseModel):
+    """The label row that was written (or found, for a retry)."""
+
+    label_id: int
+    item_id: int
+    label: str | None
+    status: str
+
+
+def _validated(model: type[BaseModel], where: str, parse: Any) -> Any:
+    """``parse()`` (a pydantic validation of ``model``), its errors as FastAPI's 422."""
+    try:
+        return parse()
+    except ValidationError as exc:
+        errors = []
+        for error in exc.errors(include_url=False):
+            error = {**error, "loc": (where, *error["loc"])}
+            if isinstance(error.get("input"), bytes):  # a body that is not UTF-8 text
+                error["input"] = error["input"].decode("utf-8", "replace")
+            errors.append(error)
+        raise RequestValidationError(errors) from None
+
+
+async def next_item(request: Request) -> Response:
+    """Lease the next item for the caller (the same one again while its lease lives).
+
+    With ``after=<entry_id>`` (prefetch), return the caller's other live lease, or lease
+    one more item; a caller holds at most two items this way. 204 when the queue is empty.
+    """
+    user = await authenticate(request, ALL_ROLES)
+    query = _validated(
+        NextQuery, "query", lambda: NextQuery.model_validate(dict(request.query_params))
+    )
+    state = server_state(request)
+    try:
+        payload = await state.run_store(lambda: next_payload(state.project, user, query.after))
+    except (QueueError, StoreError) as exc:
+        raise queue_http_error(exc) from exc
+    if payload is None:
+        return Response(status_code=204)
+    return JSONResponse(payload)
+
+
+async def post_label(request: Request) -> Response:
+    """Label a leased entry; a retry with the same idempotency key returns the same label."""
+    user = await authenticate(request, ALL_ROLES)
+    raw = await request.body()
+    body: LabelIn = _validated(LabelIn, "body", lambda: LabelIn.model_validate_json(raw))
+    if body.action == "label" and body.label is None:
+        raise HTTPException(422, "action 'label' needs a label")
+    state = server_state(request)
+    try:
+        out = await state.run_store(lambda: write_label(state.project, user, body))
+    except (QueueError, StoreError, UnknownClassError) as exc:
+        raise queue_http_error(exc) from exc
+    return Response(out.model_dump_json(), media_type="application/json")
+
+
+def next_payload(project: Project, user: User, after: int | None) -> dict[str, Any] | None:
+    """Lease the caller's next item (see :func:`next_item`); its JSON, or None if none."""
+    if after is None:
+        leased = project.next_item(user.name)
+    else:
+        with project.db.read() as s:
+            other = s.scalars(
+                select(QueueEntry)
+                .where(
+                    QueueEntry.status == QueueStatus.LEASED.value,
+                    QueueEntry.annotator == user.name,
+                    QueueEntry.lease_expires > utcnow(),
+                    QueueEntry.id != after,
+                )
+                .order_by(QueueEntry.rank, QueueEntry.id)
+            ).first()
+        if other is not None:  # already prefetched: hand the same one back
+            leased = LeasedItem(
+                entry_id=other.id,
+                item_id=other.item_id,
+                cycle_id=other.cycle_id,
+                strategy=other.strategy,
+                score=other.score,
+                rank=other.rank,
+                annotator=user.name,
+                lease_expires=other.lease_expires or utcnow(),
+                attempts=other.attempts,
+            )
+        else:
+            seconds = project.config.oracle.lease_seconds
+            leased = lease(project.db, user.name, lease_seconds=seconds, additional=True)
+            if leased is not None and leased.entry_id == after:
+                leased = None
+    return None if leased is None else item_payload(project, leased)
+
+
+def write_label(project: Project, user: User, body: LabelIn) -> LabelOut:
+    """Write the label of :func:`post_label` (accept and reject take the model's proposal)."""
+    label = body.label
+    status = LabelStatus.VERIFIED
+    if body.action != "label":
+        proposal = entry_proposal(project, body.entry_id)
+        if proposal is None:
+            raise HTTPException(
+                409, f"entry {body.entry_id} has no model proposal to {body.action}"
+            )
+        label = proposal.label
+        if body.action == "reject":
+            status = LabelStatus.REJECTED
+    key = None if body.idempotency_key is None else f"u{user.id}:{body.idempotency_key}"
+    written = submit(
+        project.db,
+        body.entry_id,
+        user.name,
+        label,
+        classes=project.classes,
+        idempotency_key=key,
+        status=status,
+        source=LabelSource.HUMAN,
+    )
+    return LabelOut(
+        label_id=written.id, item_id=written.item_id, label=written.label, status=written.status
+    )
+
+
+def routes(prefix: str) -> list[BaseRoute]:
+    """The two hot routes under ``prefix`` (put them first: they are matched most often)."""
+    return [
+        Route(f"{prefix}/items/next", next_item, methods=["GET"], name="next_item"),
+        Route(f"{prefix}/labels", post_label, methods=["POST"], name="post_label"),
+    ]
+
+
+def document(spec: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Add the hot routes' operations (and their models) to the OpenAPI ``spec``."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for model in (LabelIn, LabelOut):
+        schemas[model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+    invalid = {
+        "description": "Validation Error",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+        },
+    }
+    after = NextQuery.model_json_schema()["properties"]["after"]
+    spec.setdefault("paths", {})[f"{prefix}/items/next"] = {
+        "get": {
+            "tags": ["labeling"],
+            "summary": "Next Item",
+            "description": _doc(next_item),
+            "operationId": "next_item",
+            "parameters": [{"name": "after", "in": "query", "required": False, "schema": after}],
+            "responses": {
+                "200": {
+                    "description": "the leased item",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "204": {"description": "queue empty"},
+                "422": invalid,
+            },
+        }
+    }
+    spec["paths"][f"{prefix}/labels"] = {
+        "post": {
+            "tags": ["labeling"],
+            "summary": "Post Label",
+            "description": _doc(post_label),
+            "operationId": "post_label",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/LabelIn"}}
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "the label written (or found again, for a retry)",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/LabelOut"}}
+                    },
+                },
+                "422": invalid,
+            },
+        }
+    }
+    return spec
+
+
+def _doc(endpoint: Any) -> str:
+    import inspect
+
+    return inspect.cleandoc(endpoint.__doc__ or "")
