@@ -672,7 +672,7 @@ _NOT_MINE_PG = _NOT_MINE.format(same="IS NOT DISTINCT FROM")
 
 # SQLite: one statement (writers are serialised by BEGIN IMMEDIATE). The caller's own live
 # lease first; else the lowest rank among pending entries and expired leases (each branch
-# is an index seek on ix_queue_status_rank); else the earliest skipped entry.
+# is an ordered walk of ix_queue_status_rank); else the earliest skipped entry.
 _SQLITE_LEASE = f"""
 UPDATE queue {_SET_LEASE}
 WHERE id = COALESCE(

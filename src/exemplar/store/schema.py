@@ -216,5 +216,5 @@ class QueueEntry(Base):
 
     __table_args__ = (
         UniqueConstraint("item_id", "cycle_id", "slot", name="uq_queue_item_cycle_slot"),
-        Index("ix_queue_status_rank", "status", "rank"),
+        Index("ix_queue_status_rank", "status", "rank", "id"),
     )

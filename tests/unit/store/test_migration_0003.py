@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -105,7 +106,7 @@ def test_0002_database_is_upgraded_in_place(db_url: str) -> None:
             (3, 1, 0, "random", 2.5, 2, "pending", None, 0),
         ]
         assert [tuple(r) for r in labels] == [(1, "a", "ann")]
-        assert revision == "0003"
+        assert revision == ScriptDirectory.from_config(_alembic_config()).get_current_head()
         uniques = inspect(db.engine).get_unique_constraints("queue")
         assert {
             "name": "uq_queue_item_cycle_slot",
