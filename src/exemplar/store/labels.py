@@ -76,13 +76,6 @@ def add_label(
     # inside the writer turn, and SQLAlchemy's per-statement work cost more than the write.
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        if idempotency_key is not None:
-            cur.execute(find_sql, {"idempotency_key": idempotency_key})
-            found = cur.fetchone()
-            if found is not None:
-                row = dict(zip(("id", *_COLUMNS), found, strict=True))
-                row["created_at"] = read_time(dialect, row["created_at"])
-                return Label(**row)
         if label is None:
             if status not in (LabelStatus.REJECTED, LabelStatus.DISPUTED):
                 raise UnknownClassError("only a rejected or disputed label may omit the class")
@@ -102,10 +95,15 @@ def add_label(
             "created_at": created_at,
         }
         cur.execute(insert_sql, {**values, "created_at": bind_time(dialect, created_at)})
-        label_id = int(cur.fetchone()[0])  # type: ignore[index]  # RETURNING gives one row
+        inserted = cur.fetchone()
+        if inserted is None:  # the key was used before: a retry gets the first row back
+            cur.execute(find_sql, {"idempotency_key": idempotency_key})
+            row = dict(zip(("id", *_COLUMNS), cur.fetchone(), strict=True))  # type: ignore[arg-type]
+            row["created_at"] = read_time(dialect, row["created_at"])
+            return Label(**row)
     finally:
         cur.close()
-    return Label(id=label_id, **values)
+    return Label(id=int(inserted[0]), **values)
 
 
 _COLUMNS = (
@@ -122,7 +120,8 @@ _COLUMNS = (
 )
 _INSERT_SQL = (
     f"INSERT INTO labels ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _COLUMNS)}) RETURNING id"
+    f"VALUES ({', '.join(':' + c for c in _COLUMNS)}) "
+    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
 )
 _FIND_SQL = f"SELECT id, {', '.join(_COLUMNS)} FROM labels WHERE idempotency_key = :idempotency_key"
 #: By dialect: (insert, find by idempotency key).

@@ -85,7 +85,11 @@ _SKIPPED = QueueStatus.SKIPPED.value
 
 @dataclass(frozen=True)
 class LeasedItem:
-    """A queue entry held by one annotator until ``lease_expires`` (timezone-aware UTC)."""
+    """A queue entry held by one annotator until ``lease_expires`` (timezone-aware UTC).
+
+    :func:`lease` also returns the item's ``row``, ``kind`` and ``text`` (read in the same
+    statement: the labeling page shows them next); elsewhere they may be None.
+    """
 
     entry_id: int
     item_id: int
@@ -96,6 +100,9 @@ class LeasedItem:
     annotator: str
     lease_expires: datetime
     attempts: int
+    item_row: int | None = None
+    item_kind: str | None = None
+    item_text: str | None = None
 
 
 def _utc(value: datetime | None) -> datetime:
@@ -203,9 +210,10 @@ def lease(
     # overhead would be most of its cost (see bench/queue_ops.py).
     with db.write_turn(), _raw_transaction(db) as cur:
         if dialect.name == "postgresql":
-            cur.execute(_PG_ANNOTATOR_LOCK, params)
-            cur.execute(_PG_EXPIRE, params)
-            cur.execute(_PG_LEASE_MORE if additional else _PG_LEASE, params)
+            with cur.connection.pipeline():  # three statements, one round trip
+                cur.execute(_PG_ANNOTATOR_LOCK, params)
+                cur.execute(_PG_EXPIRE, params)
+                cur.execute(_PG_LEASE_MORE if additional else _PG_LEASE, params)
         else:
             cur.execute(_SQLITE_LEASE_MORE if additional else _SQLITE_LEASE, params)
         row = cur.fetchone()
@@ -221,6 +229,9 @@ def lease(
         annotator=row[6],
         lease_expires=read_time(dialect, row[7]),
         attempts=row[8],
+        item_row=row[9],
+        item_kind=row[10],
+        item_text=row[11],
     )
 
 
@@ -646,7 +657,11 @@ def _raw_transaction(db: Database) -> Iterator[Any]:
 
 
 _RETURN_LEASE = (
-    "RETURNING id, item_id, cycle_id, strategy, score, rank, annotator, lease_expires, attempts"
+    "RETURNING id, item_id, cycle_id, strategy, score, rank, annotator, lease_expires, attempts, "
+    + ", ".join(
+        f"(SELECT {column} FROM items WHERE items.id = queue.item_id)"
+        for column in ("row", "kind", "text")
+    )
 )
 _SET_LEASE = f"""
 SET status = '{_LEASED}',
