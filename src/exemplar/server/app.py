@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
@@ -131,6 +132,9 @@ T = TypeVar("T")
 #: How long a web worker's event loop waits for SQLite's writer turn before it hands a
 #: store call to a thread (see ``ServerState.run_store``).
 INLINE_PATIENCE_S = 0.05
+#: After the turn stayed busy that long, the loop only tries it without waiting for this
+#: many seconds (a long import must not stall every request by ``INLINE_PATIENCE_S``).
+BUSY_TURN_MEMORY_S = 1.0
 
 #: Seconds a token's or session's user is cached (a deactivated user is refused after this).
 AUTH_CACHE_SECONDS = 5.0
@@ -145,6 +149,7 @@ class ServerState:
         #: ``("token", token)`` or ``("user", user_id)`` -> the active user (misses uncached).
         self.users: TtlCache[tuple[str, str | int], User | None] = TtlCache(AUTH_CACHE_SECONDS)
         self.inline_store = project.db.dialect == "sqlite"
+        self._turn_busy_until = 0.0
 
     def user_for_token(self, token: str) -> User | None:
         """The active user of an API token, from the cache or the database."""
@@ -163,18 +168,19 @@ class ServerState:
         2-core machine), and a worker thread would then wait for the interpreter lock while
         it holds the turn. The loop waits for the turn at most ``INLINE_PATIENCE_S`` (a
         long write elsewhere, such as an import); after that the call goes to the thread
-        pool. On PostgreSQL every call goes to the thread pool: it waits on the network
-        and on commit fsyncs.
+        pool, and for ``BUSY_TURN_MEMORY_S`` calls only take a turn that is free at once.
+        On PostgreSQL every call goes to the thread pool: it waits on the network and on
+        commit fsyncs.
         """
         if self.inline_store:
+            now = time.monotonic()
+            patience = 0.0 if now < self._turn_busy_until else INLINE_PATIENCE_S
             with ExitStack() as turn:
                 try:
-                    turn.enter_context(self.project.db.write_turn(INLINE_PATIENCE_S))
+                    turn.enter_context(self.project.db.write_turn(patience))
                 except WriterBusy:
-                    log.debug(
-                        "writer turn busy for %.0f ms: store call in a thread",
-                        1000 * INLINE_PATIENCE_S,
-                    )
+                    # A long write elsewhere: do not stall this loop again for a while.
+                    self._turn_busy_until = now + BUSY_TURN_MEMORY_S
                 else:
                     return call()
         return await run_in_threadpool(call)

@@ -17,8 +17,7 @@ from typing import Any, Literal
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from starlette.routing import BaseRoute, Route
 
 from exemplar.errors import QueueError, StoreError
@@ -34,8 +33,8 @@ from exemplar.server.app import (
 from exemplar.server.items import entry_proposal, item_payload
 from exemplar.store.accounts import User
 from exemplar.store.labels import UnknownClassError
-from exemplar.store.queue import LeasedItem, lease, submit
-from exemplar.store.schema import LabelSource, LabelStatus, QueueEntry, QueueStatus, utcnow
+from exemplar.store.queue import lease, submit
+from exemplar.store.schema import LabelSource, LabelStatus
 
 __all__ = ["LabelIn", "LabelOut", "document", "routes"]
 
@@ -60,6 +59,12 @@ class LabelIn(BaseModel):
     idempotency_key: str | None = Field(
         default=None, min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
     )
+
+    @model_validator(mode="after")
+    def _label_names_a_class(self) -> LabelIn:
+        if self.action == "label" and self.label is None:
+            raise ValueError("action 'label' needs a label")
+        return self
 
 
 class LabelOut(BaseModel):
@@ -110,49 +115,23 @@ async def post_label(request: Request) -> Response:
     user = await authenticate(request, ALL_ROLES)
     raw = await request.body()
     body: LabelIn = _validated(LabelIn, "body", lambda: LabelIn.model_validate_json(raw))
-    if body.action == "label" and body.label is None:
-        raise HTTPException(422, "action 'label' needs a label")
     state = server_state(request)
     try:
         out = await state.run_store(lambda: write_label(state.project, user, body))
-    except (QueueError, StoreError, UnknownClassError) as exc:
+    except UnknownClassError as exc:
+        where = {"loc": ("body", "label"), "input": body.label}
+        raise RequestValidationError([{"type": "unknown_class", "msg": str(exc), **where}]) from exc
+    except (QueueError, StoreError) as exc:
         raise queue_http_error(exc) from exc
     return Response(out.model_dump_json(), media_type="application/json")
 
 
 def next_payload(project: Project, user: User, after: int | None) -> dict[str, Any] | None:
     """Lease the caller's next item (see :func:`next_item`); its JSON, or None if none."""
-    if after is None:
-        leased = project.next_item(user.name)
-    else:
-        with project.db.read() as s:
-            other = s.scalars(
-                select(QueueEntry)
-                .where(
-                    QueueEntry.status == QueueStatus.LEASED.value,
-                    QueueEntry.annotator == user.name,
-                    QueueEntry.lease_expires > utcnow(),
-                    QueueEntry.id != after,
-                )
-                .order_by(QueueEntry.rank, QueueEntry.id)
-            ).first()
-        if other is not None:  # already prefetched: hand the same one back
-            leased = LeasedItem(
-                entry_id=other.id,
-                item_id=other.item_id,
-                cycle_id=other.cycle_id,
-                strategy=other.strategy,
-                score=other.score,
-                rank=other.rank,
-                annotator=user.name,
-                lease_expires=other.lease_expires or utcnow(),
-                attempts=other.attempts,
-            )
-        else:
-            seconds = project.config.oracle.lease_seconds
-            leased = lease(project.db, user.name, lease_seconds=seconds, additional=True)
-            if leased is not None and leased.entry_id == after:
-                leased = None
+    seconds = project.config.oracle.lease_seconds
+    leased = lease(project.db, user.name, lease_seconds=seconds, besides=after)
+    if leased is not None and leased.entry_id == after:  # ``after`` itself, its lease lapsed
+        leased = None
     return None if leased is None else item_payload(project, leased)
 
 

@@ -8,6 +8,7 @@ migration ``0002``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -20,7 +21,7 @@ from sqlalchemy import ForeignKey, Integer, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exemplar.errors import ExemplarError
-from exemplar.store.db import Database
+from exemplar.store.db import Database, WriterBusy
 from exemplar.store.schema import Base, utcnow
 
 __all__ = [
@@ -151,6 +152,8 @@ def create_token(db: Database, user_id: int, name: str = "api") -> str:
 #: ``last_used_at`` is refreshed at most this often, so authenticating is a read, not a
 #: write, on almost every request (a write per request contended for SQLite's lock).
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+#: Seconds recording a token's use may wait for the writer turn before it is skipped.
+USE_RECORD_PATIENCE_S = 0.05
 
 
 def user_for_token(db: Database, token: str) -> User | None:
@@ -171,7 +174,13 @@ def user_for_token(db: Database, token: str) -> User | None:
         last is None
         or now - (last if last.tzinfo else last.replace(tzinfo=UTC)) > TOKEN_USE_RESOLUTION
     ):
-        with db.session() as s:
+        # Bookkeeping only: the server calls this on its event loop, so it does not wait
+        # behind a long write (an import, the learner); the next use records it instead.
+        with (
+            contextlib.suppress(WriterBusy),
+            db.write_turn(USE_RECORD_PATIENCE_S),
+            db.session() as s,
+        ):
             s.execute(
                 update(ApiToken).where(ApiToken.token_hash == digest).values(last_used_at=now)
             )

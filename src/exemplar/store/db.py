@@ -11,6 +11,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -70,21 +71,25 @@ class _WriterTurn:
 
     def __init__(self, lock_path: str | None) -> None:
         self._lock_path = lock_path
+        self._after_fork()
+        _TURNS.add(self)
+
+    def _after_fork(self) -> None:
+        # A forked child starts with no turn: a fresh mutex, and its own open file (flock
+        # locks belong to the open file, which the child would share with its parent).
         self._mutex = threading.Lock()
         self._fd: int | None = None
-        self._fd_pid = 0
         self._depth = threading.local()
 
     def _file(self) -> int | None:
         if self._lock_path is None or fcntl is None:
             return None
-        if self._fd is None or self._fd_pid != os.getpid():  # a forked child opens its own
+        if self._fd is None:
             try:
                 self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError:  # read-only directory: SQLite's busy handler alone
                 self._lock_path = None
                 return None
-            self._fd_pid = os.getpid()
         return self._fd
 
     @contextmanager
@@ -132,6 +137,16 @@ class _WriterTurn:
 
 #: How often a writer with limited patience looks whether the turn is free.
 POLL_SECONDS = 0.0002
+_TURNS: weakref.WeakSet[_WriterTurn] = weakref.WeakSet()
+
+
+def _reset_turns_in_child() -> None:
+    for turn in list(_TURNS):
+        turn._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_turns_in_child)
 
 
 class Database:

@@ -179,7 +179,7 @@ def lease(
     *,
     lease_seconds: float,
     now: datetime | None = None,
-    additional: bool = False,
+    besides: int | None = None,
 ) -> LeasedItem | None:
     """Claim the best-ranked waiting entry for ``annotator`` until ``now + lease_seconds``.
 
@@ -188,9 +188,11 @@ def lease(
     attempt). Otherwise the entry with the lowest rank among the pending ones and those
     whose lease expired is claimed, or, when there is none, the earliest skipped one,
     passing over slots of items ``annotator`` holds or held another slot of. Claiming
-    increments ``attempts``. With ``additional`` the caller's live leases are
-    left alone and one more entry is claimed (a client prefetching the next item; the
-    caller bounds how many it holds).
+    increments ``attempts``. With ``besides=<entry id>`` (a client prefetching the next
+    item while it shows that one), the caller's live lease other than ``besides`` is
+    returned (extended), else one more entry is claimed, so a caller holds at most two;
+    the check and the claim are one statement in one transaction (two concurrent
+    prefetches of one annotator cannot claim two more).
 
     Returns
     -------
@@ -205,6 +207,7 @@ def lease(
         "annotator": annotator,
         "now": bind_time(dialect, now),
         "expires": bind_time(dialect, now + timedelta(seconds=lease_seconds)),
+        "besides": besides,
     }
     # Raw DB-API statements: this is the hot path, and SQLAlchemy's per-statement
     # overhead would be most of its cost (see bench/queue_ops.py).
@@ -213,9 +216,9 @@ def lease(
             with cur.connection.pipeline():  # three statements, one round trip
                 cur.execute(_PG_ANNOTATOR_LOCK, params)
                 cur.execute(_PG_EXPIRE, params)
-                cur.execute(_PG_LEASE_MORE if additional else _PG_LEASE, params)
+                cur.execute(_PG_LEASE if besides is None else _PG_LEASE_BESIDES, params)
         else:
-            cur.execute(_SQLITE_LEASE_MORE if additional else _SQLITE_LEASE, params)
+            cur.execute(_SQLITE_LEASE if besides is None else _SQLITE_LEASE_BESIDES, params)
         row = cur.fetchone()
     if row is None:
         return None
@@ -737,15 +740,13 @@ WHERE id = COALESCE(
 """)
 
 
-def _without_own_lease(sql: str, branch: str) -> str:
-    """``sql`` without its first COALESCE branch (the caller's own live lease)."""
-    out = sql.replace(branch, "", 1)
-    assert out != sql, "lease SQL changed shape"
-    return out
-
-
-_SQLITE_LEASE_MORE = _without_own_lease(_SQLITE_LEASE, f"    ({_OWN_LIVE_LEASE}),\n")
-_PG_LEASE_MORE = _without_own_lease(_PG_LEASE, pyformat(f"    ({_OWN_LIVE_LEASE} FOR UPDATE),\n"))
+#: The first branch of a prefetch: the caller's live lease other than ``:besides``.
+_OTHER_LIVE_LEASE = _OWN_LIVE_LEASE.replace(
+    "lease_expires > :now", "lease_expires > :now AND id <> :besides"
+)
+_SQLITE_LEASE_BESIDES = _SQLITE_LEASE.replace(_OWN_LIVE_LEASE, _OTHER_LIVE_LEASE, 1)
+_PG_LEASE_BESIDES = _PG_LEASE.replace(pyformat(_OWN_LIVE_LEASE), pyformat(_OTHER_LIVE_LEASE), 1)
+assert ":besides" in _SQLITE_LEASE_BESIDES and "%(besides)s" in _PG_LEASE_BESIDES
 
 # The entry, and how many slots its item has in its cycle (1 unless queued with overlap).
 _ENTRY_SQL = (

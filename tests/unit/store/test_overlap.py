@@ -113,7 +113,7 @@ def test_one_annotator_never_gets_two_slots_of_an_item(db: Database) -> None:
     cycle_id, items = _fill(db, 3, overlap=2)
     first = _lease(db, "alice", T0)
     # Her prefetch passes over the other slot of the item she holds.
-    more = lease(db, "alice", lease_seconds=60, now=T0, additional=True)
+    more = lease(db, "alice", lease_seconds=60, now=T0, besides=first.entry_id)
     assert more is not None and more.item_id == items[1]
     # Bob gets the second slot of the best item, not a slot alice holds.
     bob = _lease(db, "bob", T0)
@@ -304,12 +304,6 @@ def test_undo_is_refused_after_a_review(db: Database) -> None:
 def test_concurrent_last_votes_settle_each_item_exactly_once(db: Database, db_url: str) -> None:
     n = 12
     _, items = _fill(db, n, overlap=2)
-    pairs = []
-    for _ in range(n):
-        a = lease(db, "alice", lease_seconds=600, additional=True)
-        b = lease(db, "bob", lease_seconds=600, additional=True)
-        assert a is not None and b is not None and a.item_id == b.item_id
-        pairs.append((a, b))
     handles = [open_database(db_url), open_database(db_url)]
     errors: list[BaseException] = []
 
@@ -320,7 +314,10 @@ def test_concurrent_last_votes_settle_each_item_exactly_once(db: Database, db_ur
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    for a, b in pairs:  # both votes of an item race; they always disagree
+    for _ in range(n):  # both votes of an item race; they always disagree
+        a = lease(db, "alice", lease_seconds=600)
+        b = lease(db, "bob", lease_seconds=600)
+        assert a is not None and b is not None and a.item_id == b.item_id
         barrier = threading.Barrier(2)
         threads = [
             threading.Thread(target=vote, args=(handles[0], barrier, "alice", a.entry_id, "cat")),

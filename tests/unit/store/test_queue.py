@@ -145,6 +145,41 @@ def test_same_annotator_gets_the_same_live_lease(db: Database) -> None:
     assert queue_counts(db, now=T0)["leased"] == 2
 
 
+def test_a_prefetch_holds_at_most_one_more_entry_even_when_concurrent(
+    db: Database, db_url: str
+) -> None:
+    _fill(db, 6)
+    first = lease(db, "alice", lease_seconds=60)
+    assert first is not None
+    handles = [open_database(db_url) for _ in range(4)]
+    barrier = threading.Barrier(len(handles))
+    got: list[int | None] = []
+    lock = threading.Lock()
+
+    def prefetch(h: Database) -> None:
+        barrier.wait(timeout=30)
+        more = lease(h, "alice", lease_seconds=60, besides=first.entry_id)
+        with lock:
+            got.append(None if more is None else more.entry_id)
+
+    threads = [threading.Thread(target=prefetch, args=(h,)) for h in handles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for h in handles:
+        h.dispose()
+    # Every concurrent prefetch got the same second entry: alice holds exactly two.
+    assert len(got) == 4 and len(set(got)) == 1 and got[0] not in (None, first.entry_id)
+    with db.read() as s:
+        held = s.scalars(
+            select(QueueEntry.id).where(
+                QueueEntry.status == "leased", QueueEntry.annotator == "alice"
+            )
+        ).all()
+    assert sorted(held) == sorted([first.entry_id, got[0]])
+
+
 def test_expired_lease_returns_the_item_to_another_annotator(db: Database) -> None:
     _, ids = _fill(db, 2)
     first = _lease(db, "alice", T0, seconds=10)
