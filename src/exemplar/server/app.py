@@ -132,9 +132,11 @@ T = TypeVar("T")
 #: How long a web worker's event loop waits for SQLite's writer turn before it hands a
 #: store call to a thread (see ``ServerState.run_store``).
 INLINE_PATIENCE_S = 0.05
-#: After the turn stayed busy that long, the loop only tries it without waiting for this
-#: many seconds (a long import must not stall every request by ``INLINE_PATIENCE_S``).
+#: After the turn stayed busy that long, the loop waits at most ``BUSY_PATIENCE_S`` for
+#: this many seconds (a long import must not stall every request by ``INLINE_PATIENCE_S``);
+#: that still outlasts another web worker's turn (0.1-0.3 ms).
 BUSY_TURN_MEMORY_S = 1.0
+BUSY_PATIENCE_S = 0.003
 
 #: Seconds a token's or session's user is cached (a deactivated user is refused after this).
 AUTH_CACHE_SECONDS = 5.0
@@ -168,13 +170,13 @@ class ServerState:
         2-core machine), and a worker thread would then wait for the interpreter lock while
         it holds the turn. The loop waits for the turn at most ``INLINE_PATIENCE_S`` (a
         long write elsewhere, such as an import); after that the call goes to the thread
-        pool, and for ``BUSY_TURN_MEMORY_S`` calls only take a turn that is free at once.
+        pool, and for ``BUSY_TURN_MEMORY_S`` calls wait at most ``BUSY_PATIENCE_S``.
         On PostgreSQL every call goes to the thread pool: it waits on the network and on
         commit fsyncs.
         """
         if self.inline_store:
             now = time.monotonic()
-            patience = 0.0 if now < self._turn_busy_until else INLINE_PATIENCE_S
+            patience = BUSY_PATIENCE_S if now < self._turn_busy_until else INLINE_PATIENCE_S
             with ExitStack() as turn:
                 try:
                     turn.enter_context(self.project.db.write_turn(patience))

@@ -41,8 +41,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from exemplar.errors import LeaseLostError, QueueError, StoreError
@@ -135,8 +133,17 @@ def enqueue(
     """
     if overlap < 1:
         raise QueueError(f"overlap must be at least 1, got {overlap}")
-    cycle_filter = _Q.c.cycle_id.is_(None) if cycle_id is None else _Q.c.cycle_id == cycle_id
-    existing = set(session.scalars(select(_Q.c.item_id).where(cycle_filter)))
+    conn = session.connection()
+    dialect = conn.dialect
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        sql = "SELECT item_id FROM queue WHERE cycle_id " + (
+            "IS NULL" if cycle_id is None else "= :cycle_id"
+        )
+        cur.execute(sql if dialect.name == "sqlite" else pyformat(sql), {"cycle_id": cycle_id})
+        existing = {row[0] for row in cur.fetchall()}
+    finally:
+        cur.close()
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for rank, (item_id, strategy, score) in enumerate(entries):
@@ -151,25 +158,21 @@ def enqueue(
                 "strategy": strategy,
                 "score": None if score is None else float(score),
                 "rank": rank,
-                "status": _PENDING,
-                "annotator": None,
-                "lease_expires": None,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
             }
             for slot in range(overlap)
         )
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        # A concurrent enqueue of the same (item, cycle) is absorbed by the unique constraint.
-        insert_fn = sqlite_insert if dialect == "sqlite" else pg_insert
-        stmt = insert_fn(_Q).on_conflict_do_nothing(index_elements=["item_id", "cycle_id", "slot"])
-        session.execute(stmt, rows)
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        session.execute(_Q.insert(), rows)
+    # One prepared statement for every row on the driver's cursor: a refill of 2,000
+    # entries took 31-43 ms through SQLAlchemy's insert, inside the writer turn that the
+    # labeling server's requests wait for. A concurrent enqueue of the same (item, cycle,
+    # slot) is absorbed by the unique constraint.
+    stamp = bind_time(dialect, now)
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.executemany(_ENQUEUE_SQL[dialect.name], [{**r, "now": stamp} for r in rows])
+    finally:
+        cur.close()
     return len(rows)
 
 
@@ -747,6 +750,15 @@ _OTHER_LIVE_LEASE = _OWN_LIVE_LEASE.replace(
 _SQLITE_LEASE_BESIDES = _SQLITE_LEASE.replace(_OWN_LIVE_LEASE, _OTHER_LIVE_LEASE, 1)
 _PG_LEASE_BESIDES = _PG_LEASE.replace(pyformat(_OWN_LIVE_LEASE), pyformat(_OTHER_LIVE_LEASE), 1)
 assert ":besides" in _SQLITE_LEASE_BESIDES and "%(besides)s" in _PG_LEASE_BESIDES
+
+_ENQUEUE = f"""
+INSERT INTO queue (item_id, cycle_id, slot, strategy, score, rank, status, annotator,
+                   lease_expires, attempts, created_at, updated_at)
+VALUES (:item_id, :cycle_id, :slot, :strategy, :score, :rank, '{_PENDING}', NULL, NULL, 0,
+        :now, :now)
+ON CONFLICT (item_id, cycle_id, slot) DO NOTHING
+"""
+_ENQUEUE_SQL = {"sqlite": _ENQUEUE, "postgresql": pyformat(_ENQUEUE)}
 
 # The entry, and how many slots its item has in its cycle (1 unless queued with overlap).
 _ENTRY_SQL = (
