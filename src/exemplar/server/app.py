@@ -31,7 +31,6 @@ from exemplar.errors import LeaseLostError, QueueError, StoreError
 from exemplar.project import Project
 from exemplar.server.items import registered_image
 from exemplar.server.security import (
-    BodyLimitMiddleware,
     LoginRateLimiter,
     TtlCache,
     csrf_matches,
@@ -546,6 +545,7 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         redoc_url=None,
         routes=labeling.routes(API_PREFIX),  # first: the labeling hot path
+        max_body_size=max_body_bytes,  # larger bodies: 413 (Starlette counts as they stream)
     )
     app.state.learner = learner
     app.state.exemplar = ServerState(project, LoginRateLimiter(login_failures_per_minute, 60.0))
@@ -564,7 +564,6 @@ def create_app(
         https_only=https_only,
     )
     app.add_middleware(_SecurityHeaders)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
 
     openapi = app.openapi
 

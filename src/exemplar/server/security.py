@@ -1,9 +1,8 @@
-"""Security pieces of the server: session secret, login rate limit, body size limit, CSRF."""
+"""Security pieces of the server: session secret, login rate limit, auth cache, CSRF."""
 
 from __future__ import annotations
 
 import hmac
-import logging
 import os
 import secrets
 import threading
@@ -13,10 +12,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 __all__ = [
-    "BodyLimitMiddleware",
     "LoginRateLimiter",
     "TtlCache",
     "csrf_matches",
@@ -24,7 +20,6 @@ __all__ = [
     "session_secret",
 ]
 
-log = logging.getLogger("exemplar.server")
 
 #: The file in the project folder holding the session-signing secret.
 SECRET_NAME = ".server-secret"
@@ -131,62 +126,3 @@ class TtlCache(Generic[K, V]):
         """Forget every entry."""
         with self._lock:
             self._items.clear()
-
-
-class BodyLimitMiddleware:
-    """Answer 413 to HTTP requests whose body exceeds ``max_bytes`` (declared or streamed)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > self.max_bytes
-            except ValueError:
-                too_big = True
-            if too_big:
-                await self._reject(scope, send)
-                return
-        # Read the body up front (at most max_bytes), then replay it to the app.
-        messages: list[Message] = []
-        total = 0
-        more = scope["method"] not in ("GET", "HEAD", "OPTIONS")
-        while more:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            total += len(message.get("body", b""))
-            if total > self.max_bytes:
-                await self._reject(scope, send)
-                return
-            more = message.get("more_body", False)
-
-        async def replay() -> Message:
-            if messages:
-                return messages.pop(0)
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        log.warning("rejected a request body over %d bytes to %s", self.max_bytes, scope["path"])
-        body = b'{"detail":"request body too large"}'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
