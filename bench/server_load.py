@@ -140,6 +140,13 @@ class Run:
         self.leases: list[tuple[int, str, float, float]] = []  # entry, annotator, t0, t1
         self.strategies: Counter[str] = Counter()
 
+    def record(self, times: list[float], starts: list[float], t0: float, t1: float) -> None:
+        """One request's latency (ms) and start (s into the run); a slow one is noted too."""
+        times.append((t1 - t0) * 1000)
+        starts.append(t0 - self.started)
+        if t1 - t0 > SLOW_S:
+            self.slow_at.append(t0 - self.started)
+
     @property
     def done(self) -> bool:
         """The target is reached, or the run gives up (too many errors, or too long)."""
@@ -225,10 +232,7 @@ async def annotator(http: Http1, name: str, truth: dict[int, str], run: Run) -> 
             await asyncio.sleep(0.05)
             continue
         t1 = time.perf_counter()
-        run.next_ms.append((t1 - t0) * 1000)
-        run.next_at.append(t0 - run.started)
-        if t1 - t0 > SLOW_S:
-            run.slow_at.append(t0 - run.started)
+        run.record(run.next_ms, run.next_at, t0, t1)
         if status == 204:
             run.empty += 1
             run.empty_at.append(t1 - run.started)
@@ -256,10 +260,7 @@ async def annotator(http: Http1, name: str, truth: dict[int, str], run: Run) -> 
                 run.errors[f"submit {exc}"[:80]] += 1
                 continue
             t3 = time.perf_counter()
-            run.submit_ms.append((t3 - t2) * 1000)
-            run.submit_at.append(t2 - run.started)
-            if t3 - t2 > SLOW_S:
-                run.slow_at.append(t2 - run.started)
+            run.record(run.submit_ms, run.submit_at, t2, t3)
             if status == 200:
                 out = json.loads(data)
                 run.acked[out["label_id"]] = (out["item_id"], name, item["entry_id"])

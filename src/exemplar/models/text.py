@@ -21,33 +21,27 @@ import os
 import re
 import threading
 import unicodedata
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.neural_network import MLPClassifier
 
 from exemplar.data.cache import default_cache_dir
 from exemplar.errors import ConfigError, ModelError
 from exemplar.models.embedding_cache import KEY_DTYPE, EmbeddingCache
+from exemplar.models.recipes import MODEL_RECIPES
 from exemplar.models.sklearn import CommitteeAdapter, SklearnAdapter
 from exemplar.predictions import Predictions
 
 __all__ = [
     "MINILM_DIM",
     "MINILM_NAME",
-    "TEXT_MODEL_RECIPES",
     "CachedEncoder",
     "EmbeddingAdapter",
     "SentenceEncoder",
     "TextEncoder",
-    "TextModelRecipe",
     "content_key",
     "is_text_model",
     "load_text_model",
@@ -440,60 +434,10 @@ def _spans(texts: list[str], size: int) -> Iterator[tuple[int, list[str]]]:
 # --------------------------------------------------------------------------- recipes
 
 
-class _FixedBudgetMLP(MLPClassifier):
-    """An MLP trained for a fixed epoch budget: hitting ``max_iter`` is the plan, not a fault."""
-
-    def fit(self, X: Any, y: Any) -> _FixedBudgetMLP:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return super().fit(X, y)
-
-
-def _logreg_head(seed: int) -> BaseEstimator:
-    # Unit-length embeddings have small coordinates: C=10 beat C=1 (and standardizing)
-    # on TREC at every budget from 30 to 4,000 labels.
-    return LogisticRegression(C=10.0, max_iter=1000, random_state=seed)
-
-
-def _mlp_head(seed: int) -> BaseEstimator:
-    return _FixedBudgetMLP(
-        hidden_layer_sizes=(128,),
-        alpha=1e-3,
-        learning_rate_init=3e-3,
-        max_iter=100,
-        random_state=seed,
-    )
-
-
-@dataclass(frozen=True)
-class TextModelRecipe:
-    """A named text model: MiniLM embeddings plus a head built from a seed."""
-
-    name: str
-    description: str
-    head: Callable[[int], BaseEstimator]
-
-
-TEXT_MODEL_RECIPES: dict[str, TextModelRecipe] = {
-    r.name: r
-    for r in (
-        TextModelRecipe(
-            "minilm-logreg",
-            "MiniLM sentence embeddings (frozen, cached) + logistic regression (C=10)",
-            _logreg_head,
-        ),
-        TextModelRecipe(
-            "minilm-mlp",
-            "MiniLM sentence embeddings (frozen, cached) + MLP (128 ReLU units, 100 epochs)",
-            _mlp_head,
-        ),
-    )
-}
-
-
 def is_text_model(name: str) -> bool:
     """Whether ``name`` is a text model recipe (its ``X`` is raw text)."""
-    return name in TEXT_MODEL_RECIPES
+    recipe = MODEL_RECIPES.get(name)
+    return recipe is not None and recipe.reads_text
 
 
 def make_text_model(
@@ -531,17 +475,15 @@ def make_text_model(
         For an unknown name, a bad head parameter, or ``encoder`` with ``cache_dir``
         or ``device``.
     """
-    try:
-        recipe = TEXT_MODEL_RECIPES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown text model {name!r}; choose one of: {', '.join(TEXT_MODEL_RECIPES)}"
-        ) from None
+    recipe = MODEL_RECIPES.get(name)
+    if recipe is None or not recipe.reads_text or recipe.build is None:
+        texts = [r.name for r in MODEL_RECIPES.values() if r.reads_text]
+        raise ConfigError(f"unknown text model {name!r}; choose one of: {', '.join(texts)}")
     if encoder is not None and (cache_dir is not None or device != "cpu"):
         raise ConfigError(
             "give either encoder or cache_dir/device (for the default encoder), not both"
         )
-    head = recipe.head(seed)
+    head = recipe.build(seed)
     if params:
         try:
             head.set_params(**params)

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.exc import NoResultFound
 
 from exemplar.project import Project
-from exemplar.store.schema import Cycle, Item, ModelVersion
+from exemplar.store.schema import Cycle, ModelVersion
 
 __all__ = ["HotCache", "ModelRef", "hot_cache"]
 
@@ -81,33 +80,6 @@ class HotCache:
         self._models[cycle_id] = (now + NO_MODEL_SECONDS, ref)
         return ref
 
-    def item(self, item_id: int) -> Item:
-        """Item ``item_id`` with the fields the labeling page shows (read, not cached).
-
-        One statement on the driver's connection: through SQLAlchemy, even Core, this read
-        cost several times the query itself.
-
-        Raises
-        ------
-        sqlalchemy.exc.NoResultFound
-            There is no such item.
-        """
-        engine = self.project.db.engine
-        raw = engine.raw_connection()
-        try:
-            cur = raw.cursor()
-            try:
-                cur.execute(_ITEM_SQL[engine.dialect.name], {"item_id": item_id})
-                row = cur.fetchone()
-            finally:
-                cur.close()
-            raw.commit()  # PostgreSQL opened a transaction; SQLite reads in autocommit
-        finally:
-            raw.close()
-        if row is None:
-            raise NoResultFound(f"no item {item_id}")
-        return Item(id=item_id, row=row[0], kind=row[1], text=row[2])
-
     def proba(self, version: str) -> np.ndarray | None:
         """The pool probabilities of model ``version`` (memory-mapped), or None if absent."""
         name = f"proba-{version}"
@@ -125,12 +97,6 @@ class HotCache:
                 self._proba.popitem(last=False)
         return proba
 
-
-#: By dialect (sqlite3 and psycopg name their parameters differently).
-_ITEM_SQL = {
-    "sqlite": "SELECT row, kind, text FROM items WHERE id = :item_id",
-    "postgresql": "SELECT row, kind, text FROM items WHERE id = %(item_id)s",
-}
 
 _CACHES: weakref.WeakKeyDictionary[Project, HotCache] = weakref.WeakKeyDictionary()
 _CACHES_LOCK = threading.Lock()

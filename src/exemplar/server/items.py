@@ -94,12 +94,9 @@ def display_fields(project: Project, item: Item) -> dict[str, Any]:
 
 def item_payload(project: Project, leased: LeasedItem) -> dict[str, Any]:
     """The JSON of ``GET /api/v1/items/next`` for a leased queue entry."""
-    if leased.item_row is not None and leased.item_kind is not None:  # read with the lease
-        item = Item(
-            id=leased.item_id, row=leased.item_row, kind=leased.item_kind, text=leased.item_text
-        )
-    else:
-        item = hot_cache(project).item(leased.item_id)
+    item = Item(
+        id=leased.item_id, row=leased.item_row, kind=leased.item_kind, text=leased.item_text
+    )
     proposal = proposal_for(project, item.row, leased.cycle_id)
     return {
         "entry_id": leased.entry_id,

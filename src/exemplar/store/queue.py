@@ -85,8 +85,8 @@ _SKIPPED = QueueStatus.SKIPPED.value
 class LeasedItem:
     """A queue entry held by one annotator until ``lease_expires`` (timezone-aware UTC).
 
-    :func:`lease` also returns the item's ``row``, ``kind`` and ``text`` (read in the same
-    statement: the labeling page shows them next); elsewhere they may be None.
+    It carries the item's ``row``, ``kind`` and ``text`` too, read in the same statement:
+    the labeling page shows them next.
     """
 
     entry_id: int
@@ -98,9 +98,9 @@ class LeasedItem:
     annotator: str
     lease_expires: datetime
     attempts: int
-    item_row: int | None = None
-    item_kind: str | None = None
-    item_text: str | None = None
+    item_row: int
+    item_kind: str
+    item_text: str | None
 
 
 def _utc(value: datetime | None) -> datetime:

@@ -5,9 +5,11 @@ Not a `conftest.py`: a second module named `conftest` would shadow tests/conftes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -70,3 +72,14 @@ def ground_truth(root: Path, item_id: int) -> str:
         value = s.get_one(Item, item_id).ground_truth
     assert value is not None
     return value
+
+
+def until(check: Callable[[], Any], timeout: float) -> Any:
+    """The first truthy ``check()``, polled every 0.1 s; AssertionError after ``timeout``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")

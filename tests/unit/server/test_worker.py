@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from server_helpers import Served, ground_truth, project_root, served  # noqa: F401
+from server_helpers import Served, ground_truth, project_root, served, until  # noqa: F401
 from sqlalchemy import select
 
 from exemplar.loop.engine import CONTROL_STRATEGY, LoopEngine
@@ -24,14 +25,7 @@ from loop_helpers import make_project, snapshot
 TIMEOUT = 60.0
 
 
-def _until(check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
+_until = functools.partial(until, timeout=TIMEOUT)
 
 
 def _entries(root: Path) -> list[tuple[int | None, str | None, str, int]]:

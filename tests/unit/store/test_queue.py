@@ -134,6 +134,16 @@ def test_enqueue_is_idempotent_per_item_and_cycle(db: Database) -> None:
     assert queue_counts(db)["pending"] == 4
 
 
+def test_a_lease_carries_the_items_display_fields(db: Database) -> None:
+    _, ids = _fill(db, 3)
+    leased = _lease(db, "alice", T0)
+    with db.read() as s:
+        item = s.get_one(Item, leased.item_id)
+        fields = (item.row, item.kind, item.text)
+    assert leased.entry_id == ids[0]
+    assert (leased.item_row, leased.item_kind, leased.item_text) == fields
+
+
 def test_same_annotator_gets_the_same_live_lease(db: Database) -> None:
     _, ids = _fill(db, 3)
     first = _lease(db, "alice", T0, seconds=60)
