@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
+from sqlalchemy import Connection
+
+from exemplar.store.db import _alembic_config
 
 PG_SERVER = os.environ.get("EXEMPLAR_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -56,3 +60,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield ""
         return
     yield from fresh_pg_database()
+
+
+def migrate(conn: Connection, revision: str, *, down: bool = False) -> None:
+    """Move the database of ``conn`` to Alembic ``revision`` (upgrade, or downgrade)."""
+    cfg = _alembic_config()
+    cfg.attributes["connection"] = conn
+    (command.downgrade if down else command.upgrade)(cfg, revision)

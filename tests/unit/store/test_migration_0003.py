@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +21,7 @@ from exemplar.store.queue import enqueue, lease, submit
 from exemplar.store.schema import QueueEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database
+from conftest import fresh_pg_database, migrate
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -39,9 +38,7 @@ def _old_database(url: str) -> None:
     """A database at revision 0002 with a cycle, 3 items, 3 queue entries and a label."""
     engine = create_engine(url)
     with engine.begin() as conn:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
+        migrate(conn, "0002")
         conn.execute(
             text(
                 "INSERT INTO cycles (id, number, state, seed, strategy, batch_size, metrics, "
@@ -142,9 +139,7 @@ def test_downgrade_to_0002_keeps_slot_zero(db_url: str) -> None:
     db.dispose()
     engine = create_engine(db_url)
     with engine.begin() as conn:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0002")
+        migrate(conn, "0002", down=True)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT item_id, status FROM queue ORDER BY item_id")).all()
     columns = [c["name"] for c in inspect(engine).get_columns("queue")]

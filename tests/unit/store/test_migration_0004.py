@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from exemplar.store.db import _alembic_config, open_database, sqlite_url
+from exemplar.store.db import open_database, sqlite_url
 from exemplar.store.queue import lease
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database
+from conftest import fresh_pg_database, migrate
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -37,9 +36,7 @@ def _rank_index(url: str) -> list[str | None]:
 def test_upgrade_adds_id_to_the_rank_index_and_keeps_the_queue(db_url: str) -> None:
     engine = create_engine(db_url)
     with engine.begin() as conn:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
+        migrate(conn, "0003")
         conn.execute(
             text(
                 "INSERT INTO items (id, uid, row, uri, kind, split, created_at) "
@@ -66,8 +63,6 @@ def test_upgrade_adds_id_to_the_rank_index_and_keeps_the_queue(db_url: str) -> N
 
     engine = create_engine(db_url)
     with engine.begin() as conn:
-        cfg = _alembic_config()
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003")
+        migrate(conn, "0003", down=True)
     engine.dispose()
     assert _rank_index(db_url) == ["status", "rank"]
