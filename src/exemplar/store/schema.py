@@ -134,6 +134,9 @@ class Item(Base):
     split: Mapped[str] = mapped_column(String(16), default=Split.POOL, index=True)
     ground_truth: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Image items: ``<st_dev>:<st_ino>:<st_size>:<st_mtime_ns>`` of the real file at import,
+    #: so the server can refuse a file replaced since (None: not recorded).
+    file_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Label(Base):
