@@ -70,6 +70,17 @@ class ProjectError(ExemplarError):
     """A project is missing, locked by another process, or in a state that forbids the action."""
 
 
+class DamagedProjectError(ProjectError):
+    """The project's database is missing, emptied or corrupt while its data files remain.
+
+    The message names the file and how to recover (restore a backup, or ``.recover``).
+    """
+
+
+class UsageError(ExemplarError, ValueError):
+    """A command's options do not go together, or an option's value is malformed."""
+
+
 class QueueError(ExemplarError):
     """A labeling-queue operation cannot be done: unknown entry, entry not leased, already done."""
 
