@@ -21,16 +21,18 @@ the newest cycle:
   waits for labels. The engine takes the project lock: if an ``exemplar run`` holds it, the
   worker logs that and tries again later. Errors are logged, never raised into the server.
 
-**Serving from the previous ranking** (:func:`refill_from_previous_ranking`): when no
-entry is open (or, in the labeling case above, none waits), up to ``stale_batches *
-batch_size`` unlabeled, unqueued pool items are enqueued (no cycle)
-in order of the newest stored probabilities' margin (smallest first; random before the
-first model). Their strategy name is ``"stale:margin"`` (or ``"stale:random"``): the
-queue entries and the labels written for them say they came from stale scores. When the
-new model's batch is enqueued, the ``select`` step deletes, in the same transaction, every
-stale entry still pending and never leased, so stale scores are never served as fresh. A
-stale entry an annotator already holds stays until labeled (or until its lease ends and it
-is served again); its label is kept and counts for the next model like any other.
+**Serving from the previous ranking** (:func:`exemplar.loop.refill.refill_queue`, which
+``exemplar refill`` runs too): when no entry is open (or, in the labeling case above, none
+waits), up to ``stale_batches * batch_size`` unlabeled, unqueued pool items are enqueued
+(no cycle), ranked by the project's strategy on the newest stored scores (``margin`` when
+the strategy reads arrays that were not stored; random before the first model). Their
+strategy name is ``"stale:<strategy>"``: the queue entries and the labels written for them
+say they came from stale scores. When the new model's batch is enqueued, the ``select``
+step deletes, in the same transaction, every stale entry still pending and never leased, so
+stale scores are never served as fresh. A stale entry an annotator already holds stays
+until labeled (or until its lease ends and it is served again); its label is kept and
+counts for the next model like any other. Every refill and every batch respects the label
+budget: labeled items plus items with an open queue entry never exceed it.
 """
 
 from __future__ import annotations
@@ -45,21 +47,21 @@ from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import select
 
 from exemplar.errors import ProjectError
-from exemplar.loop.engine import STALE_PREFIX, LoopEngine, RunOutcome
+from exemplar.loop.engine import LoopEngine, RunOutcome
+from exemplar.loop.refill import has_waiting_entries, refill_queue
 from exemplar.project import Project
-from exemplar.store.queue import enqueue
+from exemplar.store.labels import current_labels
+from exemplar.store.pool import PoolIndex
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
     Cycle,
     CycleState,
     ModelVersion,
     QueueEntry,
-    QueueStatus,
-    utcnow,
+    Split,
 )
 
 __all__ = [
@@ -67,86 +69,10 @@ __all__ = [
     "LearnerLink",
     "LearnerProcess",
     "has_waiting_entries",
-    "refill_from_previous_ranking",
     "run_learner_process",
 ]
 
 log = logging.getLogger("exemplar.server.worker")
-
-
-def refill_from_previous_ranking(
-    project: Project,
-    engine: LoopEngine | None = None,
-    *,
-    size: int | None = None,
-    while_leased: bool = False,
-) -> int:
-    """Enqueue stale entries from the newest probabilities if no queue entry is open.
-
-    With ``while_leased``, refill as soon as no entry *waits* (none pending, skipped or with
-    an expired lease), even while annotators still hold leases: the other annotators then
-    keep labeling instead of waiting for the last items of a batch. ``size`` (default
-    ``batch_size``) bounds the entries added. The caller holds the project lock. Returns
-    the number of entries added.
-    """
-    engine = engine or LoopEngine(project)
-    with project.db.read() as s:
-        n_open = s.scalar(
-            select(func.count())
-            .select_from(QueueEntry)
-            .where(_waiting() if while_leased else QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
-        )
-        versions = list(
-            s.scalars(
-                select(ModelVersion)
-                .join(Cycle, Cycle.id == ModelVersion.cycle_id)
-                .where(ModelVersion.selected)
-                .order_by(Cycle.number.desc())
-            )
-        )
-    if n_open:
-        return 0
-    n_labeled = int(engine._labeled().y.size)
-    size = min(size or project.config.selection.batch_size, engine._budget_left(n_labeled))
-    if engine._budget() - n_labeled <= 0:
-        return 0
-    proba = None
-    for version in versions:
-        if project.arrays.exists(f"proba-{version.version}"):
-            proba = np.asarray(project.arrays.load(f"proba-{version.version}"))
-            break
-    if proba is not None:
-        rows, ids = engine._pool(proba.shape[0])
-        if ids.size == 0:
-            return 0
-        top2 = np.sort(proba[rows], axis=1)[:, -2:]
-        margin = top2[:, -1] - top2[:, 0] if top2.shape[1] == 2 else top2[:, -1]
-        order = np.argsort(margin, kind="stable")[:size]
-        entries: list[tuple[int, str | None, float | None]] = [
-            (int(ids[k]), f"{STALE_PREFIX}margin", float(1.0 - margin[k])) for k in order
-        ]
-    else:
-        _, ids = engine._pool(project.n_rows)
-        if ids.size == 0:
-            return 0
-        rng = np.random.default_rng([project.config.project.seed, n_labeled, 0x57A1E])
-        drawn = rng.choice(ids, size=min(size, ids.size), replace=False)
-        entries = [(int(i), f"{STALE_PREFIX}random", None) for i in drawn]
-    with project.db.session() as s:
-        return enqueue(s, None, entries, overlap=project.config.oracle.overlap)
-
-
-def _waiting() -> ColumnElement[bool]:
-    """Queue entries a lease could hand out now: pending, skipped, or with a lapsed lease."""
-    return QueueEntry.status.in_((QueueStatus.PENDING, QueueStatus.SKIPPED)) | (
-        (QueueEntry.status == QueueStatus.LEASED) & (QueueEntry.lease_expires <= utcnow())
-    )
-
-
-def has_waiting_entries(project: Project) -> bool:
-    """Whether any queue entry waits for an annotator (see :func:`_waiting`)."""
-    with project.db.read() as s:
-        return s.scalar(select(QueueEntry.id).where(_waiting()).limit(1)) is not None
 
 
 class BackgroundLearner:
@@ -184,6 +110,7 @@ class BackgroundLearner:
         self.stale_batches = stale_batches
         self.link = link
         self._engine: LoopEngine | None = None
+        self._index = PoolIndex(project.db)  # caches the pool's item list between refills
         self.runs = 0
         self.last_outcome: RunOutcome | None = None
         self.busy = False
@@ -241,7 +168,7 @@ class BackgroundLearner:
 
     def tick(self, *, force: bool = False) -> str:
         """One look at the loop; returns what it did (for tests and logs)."""
-        # One engine for every tick: it caches the pool's item index between refills.
+        # One engine for every tick: it caches the pool's item index between cycles.
         engine = self._engine = self._engine or LoopEngine(self.project)
         with self.project.db.read() as s:
             cycle = s.scalar(select(Cycle).order_by(Cycle.number.desc()).limit(1))
@@ -257,17 +184,17 @@ class BackgroundLearner:
                 # The batch's last items are held: keep the other annotators busy.
                 if has_waiting_entries(self.project):
                     return "labeling"
-                with engine._lock():
-                    added = self._refill(engine, while_leased=True)
+                with engine.lock():
+                    added = self._refill(while_leased=True)
                 return f"labeling (refilled {added})"
-            if not force and self._new_labels(engine, cycle) < self._every():
-                with engine._lock():
-                    added = self._refill(engine)
+            if not force and self._new_labels(cycle) < self._every():
+                with engine.lock():
+                    added = self._refill()
                 return f"collecting labels (refilled {added})"
         self.busy = True
         try:
-            with engine._lock():
-                self._refill(engine)
+            with engine.lock():
+                self._refill()
             outcome = engine.run(max_cycles=self.max_cycles)
         finally:
             self.busy = False
@@ -277,26 +204,28 @@ class BackgroundLearner:
         log.info("background learning: %s (cycle %d)", outcome.status, outcome.cycle)
         return outcome.status
 
-    def _refill(self, engine: LoopEngine, *, while_leased: bool = False) -> int:
+    def _refill(self, *, while_leased: bool = False) -> int:
         size = self.stale_batches * self.project.config.selection.batch_size
-        added = refill_from_previous_ranking(
-            self.project, engine, size=size, while_leased=while_leased
-        )
-        if added:
-            log.info("queued %d items from the previous ranking", added)
-        return added
+        refill = refill_queue(self.project, size=size, while_leased=while_leased, index=self._index)
+        if refill.added:
+            log.info(
+                "queued %d entries from the previous ranking (%s)", refill.added, refill.strategy
+            )
+        return refill.added
 
     def _every(self) -> int:
         sel = self.project.config.selection
         return sel.retrain_every or sel.batch_size
 
-    def _new_labels(self, engine: LoopEngine, cycle: Cycle) -> int:
-        trained_on = 0
-        if cycle.model_version_id is not None:
-            with self.project.db.read() as s:
+    def _new_labels(self, cycle: Cycle) -> int:
+        """Labels the cycle's model was not trained on (the training set's growth since)."""
+        with self.project.db.read() as s:
+            trained_on = 0
+            if cycle.model_version_id is not None:
                 version = s.get(ModelVersion, cycle.model_version_id)
                 trained_on = version.n_labels if version is not None else 0
-        return int(engine._labeled().y.size) - trained_on
+            n_labeled = len(current_labels(s, splits=(Split.POOL, Split.TRAIN)))
+        return n_labeled - trained_on
 
     def _note(self, message: str, level: int) -> None:
         if message != self._last_error:  # log a repeated condition once

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from exemplar.loop.engine import STALE_PREFIX, LoopEngine, drop_stale_entries
+from exemplar.loop.engine import LoopEngine
+from exemplar.loop.refill import refill_queue
 from exemplar.project import Project
-from exemplar.server.worker import refill_from_previous_ranking
 from exemplar.store.consensus import review_item
+from exemplar.store.pool import STALE_PREFIX, drop_stale_entries
 from exemplar.store.queue import lease
 from exemplar.store.schema import Cycle, Item, Label, ModelVersion, QueueEntry
 from loop_helpers import make_project
@@ -89,7 +90,7 @@ def test_stale_slots_of_a_started_item_are_kept(tmp_path: Path) -> None:
     with make_project(
         tmp_path / "p", oracle="human", n=100, oracle_extra={"overlap": 2}
     ) as project:
-        assert refill_from_previous_ranking(project) == 20  # 10 items, 2 slots, no cycle
+        assert refill_queue(project).added == 20  # 10 items, 2 slots, no cycle
         held = lease(project.db, "alice", lease_seconds=60)
         assert held is not None
         with project.db.session() as s:

@@ -16,9 +16,10 @@ from server_helpers import Served, ground_truth, project_root, served, until  # 
 from sqlalchemy import select
 
 from exemplar.loop.engine import CONTROL_STRATEGY, LoopEngine
+from exemplar.loop.refill import refill_queue
 from exemplar.project import Project
 from exemplar.server import create_app
-from exemplar.server.worker import BackgroundLearner, refill_from_previous_ranking
+from exemplar.server.worker import BackgroundLearner
 from exemplar.store.schema import Cycle, QueueEntry
 from loop_helpers import make_project, snapshot
 
@@ -102,16 +103,16 @@ def test_stale_refill_is_marked_and_dropped_when_fresh_batch_arrives(tmp_path: P
     with make_project(root, oracle="human", budget=60, n=200) as p:
         p.run()
         engine = LoopEngine(p)
-        with engine._lock():
-            assert refill_from_previous_ranking(p) == 0  # the open batch is not complete
+        with engine.lock():
+            assert refill_queue(p).added == 0  # the open batch is not complete
         y = {}
         for _ in range(20):
             leased = p.next_item("ann")
             assert leased is not None
             y[leased.entry_id] = ground_truth(root, leased.item_id)
             p.submit_label(leased.entry_id, "ann", y[leased.entry_id])
-        with engine._lock():
-            assert refill_from_previous_ranking(p) == 10  # no model yet: stale random
+        with engine.lock():
+            assert refill_queue(p).added == 10  # no model yet: stale random
         assert {e[1] for e in _entries(root) if e[0] is None} == {"stale:random"}
         held = p.next_item("ann")  # an annotator holds one stale entry
         assert held is not None and held.strategy == "stale:random"
@@ -126,9 +127,10 @@ def test_stale_refill_is_marked_and_dropped_when_fresh_batch_arrives(tmp_path: P
             leased = p.next_item("ann")
             assert leased is not None and leased.cycle_id is not None
             p.submit_label(leased.entry_id, "ann", ground_truth(root, leased.item_id))
-        with engine._lock():
-            assert refill_from_previous_ranking(p) == 10  # now from the model's margins
-        assert {e[1] for e in _entries(root) if e[2] == "pending"} == {"stale:margin"}
+        with engine.lock():
+            # now from the model's stored scores, ranked by the project's strategy
+            assert refill_queue(p).added == 10
+        assert {e[1] for e in _entries(root) if e[2] == "pending"} == {"stale:uncertain_diverse"}
         labels = snapshot(p)["labels"]
         assert sum(lab[5] == "stale:random" for lab in labels) == 1  # provenance kept
 
