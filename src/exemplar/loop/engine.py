@@ -20,8 +20,8 @@ from typing import Any, Self
 import numpy as np
 from filelock import FileLock, Timeout
 from sklearn.metrics import accuracy_score, f1_score
-from sqlalchemy import delete, exists, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from exemplar.errors import ConfigError, ModelError, ProjectError
@@ -48,13 +48,20 @@ from exemplar.predictions import Predictions
 from exemplar.project.project import Project
 from exemplar.stopping import AnyOf, Observation, make_criterion
 from exemplar.store.labels import add_label, current_labels
+from exemplar.store.pool import (
+    STALE_PREFIX,
+    budget_room,
+    drop_stale_entries,
+    free_pool,
+    pool_items,
+    still_free,
+)
 from exemplar.store.queue import enqueue
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
     Cycle,
     CycleState,
     Item,
-    Label,
     LabelSource,
     ModelVersion,
     QueueEntry,
@@ -80,10 +87,9 @@ ORACLE_ANNOTATOR = "simulated-oracle"
 #: Strategy name of the random control arm's queue entries (and so of their labels).
 CONTROL_STRATEGY = "random-control"
 CONTROL_SEED = 0xC0DE
-#: Strategy-name prefix of queue entries the server's worker added from an older model's
-#: scores while the next model trains (``exemplar.server.worker``). ``select`` deletes those
-#: still pending and never leased when it enqueues the fresh batch, in the same transaction.
-STALE_PREFIX = "stale:"
+# STALE_PREFIX (exemplar.store.pool): queue entries the server's worker added from an older
+# model's scores. ``select`` deletes those still pending and never leased when it enqueues
+# the fresh batch, in the same transaction.
 
 
 def cycle_seed(project_seed: int, number: int) -> int:
@@ -309,7 +315,16 @@ class LoopEngine:
         else:
             strategy = self._strategy()
             batch = self.cfg.selection.batch_size
-        batch = min(batch, pool_rows.size, self._budget_left(labeled.y.size))
+        batch = min(batch, pool_rows.size, self._budget_left())
+        if batch < 1:  # the label budget is a hard limit: labeled + queued <= budget
+            with self.project.db.session() as s:
+                self._stop(
+                    s,
+                    cycle,
+                    f"label budget of {self._budget():.0f} reached: every item it allows is "
+                    "labeled or queued",
+                )
+            return
         # The random control arm: a share of each model batch drawn uniformly at random.
         n_control = round(self.cfg.selection.control_fraction * batch) if version else 0
         entries: list[tuple[int, str | None, float | None]] = []
@@ -337,7 +352,9 @@ class LoopEngine:
             entries += [(int(i), CONTROL_STRATEGY, None) for i in drawn]
         with self.project.db.session() as s:
             drop_stale_entries(s)
-            enqueue(s, cycle.id, _still_free(s, entries), overlap=self.cfg.oracle.overlap)
+            # The budget once more in the enqueueing transaction: it is a hard limit.
+            free = still_free(s, entries)[: budget_room(s, self._budget())]
+            enqueue(s, cycle.id, free, overlap=self.cfg.oracle.overlap)
             self._transition(s, cycle, CycleState.LABEL, timing=("select", t0))
 
     def _label(self, cycle: Cycle) -> str | None:
@@ -513,18 +530,7 @@ class LoopEngine:
         """Rows (ascending) and item ids of pool items with no label and no open queue entry."""
         rows, ids = self._pool_items()
         with self.project.db.read() as s:
-            taken = set(s.scalars(select(Label.item_id).distinct()))
-            taken.update(
-                s.scalars(
-                    select(QueueEntry.item_id).where(
-                        QueueEntry.status.in_(OPEN_QUEUE_STATUSES), ~_droppable_stale()
-                    )
-                )
-            )
-        keep = rows < n_rows
-        if taken:
-            keep &= ~np.isin(ids, np.fromiter(taken, dtype=np.int64, count=len(taken)))
-        return rows[keep], ids[keep]
+            return free_pool(s, rows, ids, n_rows)
 
     def _pool_items(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows and ids of every pool-split item, ordered by row (cached per item count).
@@ -535,11 +541,8 @@ class LoopEngine:
         n_rows = self.project.n_rows
         if self._items_cache is None or self._items_cache[0] != n_rows:
             with self.project.db.read() as s:
-                result = s.connection().execute(
-                    select(Item.row, Item.id).where(Item.split == Split.POOL).order_by(Item.row)
-                )
-                pairs = np.asarray(result.all(), dtype=np.int64).reshape(-1, 2)
-            self._items_cache = (n_rows, pairs[:, 0].copy(), pairs[:, 1].copy())
+                rows, ids = pool_items(s)
+            self._items_cache = (n_rows, rows, ids)
         return self._items_cache[1], self._items_cache[2]
 
     def _stop_set(self, n_rows: int) -> np.ndarray:
@@ -575,9 +578,13 @@ class LoopEngine:
         ]
         return float(min(budgets)) if budgets else float("inf")
 
-    def _budget_left(self, n_labeled: int) -> int:
-        left = self._budget() - n_labeled
-        return max(1, int(left)) if left != float("inf") else 2**31
+    def _budget_left(self) -> int:
+        """Items a fresh batch may still queue: the budget less labeled and queued items.
+
+        Stale entries that the fresh batch replaces (never leased) do not count.
+        """
+        with self.project.db.read() as s:
+            return budget_room(s, self._budget(), keep_droppable=False, lock=False)
 
     def _check_budget(self) -> None:
         budget = self._budget()
@@ -746,6 +753,12 @@ class LoopEngine:
         lock = _ProjectLock(self.project.root / ".exemplar.lock")
         return lock
 
+    def lock(self) -> FileLock:
+        """The project lock that :meth:`run` takes (a context manager; raises ProjectError
+        at once when another process holds it). Hold it to change the queue beside the loop,
+        e.g. for :func:`~exemplar.loop.refill.refill_queue`."""
+        return self._lock()
+
 
 class _ProjectLock(FileLock):
     """A non-blocking lock on the project folder with a clear message when taken."""
@@ -769,48 +782,6 @@ class _ProjectLock(FileLock):
     def __exit__(self, *args: object) -> None:
         self.info.unlink(missing_ok=True)
         self.release()
-
-
-def _droppable_stale() -> Any:
-    """Stale entries still pending and never leased: they make way for a fresh batch.
-
-    With overlap, an item's slots go together: none is dropped once any slot was leased.
-    """
-    touched = aliased(QueueEntry)
-    return (
-        QueueEntry.strategy.startswith(STALE_PREFIX, autoescape=True)
-        & (QueueEntry.status == QueueStatus.PENDING)
-        & (QueueEntry.attempts == 0)
-        & ~exists().where(
-            touched.item_id == QueueEntry.item_id,
-            touched.cycle_id.is_(None),
-            touched.attempts > 0,
-        )
-    )
-
-
-def drop_stale_entries(session: Session) -> int:
-    """Delete stale entries still pending and never leased (in the caller's transaction)."""
-    result = session.execute(delete(QueueEntry).where(_droppable_stale()))
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def _still_free(
-    session: Session, entries: list[tuple[int, str | None, float | None]]
-) -> list[tuple[int, str | None, float | None]]:
-    """``entries`` minus items labeled or queued meanwhile (through a stale entry)."""
-    if not entries:
-        return entries
-    ids = [e[0] for e in entries]
-    busy = set(session.scalars(select(Label.item_id).where(Label.item_id.in_(ids))))
-    busy.update(
-        session.scalars(
-            select(QueueEntry.item_id).where(
-                QueueEntry.item_id.in_(ids), QueueEntry.status.in_(OPEN_QUEUE_STATUSES)
-            )
-        )
-    )
-    return [e for e in entries if e[0] not in busy] if busy else entries
 
 
 def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
