@@ -1,4 +1,4 @@
-"""Project commands: init, import, export, run, status, label, import-labels."""
+"""Project commands: init, import, export, run, status, label, import-labels, refill."""
 
 from __future__ import annotations
 
@@ -248,3 +248,30 @@ def import_labels(
     )
     for problem in result.problems[:20]:
         console.print(Text.assemble(("  skipped ", "yellow"), problem), highlight=False)
+
+
+@app.command()
+@one_line_errors
+def refill(
+    project: ProjectDir = Path("."),
+    size: Annotated[
+        int | None, typer.Option(min=1, help="Items to queue at most (default: batch_size).")
+    ] = None,
+    while_leased: Annotated[
+        bool,
+        typer.Option(
+            "--while-leased", help="Refill when no entry waits, even while some are leased."
+        ),
+    ] = False,
+) -> None:
+    """Queue items from the newest model's stored scores (entries named stale:<strategy>).
+
+    What the labeling server does while a model trains; the next batch replaces them.
+    """
+    from exemplar.loop.engine import LoopEngine
+    from exemplar.loop.refill import refill_queue
+    from exemplar.project import Project
+
+    with Project.open(project) as proj, LoopEngine(proj).lock():
+        result = refill_queue(proj, size=size, while_leased=while_leased)
+    console.print(result.reason)
