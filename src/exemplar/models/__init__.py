@@ -1,5 +1,8 @@
 """Model adapters: scikit-learn models and committees, and PyTorch networks (torch extra).
 
+Recipes (:mod:`~exemplar.models.recipes`, data only) name a model family
+(:mod:`~exemplar.models.families`), and the family builds, fits, saves and loads it.
+
 The PyTorch names (``TorchAdapter``, ``TrainingRecipe``, ``make_torch_model``,
 ``TORCH_MODELS``, ``SmallCNN``, ``MLP``) are imported on first access, so importing
 this package never imports torch.
@@ -13,16 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 from exemplar.errors import ModelError
 from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
-from exemplar.models.recipes import (
-    MODEL_RECIPES,
-    ModelRecipe,
+from exemplar.models.families import (
+    FAMILIES,
+    ModelFamily,
+    SklearnFamily,
+    TextFamily,
+    TorchFamily,
+    checkpoint_classes,
     checkpoint_suffix,
-    get_recipe,
+    family_of,
+    get_family,
     load_model,
     make_estimator,
     make_model,
     save_model,
 )
+from exemplar.models.recipes import MODEL_RECIPES, ModelRecipe, get_recipe
 from exemplar.models.sklearn import CommitteeAdapter, SklearnAdapter
 
 if TYPE_CHECKING:
@@ -35,12 +44,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "FAMILIES",
     "MODEL_RECIPES",
     "CommitteeAdapter",
     "ModelAdapter",
+    "ModelFamily",
     "ModelRecipe",
     "SklearnAdapter",
+    "SklearnFamily",
+    "TextFamily",
+    "TorchFamily",
+    "checkpoint_classes",
     "checkpoint_suffix",
+    "family_of",
+    "get_family",
     "get_recipe",
     "load_model",
     "make_estimator",

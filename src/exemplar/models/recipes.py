@@ -1,7 +1,9 @@
-"""Named model recipes: one registry for every model the simulator and projects can use.
+"""Named model recipes: the table of every model the simulator and projects can use.
 
 The same recipe is used for every strategy in a comparison, and a project's
-``[[model.candidates]]`` name recipes from here. Three families exist:
+``[[model.candidates]]`` name recipes from here. This module is data only: each recipe
+names its family by key, and the family (:mod:`exemplar.models.families`) builds, fits,
+saves and loads its models. Three families exist:
 
 * ``sklearn``: a scikit-learn estimator wrapped in :class:`SklearnAdapter` (or a bagged
   :class:`CommitteeAdapter` when a strategy reads stochastic samples);
@@ -9,68 +11,54 @@ The same recipe is used for every strategy in a comparison, and a project's
   (MC-dropout or deep-ensemble samples; needs the ``torch`` extra);
 * ``text``: frozen MiniLM sentence embeddings with a classifier head (needs the ``text``
   extra); its inputs are texts, not feature rows.
-
-Deep and text families are imported on first use, so ``import exemplar`` stays light.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import joblib
-import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from exemplar.errors import ConfigError, ModelError
-from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
-from exemplar.models.sklearn import CommitteeAdapter, SklearnAdapter
+from exemplar.errors import ConfigError
 
-__all__ = [
-    "MODEL_RECIPES",
-    "ModelRecipe",
-    "checkpoint_suffix",
-    "get_recipe",
-    "load_model",
-    "make_estimator",
-    "make_model",
-    "save_model",
-]
+__all__ = ["MODEL_RECIPES", "ModelRecipe", "get_recipe"]
 
-Family = Literal["sklearn", "torch", "text"]
+Inputs = Literal["rows", "texts"]
 
 
 @dataclass(frozen=True)
 class ModelRecipe:
     """A named way to build a fresh, unfitted model adapter.
 
+    ``family`` is the key of the family that builds it (``exemplar.models.FAMILIES``).
     ``build`` makes the scikit-learn estimator from a seed: the whole model (sklearn family)
     or the head on top of the sentence embeddings (text family). ``base`` names the network
     a deep recipe builds, and ``defaults`` are parameters every build of this recipe gets (a
-    caller's ``params`` override them).
+    caller's ``params`` override them). ``inputs`` says what ``X`` holds: feature rows or
+    raw texts.
     """
 
     name: str
     description: str
-    family: Family
+    family: str
     build: Callable[[int], BaseEstimator] | None = None
     base: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Inputs = "rows"
 
     @property
     def reads_text(self) -> bool:
         """True when the model's inputs are raw texts rather than feature rows."""
-        return self.family == "text"
+        return self.inputs == "texts"
 
 
 def _logreg(seed: int) -> BaseEstimator:
@@ -149,12 +137,14 @@ MODEL_RECIPES: dict[str, ModelRecipe] = {
             "texts: frozen MiniLM sentence embeddings + logistic regression (C=10)",
             "text",
             _logreg_head,
+            inputs="texts",
         ),
         ModelRecipe(
             "minilm-mlp",
             "texts: frozen MiniLM sentence embeddings + MLP head (128 ReLU units, 100 epochs)",
             "text",
             _mlp_head,
+            inputs="texts",
         ),
     )
 }
@@ -168,130 +158,3 @@ def get_recipe(name: str) -> ModelRecipe:
         raise ConfigError(
             f"unknown model {name!r}; choose one of: {', '.join(MODEL_RECIPES)}"
         ) from None
-
-
-def make_estimator(name: str, seed: int = 0, **params: Any) -> BaseEstimator:
-    """Build a fresh scikit-learn estimator from a recipe name.
-
-    ``params`` set hyper-parameters of the final estimator (for ``logreg``, e.g. ``C``).
-    """
-    recipe = get_recipe(name)
-    if recipe.family != "sklearn" or recipe.build is None:
-        raise ConfigError(f"model {name!r} is a {recipe.family} model, not a scikit-learn one")
-    estimator = recipe.build(seed)
-    if params:
-        final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
-        try:
-            final.set_params(**params)
-        except ValueError as exc:
-            raise ConfigError(f"bad parameter for model {name!r}: {exc}") from None
-    return estimator
-
-
-def make_model(
-    name: str,
-    seed: int = 0,
-    *,
-    samples: bool = False,
-    committee_size: int = 5,
-    device: str = "cpu",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    **params: Any,
-) -> ModelAdapter:
-    """Build a fresh, unfitted adapter for any recipe.
-
-    Parameters
-    ----------
-    name : str
-        A key of :data:`MODEL_RECIPES`.
-    seed : int
-        Seed of initialisation, data order and stochastic passes.
-    samples : bool
-        Whether a strategy will read stochastic samples. scikit-learn recipes (and the
-        heads of text recipes) then become a bagged committee of ``committee_size``
-        members; deep recipes always give samples (MC dropout or ensemble members).
-    device : str
-        ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``; deep and text models only.
-    chunk_size : int
-        Rows predicted at once.
-    params
-        Hyper-parameters of the recipe (e.g. ``C`` for logreg, ``epochs`` for cnn).
-    """
-    recipe = get_recipe(name)
-    if recipe.family == "sklearn":
-        if device != "cpu":
-            raise ConfigError(f"model {name!r} runs on the CPU only; drop device={device!r}")
-        estimator = make_estimator(name, seed, **params)
-        if samples:
-            return CommitteeAdapter(
-                estimator, n_members=committee_size, random_state=seed, chunk_size=chunk_size
-            )
-        return SklearnAdapter(estimator, chunk_size=chunk_size)
-    merged = {**recipe.defaults, **params}
-    if recipe.family == "torch":
-        from exemplar.models.torch_adapter import make_torch_model
-
-        return make_torch_model(recipe.base, seed, device=device, chunk_size=chunk_size, **merged)
-    from exemplar.models.text import make_text_model
-
-    n_members = committee_size if samples else 0
-    return make_text_model(name, seed, device=device, n_members=n_members, **merged)
-
-
-def checkpoint_suffix(name: str) -> str:
-    """File suffix of a checkpoint of recipe ``name``."""
-    return ".pt" if get_recipe(name).family == "torch" else ".joblib"
-
-
-def save_model(model: ModelAdapter, path: str | os.PathLike[str]) -> Path:
-    """Write a fitted adapter's checkpoint atomically (temp file, fsync, rename).
-
-    PyTorch adapters write a state-dict file (loaded back with ``weights_only=True``);
-    scikit-learn adapters and text heads use joblib, for local checkpoints written by
-    this project only (DESIGN.md §4: never untrusted input).
-    """
-    path = Path(path)
-    save = getattr(model, "save", None)
-    if callable(save):
-        return Path(save(path))
-    # A committee is saved as its main model; the loop rebuilds members when it loads.
-    holder = getattr(model, "main_", model)
-    fitted = getattr(holder, "model_", None)
-    if fitted is None:
-        raise ModelError(f"cannot save a {type(model).__name__}: it is not fitted")
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump(fitted, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def load_model(
-    name: str,
-    path: str | os.PathLike[str],
-    *,
-    device: str = "cpu",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> ModelAdapter:
-    """Load a checkpoint written by :func:`save_model` for a model of recipe ``name``."""
-    recipe = get_recipe(name)
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"checkpoint {path} is missing")
-    if recipe.family == "torch":
-        from exemplar.models.torch_adapter import TorchAdapter
-
-        return TorchAdapter.load(path, device=device, chunk_size=chunk_size)
-    if recipe.family == "text":
-        from exemplar.models.text import load_text_model
-
-        return load_text_model(path, device=device)
-    try:
-        estimator = joblib.load(path)
-    except Exception as exc:  # a truncated or foreign file
-        raise ModelError(f"checkpoint {path} cannot be read: {exc}") from exc
-    adapter = SklearnAdapter(estimator, chunk_size=chunk_size)
-    adapter.model_ = estimator
-    adapter.classes_ = np.asarray(estimator.classes_)
-    return adapter

@@ -42,6 +42,7 @@ __all__ = [
     "EmbeddingAdapter",
     "SentenceEncoder",
     "TextEncoder",
+    "checkpoint_classes",
     "content_key",
     "is_text_model",
     "load_text_model",
@@ -512,14 +513,7 @@ def load_text_model(
     ModelError
         If the file is missing, unreadable, or was written for another encoder.
     """
-    import joblib
-
-    try:
-        state = joblib.load(path)
-    except Exception as exc:  # joblib raises many types for a truncated or foreign file
-        raise ModelError(f"text model checkpoint {path} cannot be read: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
-        raise ModelError(f"{path} is not a text model checkpoint written by exemplar")
+    state = _read_checkpoint(path)
     if encoder is None:
         if state["encoder"] != MINILM_NAME:
             raise ModelError(
@@ -540,3 +534,28 @@ def load_text_model(
     model.inner_ = state["inner"]
     model.classes_ = model.inner_.classes_
     return model
+
+
+def checkpoint_classes(path: Path | str) -> np.ndarray:
+    """The classes of a text model checkpoint, without loading the encoder.
+
+    Raises
+    ------
+    ModelError
+        If the file is unreadable or not a text model checkpoint.
+    """
+    inner = _read_checkpoint(path)["inner"]
+    return np.asarray(inner.classes_)
+
+
+def _read_checkpoint(path: Path | str) -> dict[str, Any]:
+    """The state a text checkpoint holds (joblib: this project's own checkpoints only)."""
+    import joblib
+
+    try:
+        state = joblib.load(path)
+    except Exception as exc:  # joblib raises many types for a truncated or foreign file
+        raise ModelError(f"text model checkpoint {path} cannot be read: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        raise ModelError(f"{path} is not a text model checkpoint written by exemplar")
+    return state

@@ -38,6 +38,7 @@ __all__ = [
     "NetSpec",
     "TorchAdapter",
     "TrainingRecipe",
+    "checkpoint_classes",
     "make_torch_model",
     "resolve_device",
 ]
@@ -461,28 +462,16 @@ class TorchAdapter:
         made by :func:`make_torch_model`, whose checkpoint records its network.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"checkpoint {path} does not exist")
+        payload = _read_checkpoint(path)
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise ModelError(
-                f"checkpoint {path} holds objects other than tensors and plain containers; "
-                "refusing to unpickle it"
-            ) from exc
-        except _LOAD_ERRORS as exc:
-            raise ModelError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from exc
-        try:
-            if payload["format"] != CHECKPOINT_FORMAT:
-                raise ValueError(f"format {payload['format']!r}")
-            meta = json.loads(payload["meta"])
+            meta = _checkpoint_meta(payload)
             states = list(payload["members"])
             n_features = int(meta["n_features"])
             scale_mean, scale_std = payload["scale_mean"], payload["scale_std"]
             for scale in (scale_mean, scale_std):
                 if not isinstance(scale, torch.Tensor) or scale.shape != (n_features,):
                     raise ValueError("scaling tensors do not match the feature count")
-            classes = np.asarray(meta["classes"], dtype=np.dtype(meta["classes_dtype"]))
+            classes = _meta_classes(meta)
             recipe = TrainingRecipe.from_dict(meta["recipe"])
             if build is None and meta["net"] is not None:
                 build = NetSpec(**meta["net"])
@@ -603,6 +592,50 @@ def make_torch_model(
     options.update({k: v for k, v in params.items() if k in adapter_names})
     spec = NetSpec(name, {k: v for k, v in params.items() if k in net_names})
     return TorchAdapter(spec, recipe, device=device, **options)
+
+
+def checkpoint_classes(path: str | os.PathLike[str]) -> np.ndarray:
+    """The classes of a checkpoint written by :meth:`TorchAdapter.save`, without its networks.
+
+    Raises
+    ------
+    ModelError
+        If the file is missing, unreadable or not an exemplar torch checkpoint.
+    """
+    path = Path(path)
+    payload = _read_checkpoint(path)
+    try:
+        return _meta_classes(_checkpoint_meta(payload))
+    except (LookupError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path} is not an exemplar torch checkpoint ({exc})") from exc
+
+
+def _read_checkpoint(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` of a checkpoint, with clear errors."""
+    if not path.is_file():
+        raise ModelError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(
+            f"checkpoint {path} holds objects other than tensors and plain containers; "
+            "refusing to unpickle it"
+        ) from exc
+    except _LOAD_ERRORS as exc:
+        raise ModelError(f"checkpoint {path} is corrupt or not a torch file: {exc}") from exc
+
+
+def _checkpoint_meta(payload: Any) -> dict[str, Any]:
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise ValueError(f"format {payload['format']!r}")
+    meta = json.loads(payload["meta"])
+    if not isinstance(meta, dict):
+        raise TypeError("metadata is not a JSON object")
+    return meta
+
+
+def _meta_classes(meta: Mapping[str, Any]) -> np.ndarray:
+    return np.asarray(meta["classes"], dtype=np.dtype(meta["classes_dtype"]))
 
 
 def resolve_device(device: str) -> torch.device:
