@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from exemplar.project import Project
 from exemplar.server import create_app
-from exemplar.server.app import CSRF_HEADER
+from exemplar.server.deps import CSRF_HEADER
 from exemplar.store.accounts import add_user
 from loop_helpers import make_project
 

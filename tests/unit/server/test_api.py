@@ -11,7 +11,7 @@ from server_helpers import PASSWORD, Served, ground_truth
 from sqlalchemy import func, select
 
 from exemplar.project import Project
-from exemplar.server.app import CSRF_HEADER
+from exemplar.server.deps import CSRF_HEADER
 from exemplar.store.schema import Item, Label, QueueEntry
 
 # Fixtures shared through a helper module (a second `conftest` would shadow tests/conftest).
@@ -280,7 +280,7 @@ def test_proposal_after_first_model_and_accept_reject(served: Served) -> None:
 
 
 def test_class_keys_follow_one_character_names() -> None:
-    from exemplar.server.app import class_keys
+    from exemplar.server.routes.pages import class_keys
 
     assert class_keys(["0", "1", "2"]) == ["0", "1", "2"]
     assert class_keys(["cat", "dog"]) == ["1", "2"]

@@ -1,4 +1,4 @@
-"""The labeling hot path as plain Starlette routes (``exemplar.server.labeling``):
+"""The labeling hot path as plain Starlette routes (``exemplar.server.routes.labeling``):
 validation errors in FastAPI's 422 shape, authentication and CSRF, idempotent retries,
 their OpenAPI operations, and their store calls around SQLite's writer turn.
 """
@@ -20,8 +20,9 @@ from fastapi.testclient import TestClient
 from server_helpers import Served, build_project, ground_truth
 from sqlalchemy import select
 
-from exemplar.server import create_app, labeling
-from exemplar.server.app import CSRF_HEADER
+from exemplar.server import create_app
+from exemplar.server.deps import CSRF_HEADER
+from exemplar.server.routes import labeling
 from exemplar.store.accounts import User, create_token
 
 # A project on SQLite and on PostgreSQL (the database_url fixture of tests/conftest.py).

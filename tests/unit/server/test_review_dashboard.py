@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from exemplar.project import Project
 from exemplar.server import create_app
-from exemplar.server.dashboard import learning_curve_vs_random, rare_classes
+from exemplar.server.routes.dashboard import learning_curve_vs_random, rare_classes
 from exemplar.store.accounts import add_user
 from exemplar.store.labels import add_label
 from exemplar.store.schema import Item, Label, LabelSource, ModelVersion, Split

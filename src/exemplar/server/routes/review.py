@@ -19,22 +19,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import RedirectResponse
-from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException
 from sqlalchemy import select
 
 from exemplar.errors import NothingToReviewError, ReviewError
 from exemplar.project import Project
-from exemplar.server.app import API_PREFIX, PathId, State, require_role
+from exemplar.server.deps import API_PREFIX, PathId, Reviewer, State
 from exemplar.server.items import _model_classes
-from exemplar.server.security import new_csrf_token
-from exemplar.store.accounts import Role, User, get_user
+from exemplar.server.schemas import ReviewIn, ReviewOut
 from exemplar.store.consensus import (
     REVIEW_STRATEGY,
     disputed_votes,
@@ -48,10 +43,8 @@ __all__ = [
     "DISPUTED_RISK",
     "REVIEW_STRATEGY",
     "ModelView",
-    "page_user",
     "review_rows",
     "router",
-    "templates",
 ]
 
 #: A labeled class with less model probability than this is flagged ``low-confidence``.
@@ -60,11 +53,6 @@ LOW_CONFIDENCE = 0.5
 #: conflicted with certainty, 1, and gave the label no probability, 1). Disputed items
 #: are also listed before every other row.
 DISPUTED_RISK = 4.0
-
-#: The server's templates (Jinja2 autoescapes every ``.html`` template).
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-
-Reviewer = Annotated[User, Depends(require_role(Role.REVIEWER, Role.ADMIN))]
 
 
 @dataclass(frozen=True)
@@ -204,27 +192,6 @@ def _proposal(model: ModelView | None, row: int) -> dict[str, Any] | None:
     }
 
 
-class ReviewIn(BaseModel):
-    """A reviewer's decision on an item's current label.
-
-    ``correct`` needs ``label``. ``accept`` of a disputed item needs ``label``, one of the
-    classes its annotators chose; otherwise ``accept`` keeps the current label.
-    """
-
-    action: Literal["accept", "correct", "reject"]
-    label: str | None = Field(default=None, max_length=255)
-
-
-class ReviewOut(BaseModel):
-    """The label row the review appended."""
-
-    label_id: int
-    item_id: int
-    label: str | None
-    status: str
-    annotator: str | None
-
-
 def review(project: Project, item_id: int, reviewer: str, body: ReviewIn) -> Label:
     """Append the reviewer's decision to the item's label history (404/422 on bad input)."""
     try:
@@ -238,18 +205,8 @@ def review(project: Project, item_id: int, reviewer: str, body: ReviewIn) -> Lab
         raise HTTPException(422, str(exc)) from exc
 
 
-def page_user(request: Request, project: Project) -> tuple[User | None, str]:
-    """The session's user (None if logged out) and its CSRF token (made if missing)."""
-    user_id = request.session.get("user_id")
-    user = get_user(project.db, user_id) if isinstance(user_id, int) else None
-    token = request.session.get("csrf")
-    if not isinstance(token, str):
-        token = request.session["csrf"] = new_csrf_token()
-    return user, token
-
-
 def router() -> APIRouter:
-    """The review API (reviewers and admins) and the ``/review`` page."""
+    """The review API (reviewers and admins; the page is in :mod:`.pages`)."""
     api = APIRouter(tags=["review"])
 
     @api.get(f"{API_PREFIX}/review")
@@ -271,25 +228,6 @@ def router() -> APIRouter:
             label=written.label,
             status=written.status,
             annotator=written.annotator,
-        )
-
-    @api.get("/review", include_in_schema=False)
-    def review_page(request: Request, state: State) -> Response:
-        user, csrf = page_user(request, state.project)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
-        allowed = user.role in (Role.REVIEWER.value, Role.ADMIN.value)
-        return templates.TemplateResponse(
-            request,
-            "review.html",
-            {
-                "csrf": csrf,
-                "user": user.name,
-                "project": state.project.config.project.name,
-                "classes": state.project.classes,
-                "allowed": allowed,
-            },
-            status_code=200 if allowed else 403,
         )
 
     return api

@@ -2,78 +2,35 @@
 
 Every label costs an annotator these two requests, so they are plain Starlette routes: they
 parse and validate with the same pydantic models and authenticate with the same function
-as the rest of the API (:func:`exemplar.server.app.authenticate`), but skip FastAPI's
+as the rest of the API (:func:`exemplar.server.deps.authenticate`), but skip FastAPI's
 per-request dependency solving and response validation, which cost more than the lease or
 the submit itself (``python -m bench.server_load``; docs/benchmarks.md). Their store work
-runs through :meth:`~exemplar.server.app.ServerState.run_store`. Errors are the API's:
+runs through :meth:`~exemplar.server.deps.ServerState.run_store`. Errors are the API's:
 ``HTTPException`` and ``RequestValidationError`` (422, FastAPI's shape). Their OpenAPI
 operations are written here, from the same models (:func:`document`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ValidationError
 from starlette.routing import BaseRoute, Route
 
 from exemplar.errors import QueueError, StoreError
 from exemplar.project import Project
-from exemplar.server.app import (
-    ALL_ROLES,
-    MAX_DB_ID,
-    MIN_DB_ID,
-    authenticate,
-    queue_http_error,
-    server_state,
-)
+from exemplar.server.deps import ALL_ROLES, authenticate, queue_http_error, server_state
 from exemplar.server.items import entry_proposal, item_payload
+from exemplar.server.schemas import LabelIn, LabelOut, NextQuery
 from exemplar.store.accounts import User
 from exemplar.store.labels import UnknownClassError
 from exemplar.store.queue import lease, submit
 from exemplar.store.schema import LabelSource, LabelStatus
 
 __all__ = ["LabelIn", "LabelOut", "document", "routes"]
-
-
-class NextQuery(BaseModel):
-    """The query of ``GET /api/v1/items/next``."""
-
-    after: int | None = Field(default=None, ge=MIN_DB_ID, le=MAX_DB_ID)
-
-
-class LabelIn(BaseModel):
-    """A label for a leased queue entry.
-
-    ``action`` is ``label`` (``label`` names the class), ``accept`` (take the model's
-    proposal) or ``reject`` (record the proposal as rejected). Retrying with the same
-    ``idempotency_key`` returns the label written the first time.
-    """
-
-    entry_id: int = Field(ge=MIN_DB_ID, le=MAX_DB_ID)
-    label: str | None = Field(default=None, max_length=255)
-    action: Literal["label", "accept", "reject"] = "label"
-    idempotency_key: str | None = Field(
-        default=None, min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
-    )
-
-    @model_validator(mode="after")
-    def _label_names_a_class(self) -> LabelIn:
-        if self.action == "label" and self.label is None:
-            raise ValueError("action 'label' needs a label")
-        return self
-
-
-class LabelOut(BaseModel):
-    """The label row that was written (or found, for a retry)."""
-
-    label_id: int
-    item_id: int
-    label: str | None
-    status: str
 
 
 def _validated(model: type[BaseModel], where: str, parse: Any) -> Any:

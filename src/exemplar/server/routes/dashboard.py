@@ -15,15 +15,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter
 from sqlalchemy import select
 
 from exemplar.errors import ExemplarError
 from exemplar.models import ModelAdapter, load_model, make_model
 from exemplar.project import Project
-from exemplar.server.app import API_PREFIX, Labeler, State
-from exemplar.server.review import page_user, templates
+from exemplar.server.deps import API_PREFIX, Labeler, State
 from exemplar.store.labels import current_labels
 from exemplar.store.schema import (
     Cycle,
@@ -261,28 +259,12 @@ def dashboard(project: Project) -> dict[str, Any]:
 
 
 def router() -> APIRouter:
-    """``GET /api/v1/dashboard`` (every logged-in role) and the ``/dashboard`` page."""
+    """``GET /api/v1/dashboard`` (every logged-in role; the page is in :mod:`.pages`)."""
     api = APIRouter(tags=["dashboard"])
 
     @api.get(f"{API_PREFIX}/dashboard")
     def get_dashboard(_user: Labeler, state: State) -> dict[str, Any]:
         """Class coverage, throughput, learning curves, cycle, model and stopping status."""
         return dashboard(state.project)
-
-    @api.get("/dashboard", include_in_schema=False)
-    def dashboard_page(request: Request, state: State) -> Response:
-        user, csrf = page_user(request, state.project)
-        if user is None:
-            return RedirectResponse("/login", status_code=303)
-        return templates.TemplateResponse(
-            request,
-            "dashboard.html",
-            {
-                "csrf": csrf,
-                "user": user.name,
-                "role": user.role,
-                "project": state.project.config.project.name,
-            },
-        )
 
     return api

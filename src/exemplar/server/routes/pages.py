@@ -1,0 +1,102 @@
+"""The HTML pages: login, labeling, review and dashboard (none is in the OpenAPI schema).
+
+A page without a logged-in session redirects to ``/login``. The pages only render the
+frame; their scripts (``static/*.js``) call the JSON API with the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from exemplar.server.deps import State, page_csrf, page_user, templates
+from exemplar.store.accounts import Role, get_user
+
+__all__ = ["RESERVED_KEYS", "class_keys", "router"]
+
+#: Keys the labeling page reserves for actions.
+RESERVED_KEYS = frozenset({"x", "s", "u", "?"})
+
+
+def class_keys(classes: list[str]) -> list[str]:
+    """The key that picks each class on the labeling page.
+
+    When every class name is a single, distinct character that is not an action key (for
+    example digits ``0``–``9``), the key is the name itself, so pressing ``3`` labels "3".
+    Otherwise the first ten classes get ``1``–``9`` and ``0``; the rest have no key.
+    """
+    single = all(len(c) == 1 for c in classes) and len(set(classes)) == len(classes)
+    if single and not set(classes) & RESERVED_KEYS:
+        return list(classes)
+    return [str((i + 1) % 10) if i < 10 else "" for i in range(len(classes))]
+
+
+def router() -> APIRouter:
+    """``/``, ``/login``, ``/label``, ``/review`` and ``/dashboard``."""
+    pages = APIRouter(include_in_schema=False)
+
+    @pages.get("/")
+    def root() -> RedirectResponse:
+        return RedirectResponse("/label", status_code=303)
+
+    @pages.get("/login")
+    def login_page(request: Request, error: int = 0) -> Response:
+        return templates.TemplateResponse(
+            request, "login.html", {"csrf": page_csrf(request), "error": bool(error)}
+        )
+
+    @pages.get("/label")
+    def label_page(request: Request, state: State) -> Response:
+        user_id = request.session.get("user_id")
+        user = get_user(state.project.db, user_id) if isinstance(user_id, int) else None
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        return templates.TemplateResponse(
+            request,
+            "label.html",
+            {
+                "csrf": page_csrf(request),
+                "user": user.name,
+                "project": state.project.config.project.name,
+                "classes": list(
+                    zip(state.project.classes, class_keys(state.project.classes), strict=True)
+                ),
+            },
+        )
+
+    @pages.get("/review")
+    def review_page(request: Request, state: State) -> Response:
+        user, csrf = page_user(request, state.project)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        allowed = user.role in (Role.REVIEWER.value, Role.ADMIN.value)
+        return templates.TemplateResponse(
+            request,
+            "review.html",
+            {
+                "csrf": csrf,
+                "user": user.name,
+                "project": state.project.config.project.name,
+                "classes": state.project.classes,
+                "allowed": allowed,
+            },
+            status_code=200 if allowed else 403,
+        )
+
+    @pages.get("/dashboard")
+    def dashboard_page(request: Request, state: State) -> Response:
+        user, csrf = page_user(request, state.project)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        return templates.TemplateResponse(
+            request,
+            "dashboard.html",
+            {
+                "csrf": csrf,
+                "user": user.name,
+                "role": user.role,
+                "project": state.project.config.project.name,
+            },
+        )
+
+    return pages
