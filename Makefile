@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 EXTRAS ?= dev
 
-.PHONY: venv demo test test-fast bench lint format clean
+.PHONY: venv browser demo test test-fast bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+## Debian's chromium for the browser tests: installed with apt where it can be, else one line says
+## the browser tests will be skipped.
+browser:
+	@bash .ci/chromium
+
 ## The main job: default strategy vs random and two others on MNIST-5k, HTML report in results/demo.
 demo: venv
 	$(BIN)/exemplar simulate --dataset mnist5k --strategies default,random,entropy,badge \
@@ -28,11 +33,11 @@ demo: venv
 	@echo "open results/demo/report.html in a browser"
 
 ## The whole suite (slow simulations included).
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest -n 2 -q
 
 ## Everything except tests marked slow.
-test-fast: venv
+test-fast: venv browser
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 bench: venv
@@ -42,6 +47,8 @@ lint: venv
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
+	# DESIGN.md §3: layers in order, no import cycles ([tool.importlinter] in pyproject.toml).
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff format src tests bench examples
