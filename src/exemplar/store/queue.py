@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, case, func, select, update
+from sqlalchemy import Connection, Dialect, Table, case, func, select, update
 from sqlalchemy.orm import Session
 
 from exemplar.errors import LeaseLostError, QueueError, StoreError
@@ -202,29 +202,51 @@ def lease(
     LeasedItem or None
         None when nothing is waiting.
     """
+    dialect = db.engine.dialect
+    params = lease_params(dialect, annotator, lease_seconds, now, besides)
+    # Raw DB-API statements: this is the hot path, and SQLAlchemy's per-statement
+    # overhead would be most of its cost (see bench/queue_ops.py).
+    if dialect.name == "postgresql":
+        statements = PG_LEASE_PREFETCH if besides is not None else PG_LEASE
+        try:
+            with _pg_autocommit(db) as conn:
+                with conn.pipeline():  # one round trip: BEGIN, three statements, COMMIT
+                    conn.execute("BEGIN")
+                    for sql in statements[:-1]:
+                        conn.execute(sql, params)
+                    cur = conn.execute(statements[-1], params)
+                    conn.execute("COMMIT")
+                row = cur.fetchone()
+        except dialect.loaded_dbapi.Error as exc:
+            raise StoreError(f"queue database error: {exc}") from exc
+    else:
+        with db.write_turn(), _raw_transaction(db) as cur:
+            cur.execute(_SQLITE_LEASE if besides is None else _SQLITE_LEASE_BESIDES, params)
+            row = cur.fetchone()
+    return None if row is None else leased_item(dialect, row)
+
+
+def lease_params(
+    dialect: Dialect,
+    annotator: str,
+    lease_seconds: float,
+    now: datetime | None,
+    besides: int | None,
+) -> dict[str, Any]:
+    """The parameters of the lease statements (checked: ``lease_seconds`` must be positive)."""
     if lease_seconds <= 0:
         raise QueueError(f"lease_seconds must be positive, got {lease_seconds}")
     now = _utc(now)
-    dialect = db.engine.dialect
-    params = {
+    return {
         "annotator": annotator,
         "now": bind_time(dialect, now),
         "expires": bind_time(dialect, now + timedelta(seconds=lease_seconds)),
         "besides": besides,
     }
-    # Raw DB-API statements: this is the hot path, and SQLAlchemy's per-statement
-    # overhead would be most of its cost (see bench/queue_ops.py).
-    with db.write_turn(), _raw_transaction(db) as cur:
-        if dialect.name == "postgresql":
-            with cur.connection.pipeline():  # three statements, one round trip
-                cur.execute(_PG_ANNOTATOR_LOCK, params)
-                cur.execute(_PG_EXPIRE, params)
-                cur.execute(_PG_LEASE if besides is None else _PG_LEASE_BESIDES, params)
-        else:
-            cur.execute(_SQLITE_LEASE if besides is None else _SQLITE_LEASE_BESIDES, params)
-        row = cur.fetchone()
-    if row is None:
-        return None
+
+
+def leased_item(dialect: Dialect, row: Sequence[Any]) -> LeasedItem:
+    """The :class:`LeasedItem` of a row returned by the lease statement."""
     return LeasedItem(
         entry_id=row[0],
         item_id=row[1],
@@ -278,11 +300,87 @@ def submit(
         validate_class(label, classes)  # fail before taking the write lock
     try:
         with db.write_turn():
+            if db.dialect == "postgresql" and label is not None:
+                params = pg_submit_params(
+                    entry_id, annotator, label, idempotency_key, status, source, now
+                )
+                with _pg_autocommit(db) as conn:
+                    row = conn.execute(PG_SUBMIT, params).fetchone()
+                if row is not None:
+                    return submitted_label(row, params)
             return _submit(
                 db, entry_id, annotator, label, classes, idempotency_key, status, source, now
             )
     except db.engine.dialect.loaded_dbapi.Error as exc:
         raise StoreError(f"queue database error: {exc}") from exc
+
+
+def submit_in_transaction(
+    db: Database,
+    entry_id: int,
+    annotator: str,
+    label: str | None,
+    *,
+    classes: Sequence[str],
+    idempotency_key: str | None = None,
+    status: LabelStatus | str = LabelStatus.VERIFIED,
+    source: LabelSource | str = LabelSource.HUMAN,
+    now: datetime | None = None,
+) -> Label:
+    """:func:`submit` without PostgreSQL's one-statement path: every case, in one transaction.
+
+    The async hot path (:mod:`exemplar.store.pg_async`) calls it when its one statement
+    wrote nothing (a retry, an overlap vote, or an error to report).
+    """
+    if label is not None:
+        validate_class(label, classes)
+    try:
+        with db.write_turn():
+            return _submit(
+                db, entry_id, annotator, label, classes, idempotency_key, status, source, _utc(now)
+            )
+    except db.engine.dialect.loaded_dbapi.Error as exc:
+        raise StoreError(f"queue database error: {exc}") from exc
+
+
+def pg_submit_params(
+    entry_id: int,
+    annotator: str,
+    label: str,
+    idempotency_key: str | None,
+    status: LabelStatus | str,
+    source: LabelSource | str,
+    now: datetime | None,
+) -> dict[str, Any]:
+    """The parameters of :data:`PG_SUBMIT` (``label`` already checked against the classes)."""
+    return {
+        "entry_id": entry_id,
+        "annotator": annotator,
+        "label": label,
+        "status": str(status),
+        "source": str(source),
+        "idempotency_key": idempotency_key,
+        "created_at": utcnow(),
+        "now": _utc(now),
+    }
+
+
+def submitted_label(row: Sequence[Any], params: dict[str, Any]) -> Label:
+    """The :class:`Label` written by :data:`PG_SUBMIT` (its returned row and parameters)."""
+    label_id, item_id, cycle_id, strategy, score = row
+    return Label(
+        id=int(label_id),
+        item_id=item_id,
+        label=params["label"],
+        status=params["status"],
+        source=params["source"],
+        annotator=params["annotator"],
+        cycle_id=cycle_id,
+        strategy=strategy,
+        score=score,
+        idempotency_key=params["idempotency_key"],
+        created_at=params["created_at"],
+    )
 
 
 def _submit(
@@ -635,6 +733,36 @@ def _held_status(conn: Connection, entry_id: int, annotator: str) -> str:
 
 
 @contextmanager
+def _pg_autocommit(db: Database) -> Iterator[Any]:
+    """A pooled psycopg connection in autocommit mode (PostgreSQL's hot path).
+
+    One statement is then its own transaction, committed in the same round trip, and a
+    pipeline can send ``BEGIN`` ... ``COMMIT`` as plain statements in one round trip
+    (psycopg's own transaction handling syncs the pipeline after ``BEGIN`` and again at
+    the end: three round trips). The connection goes back to the pool as it came (not in
+    autocommit mode, no transaction open). Driver errors propagate.
+    """
+    raw = db.engine.raw_connection()
+    try:
+        conn = raw.dbapi_connection
+        assert conn is not None
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            if not conn.closed:
+                if conn.info.transaction_status.name != "IDLE":  # a failed pipeline
+                    conn.execute("ROLLBACK")
+                conn.autocommit = False
+    except BaseException:
+        if raw.dbapi_connection is not None and raw.dbapi_connection.closed:
+            raw.invalidate()
+        raise
+    finally:
+        raw.close()
+
+
+@contextmanager
 def _raw_transaction(db: Database) -> Iterator[Any]:
     """A DB-API cursor in one transaction (``BEGIN IMMEDIATE`` on SQLite, as db.py does).
 
@@ -750,6 +878,40 @@ _OTHER_LIVE_LEASE = _OWN_LIVE_LEASE.replace(
 _SQLITE_LEASE_BESIDES = _SQLITE_LEASE.replace(_OWN_LIVE_LEASE, _OTHER_LIVE_LEASE, 1)
 _PG_LEASE_BESIDES = _PG_LEASE.replace(pyformat(_OWN_LIVE_LEASE), pyformat(_OTHER_LIVE_LEASE), 1)
 assert ":besides" in _SQLITE_LEASE_BESIDES and "%(besides)s" in _PG_LEASE_BESIDES
+#: PostgreSQL's lease (and prefetch): sent in one pipeline between BEGIN and COMMIT; the
+#: last statement returns the leased row.
+PG_LEASE = (_PG_ANNOTATOR_LOCK, _PG_EXPIRE, _PG_LEASE)
+PG_LEASE_PREFETCH = (_PG_ANNOTATOR_LOCK, _PG_EXPIRE, _PG_LEASE_BESIDES)
+
+#: PostgreSQL's submit in one statement (its own transaction, committed durably): lock the
+#: entry if ``:annotator`` holds it, it is not done, and its item has no other slot (no
+#: overlap); write the label; mark the entry done. It returns the label's id and
+#: provenance, or no row when it wrote nothing: a retry, an overlap vote, an idempotency
+#: key used before, or an error; :func:`submit_in_transaction` then handles the case. A
+#: concurrent lease that takes the entry first is waited for (``FOR UPDATE``), and the
+#: entry's holder is checked again on its new version.
+PG_SUBMIT = pyformat(f"""
+WITH entry AS (
+    SELECT q.id, q.item_id, q.cycle_id, q.strategy, q.score FROM queue AS q
+    WHERE q.id = :entry_id AND q.status <> '{_DONE}' AND q.annotator = :annotator
+      AND NOT EXISTS (SELECT 1 FROM queue AS s WHERE s.item_id = q.item_id
+                      AND s.cycle_id IS NOT DISTINCT FROM q.cycle_id AND s.id <> q.id)
+    FOR UPDATE OF q
+), written AS (
+    INSERT INTO labels (item_id, label, status, source, annotator, cycle_id, strategy, score,
+                        idempotency_key, created_at)
+    SELECT item_id, :label, :status, :source, :annotator, cycle_id, strategy, score,
+           :idempotency_key, :created_at FROM entry
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, item_id, cycle_id, strategy, score
+), done AS (
+    UPDATE queue SET status = '{_DONE}', lease_expires = NULL, updated_at = :now
+    WHERE id = (SELECT id FROM entry) AND EXISTS (SELECT 1 FROM written)
+    RETURNING id
+)
+SELECT written.id, written.item_id, written.cycle_id, written.strategy, written.score
+FROM written, done
+""")
 
 _ENQUEUE = f"""
 INSERT INTO queue (item_id, cycle_id, slot, strategy, score, rank, status, annotator,
