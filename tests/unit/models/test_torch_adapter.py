@@ -396,17 +396,28 @@ def test_bad_inputs_are_clear_errors(cnn: TorchAdapter) -> None:
 
 def test_early_stopping_uses_a_stratified_split_and_restores_the_best_epoch() -> None:
     codes = np.repeat(np.arange(4), [50, 30, 19, 1])
-    train, val = _validation_split(
-        codes, TrainingRecipe(validation_fraction=0.2), np.random.default_rng(0)
-    )
+    recipe = TrainingRecipe(validation_fraction=0.2, min_validation_size=10)
+    train, val = _validation_split(codes, recipe, np.random.default_rng(0))
     assert val.size == 20 and np.bincount(codes[val], minlength=4).tolist() == [10, 6, 4, 0]
     assert np.intersect1d(train, val).size == 0 and train.size + val.size == codes.size
-    model = TorchAdapter(MLP, TrainingRecipe(epochs=30, patience=2, lr=1e-2)).fit(X, Y)
-    history = model.history_[0]
+    stopping = TrainingRecipe(epochs=30, patience=2, lr=1e-2, min_validation_size=10)
+    history = TorchAdapter(MLP, stopping).fit(X, Y).history_[0]
     assert len(history.val_loss) == len(history.train_loss) < 30  # stopped early
     assert history.best_epoch == int(np.argmin(history.val_loss))
-    few = TorchAdapter(MLP, TrainingRecipe(epochs=2)).fit(X[:60], Y[:60])
+    few = TorchAdapter(MLP, TrainingRecipe(epochs=2, min_validation_size=10)).fit(X[:60], Y[:60])
     assert few.history_[0].val_loss == []  # 6 held-out rows: too few, no split
+
+
+def test_by_default_few_labels_all_train_and_early_stopping_starts_at_500() -> None:
+    """A hold-out below 50 rows is skipped: every label trains the full schedule."""
+    default = TrainingRecipe()
+    assert (
+        _validation_split(np.repeat(np.arange(10), 49), default, np.random.default_rng(0)) is None
+    )
+    split = _validation_split(np.repeat(np.arange(10), 50), default, np.random.default_rng(0))
+    assert split is not None and split[1].size == 50
+    history = TorchAdapter(MLP, TrainingRecipe(epochs=3)).fit(X, Y).history_[0]
+    assert history.val_loss == [] and len(history.train_loss) == 3  # 300 labels: no hold-out
 
 
 def test_make_torch_model_routes_parameters() -> None:
