@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from exemplar.errors import ConfigError, ModelError, ProjectError
+from exemplar.errors import ConfigError, ModelError, ProjectError, StoreError
 from exemplar.loop.faults import crash_point
 from exemplar.loop.model_selector import (
     Candidate,
@@ -275,19 +275,7 @@ class LoopEngine:
 
     def _score(self, cycle: Cycle) -> None:
         t0 = time.perf_counter()
-        version = self._version(cycle)
-        model = self._load_model(version, cycle)
-        X = self.project.features()
-        pool_rows, _ = self._pool(X.shape[0])
-        scored = score_pool(
-            model,
-            X,
-            self._strategy(),
-            unlabeled=pool_rows,
-            chunk_size=self.cfg.selection.chunk_size,
-            tmp_dir=self.project.arrays.root,
-        )
-        self._save_scored(version.version, scored)
+        self._score_version(self._version(cycle), cycle)
         crash_point(f"score:{cycle.number}:saved")
         with self.project.db.session() as s:
             self._transition(s, cycle, CycleState.SELECT, timing=("score", t0))
@@ -434,7 +422,7 @@ class LoopEngine:
                 self._finish(s, cycle, state)
             return
         version = self._version(cycle)
-        proba = self.project.arrays.load(f"proba-{version.version}")
+        proba = self._load_scored(version)[0].proba
         classes = np.asarray(self._load_model(version, cycle, committee=False).classes_)
         pool_rows, _ = self._pool(proba.shape[0])
         stop_rows = self._stop_set(proba.shape[0])
@@ -650,8 +638,85 @@ class LoopEngine:
             if array is not None:
                 self.project.arrays.save(f"{kind}-{name}", array)
 
+    def _score_version(self, version: ModelVersion, cycle: Cycle) -> None:
+        """Score the pool with ``version``'s checkpoint and store the arrays.
+
+        ``cycle`` is the cycle that trained ``version``: its seed and strategy.
+        """
+        model = self._load_model(version, cycle)
+        X = self.project.features()
+        pool_rows, _ = self._pool(X.shape[0])
+        scored = score_pool(
+            model,
+            X,
+            self._strategy(),
+            unlabeled=pool_rows,
+            chunk_size=self.cfg.selection.chunk_size,
+            tmp_dir=self.project.arrays.root,
+        )
+        self._save_scored(version.version, scored)
+
+    def _rescore_if_lost(self, version: ModelVersion) -> None:
+        """Score ``version`` again from its checkpoint when arrays it stored are gone.
+
+        A deleted or lost ``arrays/`` folder then costs one scoring pass (recorded as the
+        ``rescore`` timing of the current cycle), not the project. Scoring is deterministic
+        given the checkpoint, the features and the cycle's seed, so the selection that
+        follows is the one an uninterrupted run makes. One exception: a scikit-learn model
+        scored for a sample strategy is a committee refit from the labels at scoring time;
+        for a model reused from an earlier cycle, those labels have grown since, so the
+        committee (and the picks) may differ from the lost ones.
+        """
+        store, name = self.project.arrays, version.version
+        with self.project.db.read() as s:
+            trained_in = s.get_one(Cycle, version.cycle_id)
+        needs = self._strategy().requires
+        missing = [k for k in ("proba", "embeddings") if k in {"proba", *needs}]
+        missing = [k for k in missing if not store.exists(f"{k}-{name}")]
+        if "samples" in needs and not any(
+            store.exists(f"{k}-{name}") for k in ("utility", "samples")
+        ):
+            missing.append("samples")
+        if not missing:
+            return
+        checkpoint = self.project.root / version.path
+        if not checkpoint.exists():
+            raise ProjectError(
+                f"the scores of model {name} ({', '.join(missing)} in {store.root / 'arrays'}) "
+                f"and its checkpoint {checkpoint} are missing, so the pool cannot be scored "
+                f"again. Restore {checkpoint.parent} (and arrays/) from a backup of "
+                f"{self.project.root} and run again. Without a backup, start a new project "
+                "from the same data and labels: `exemplar export labels.csv -p OLD`, "
+                "`exemplar init NEW ...`, `exemplar import DATA -p NEW`, "
+                "`exemplar import-labels labels.csv -p NEW`, `exemplar run -p NEW`"
+            )
+        self.on_event(
+            f"warning: the scores of model {name} ({', '.join(missing)}) are missing from "
+            f"arrays/; scoring the pool again from checkpoint {version.path}"
+        )
+        t0 = time.perf_counter()
+        try:
+            self.project.features()
+        except StoreError as exc:  # features.f32 is beside arrays/, not in it
+            raise ProjectError(
+                f"cannot score model {name} again: {exc}. Restore {store.features_path} "
+                "from a backup, or re-import the data into a new project and carry the "
+                "labels over: `exemplar export labels.csv -p OLD`, `exemplar init NEW ...`, "
+                "`exemplar import DATA -p NEW`, `exemplar import-labels labels.csv -p NEW`"
+            ) from exc
+        self._score_version(version, trained_in)
+        with self.project.db.session() as s:
+            current = s.scalar(select(Cycle).order_by(Cycle.number.desc()).limit(1))
+            if current is not None:
+                seconds = round(time.perf_counter() - t0, 6)
+                current.timings = {**current.timings, "rescore": seconds}
+
     def _load_scored(self, version: ModelVersion) -> tuple[Predictions, ReducedSamples | None]:
-        """The arrays ``_save_scored`` wrote (memory-mapped): predictions and reduced samples."""
+        """The arrays ``_save_scored`` wrote (memory-mapped): predictions and reduced samples.
+
+        Lost arrays are scored again from the checkpoint first (:meth:`_rescore_if_lost`).
+        """
+        self._rescore_if_lost(version)
         store, name = self.project.arrays, version.version
         found = {
             k: store.load(f"{k}-{name}") for k in SCORED_KINDS[1:] if store.exists(f"{k}-{name}")
