@@ -19,13 +19,15 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from sqlalchemy import func, select
 
 from exemplar.errors import DatasetError
-from exemplar.project.project import Project
 from exemplar.store.schema import Cycle, Item, Label
+
+if TYPE_CHECKING:  # the facade imports this module when it exports
+    from exemplar.project.project import Project
 
 __all__ = ["EXPORT_COLUMNS", "export_labels"]
 
