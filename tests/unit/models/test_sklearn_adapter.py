@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
@@ -96,3 +98,83 @@ def test_committee_of_different_estimators() -> None:
     ).fit(X, Y)
     assert com.predict(X).samples.shape == (2, 150, 3)  # type: ignore[union-attr]
     assert com.predict_labels(X[:1]).tolist() == [0]
+
+
+class CountingGNB(GaussianNB):
+    """A Gaussian naive Bayes that counts the fits of all its instances."""
+
+    fits = 0
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> CountingGNB:
+        type(self).fits += 1
+        return super().fit(X, y, sample_weight)
+
+
+def test_from_fitted_wraps_without_refit_and_predicts_like_the_estimator() -> None:
+    CountingGNB.fits = 0
+    est = CountingGNB().fit(X, Y)
+    adapter = SklearnAdapter.from_fitted(est, chunk_size=7)
+    assert CountingGNB.fits == 1
+    assert adapter.model_ is est
+    np.testing.assert_allclose(adapter.predict_proba(X), est.predict_proba(X), atol=1e-6)
+    np.testing.assert_array_equal(adapter.predict_labels(X), est.predict(X))
+    adapter.fit(X[Y < 2], Y[Y < 2])  # fit retrains a fresh clone, the given one is untouched
+    assert adapter.model_ is not est and est.classes_.tolist() == [0, 1, 2]
+
+
+def test_from_fitted_refuses_an_unfitted_estimator_or_one_without_proba() -> None:
+    with pytest.raises(ModelError, match="not fitted"):
+        SklearnAdapter.from_fitted(GaussianNB())
+    with pytest.raises(ModelError, match="predict_proba"):
+        SklearnAdapter.from_fitted(LinearSVC().fit(X, Y))
+
+
+def test_committee_uses_a_fitted_main_model_without_refitting_it() -> None:
+    CountingGNB.fits = 0
+    main = CountingGNB().fit(X, Y)
+    com = CommitteeAdapter(main, n_members=4, random_state=0).fit(X, Y)
+    assert CountingGNB.fits == 1 + 4  # the members only
+    assert com.main_ is not None and com.main_.model_ is main
+    pred = com.predict(X)
+    np.testing.assert_allclose(pred.proba, main.predict_proba(X), atol=1e-6)
+    np.testing.assert_array_equal(com.predict_labels(X), main.predict(X))
+    assert pred.samples is not None and pred.samples.shape == (4, 150, 3)
+
+
+def test_committee_with_an_unfitted_estimator_still_fits_the_main_model() -> None:
+    CountingGNB.fits = 0
+    CommitteeAdapter(CountingGNB(), n_members=3, random_state=0).fit(X, Y)
+    assert CountingGNB.fits == 1 + 3
+
+
+def test_fitted_main_model_must_know_every_labeled_class() -> None:
+    main = GaussianNB().fit(X[Y < 2], Y[Y < 2])
+    with pytest.raises(ModelError, match=r"knows classes \[0, 1\].*also hold \[2\]"):
+        CommitteeAdapter(main, n_members=2).fit(X, Y)
+
+
+def test_committee_mean_option_fits_no_main_model_and_averages_members() -> None:
+    CountingGNB.fits = 0
+    rows = np.r_[np.arange(0, 20), np.arange(50, 67), np.arange(100, 103)]
+    com = CommitteeAdapter(CountingGNB(), n_members=6, random_state=1, proba="mean")
+    com.fit(X[rows], NAMES[rows])
+    assert CountingGNB.fits == 6 and com.main_ is None
+    pred = com.predict(X)
+    assert pred.samples is not None
+    np.testing.assert_allclose(pred.proba, pred.samples.mean(axis=0), atol=1e-6)
+    # Members that missed 'virginica' predict 0 for it; the mean is over all six.
+    manual = np.zeros((150, 3))
+    for member in com.members_:
+        manual[:, np.searchsorted(com.classes_, member.classes_)] += member.predict_proba(X)
+    np.testing.assert_allclose(pred.proba, manual / 6, atol=1e-6)
+    np.testing.assert_array_equal(com.predict_labels(X), com.classes_[pred.proba.argmax(axis=1)])
+    no_samples = com.predict(X, samples=False)
+    assert no_samples.samples is None
+    np.testing.assert_allclose(no_samples.proba, pred.proba)
+
+
+def test_committee_bad_proba_option_and_unfitted_predict() -> None:
+    with pytest.raises(ModelError, match="'main' or 'mean'"):
+        CommitteeAdapter(GaussianNB(), proba="median").fit(X, Y)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="not fitted"):
+        CommitteeAdapter(GaussianNB()).predict(X)
