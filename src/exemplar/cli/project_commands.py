@@ -65,7 +65,12 @@ def import_(
     folder_labels: Annotated[
         bool, typer.Option(help="Take an image folder's class subfolders as labels.")
     ] = True,
-    batch_size: Annotated[int, typer.Option(help="Items per transaction.")] = 2000,
+    rows_per_transaction: Annotated[
+        int, typer.Option(help="Items written per database transaction.")
+    ] = 2000,
+    batch_size: Annotated[
+        int | None, typer.Option(hidden=True, help="Former name of --rows-per-transaction.")
+    ] = None,
 ) -> None:
     """Import items; re-importing the same content adds nothing."""
     from rich.progress import Progress
@@ -81,15 +86,13 @@ def import_(
             source,
             label_column=column,
             folder_labels=folder_labels,
-            batch_size=batch_size,
+            rows_per_transaction=rows_per_transaction if batch_size is None else batch_size,
             text_column=text_column,
             labels_as=labels_as,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
-    console.print(
-        f"added {report.added} item(s), {report.duplicates} duplicate(s) skipped, "
-        f"{report.labeled} labeled, {len(report.skipped)} problem(s)"
-    )
+    for line in report.lines():
+        console.print(line, highlight=False, markup=False)
     for note in report.notes:
         console.print(f"  {note}", highlight=False, markup=False)
     for where, why in report.skipped[:20]:

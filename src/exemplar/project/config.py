@@ -53,6 +53,9 @@ class DataSection(_Section):
     #: "hashing": hashed bag of words (text_features columns); "minilm": MiniLM sentence
     #: embeddings (384 columns, needs the `text` extra), cached per content hash.
     text_encoder: Literal["hashing", "minilm"] = "hashing"
+    #: Images with more pixels are not imported (reported per file); larger ones are
+    #: decoded at a reduced scale or strip by strip, never whole (see docs/project.md).
+    max_image_pixels: int = Field(default=200_000_000, ge=1)
 
 
 class ModelCandidate(_Section):

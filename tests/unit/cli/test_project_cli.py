@@ -38,9 +38,8 @@ def test_init_import_run_status_export(tmp_path: Path) -> None:
         "40",
     )
     assert "added 400 item(s)" in _ok("import", data, "-p", root, "--labels-as", "ground_truth")
-    assert "added 0 item(s), 400 duplicate(s)" in _ok(
-        "import", data, "-p", root, "--labels-as", "ground_truth"
-    )
+    again = _ok("import", data, "-p", root, "--labels-as", "ground_truth")
+    assert "added 0 item(s)" in again and "400 duplicate(s) not added again" in again
     assert "stopped" in _ok("run", "-p", root)
     status = json.loads(_ok("status", "-p", root, "--json"))
     assert status["labels"]["verified"] == 40 and status["stopped"]

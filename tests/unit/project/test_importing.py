@@ -15,15 +15,10 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from exemplar.errors import ConfigError, DatasetError, ProjectError
-from exemplar.project.importing import (
-    ImportReport,
-    feature_uid,
-    image_features,
-    import_path,
-    text_features,
-    text_uid,
-)
+from exemplar.project.importing import ImportReport, import_path
 from exemplar.project.project import Project
+from exemplar.sources.base import Problem, feature_uid, text_uid
+from exemplar.sources.features import image_features, text_features
 from exemplar.store.arrays import ArrayStore
 from exemplar.store.labels import current_labels
 from exemplar.store.schema import Item, Label, LabelSource, LabelStatus
@@ -393,7 +388,9 @@ def test_dimension_mismatch_is_a_clear_error(project: Project, tmp_path: Path) -
 def test_ground_truth_mode(project: Project, tmp_path: Path) -> None:
     path = write_csv(tmp_path / "d.csv", "f,label", ["1,a", "2,", "3,c", "4,nope"])
     report = import_path(project, path, labels_as="ground_truth")
-    assert report.added == 3 and report.labeled == 2 and len(report.skipped) == 1
+    # Ground truth is not a label: the items are unlabeled, the oracle reads it later.
+    assert report.added == 3 and report.labeled == 0 and report.ground_truth == 2
+    assert len(report.skipped) == 1
     assert [it.ground_truth for it in items(project)] == ["a", None, "c"]
     assert label_rows(project) == []
     with pytest.raises(ConfigError, match="labels_as"):
@@ -468,9 +465,14 @@ def test_bad_arguments(project: Project, tmp_path: Path) -> None:
 
 
 def test_report_summary() -> None:
-    report = ImportReport(added=3, duplicates=1, skipped=[("x", "y")], labeled=2)
+    report = ImportReport(added=3, duplicates=1, labeled=2)
+    report.skip(Problem("x", "y", "unreadable file"))
     report.kinds["image"] = 3
-    assert report.summary() == "added 3 item(s) (3 image), 1 duplicate(s), 1 skipped, 2 labeled"
+    assert report.summary() == (
+        "added 3 item(s) (3 image), 2 labeled; 1 duplicate(s) not added again (same content "
+        "as an item already in the project, or repeated in this input); 1 not imported: "
+        "1 unreadable file(s)"
+    )
 
 
 def test_concurrent_imports_serialize(project: Project, tmp_path: Path) -> None:
