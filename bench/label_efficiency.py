@@ -54,8 +54,8 @@ def run(
             strategies=tuple(strategies),
             seeds=seeds,
             initial=20,
-            batch=10,
-            rounds=n_rounds,
+            batch_size=10,
+            cycles=n_rounds,
             jobs=jobs,
         )
         t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def table(name: str, summary: dict[str, Any]) -> str:
     lines = [
         (
             f"\n**{name}** (pool {summary['dataset']['n_pool']}, {cfg['seeds']} seeds, "
-            f"{cfg['initial']} + {cfg['rounds']}×{cfg['batch']} labels, full-data accuracy "
+            f"{cfg['initial']} + {cfg['cycles']}×{cfg['batch_size']} labels, full-data accuracy "
             f"{summary['full_data_accuracy']:.3f})\n"
         ),
         "| strategy | AULC | gain vs random [95% CI] | W/T/L vs random | final acc | labels to 95% | query ms |",

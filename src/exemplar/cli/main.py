@@ -95,6 +95,18 @@ def _print_error(prefix: str, message: str) -> None:
     )
 
 
+def _deprecated_alias(old: str, old_value: int | None, new: str, value: int, default: int) -> int:
+    """The value of ``new``, or of its deprecated alias ``old`` (an error if both differ)."""
+    from exemplar.errors import ConfigError
+
+    if old_value is None:
+        return value
+    if value != default and value != old_value:
+        raise ConfigError(f"{old} is the old name of {new}; give only {new}")
+    console.print(f"note: {old} is deprecated; use {new}", style="yellow", highlight=False)
+    return old_value
+
+
 @app.command()
 @one_line_errors
 def simulate(
@@ -123,8 +135,16 @@ def simulate(
     ] = "cpu",
     seeds: Annotated[int, typer.Option(help="Paired seeds per strategy.")] = 5,
     initial: Annotated[int, typer.Option(help="Random labels before the first query.")] = 20,
-    batch: Annotated[int, typer.Option(help="Labels added per round.")] = 10,
-    rounds: Annotated[int, typer.Option(help="Query rounds.")] = 30,
+    batch_size: Annotated[
+        int, typer.Option(help="Labels added per cycle (as [selection] batch_size).")
+    ] = 10,
+    cycles: Annotated[int, typer.Option(help="Query cycles after the initial set.")] = 30,
+    batch: Annotated[
+        int | None, typer.Option(hidden=True, help="Deprecated alias of --batch-size.")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option(hidden=True, help="Deprecated alias of --cycles.")
+    ] = None,
     out: Annotated[
         Path, typer.Option(help="Output folder for results.csv, summary.json, report.html.")
     ] = Path("results/simulation"),
@@ -151,6 +171,8 @@ def simulate(
         write_outputs,
     )
 
+    batch_size = _deprecated_alias("--batch", batch, "--batch-size", batch_size, 10)
+    cycles = _deprecated_alias("--rounds", rounds, "--cycles", cycles, 30)
     names = tuple(s.strip() for s in strategies.split(",") if s.strip())
     column: str | int | None = label_column
     if label_column is not None and label_column.lstrip("-").isdigit():
@@ -164,8 +186,8 @@ def simulate(
         strategies=names,
         seeds=seeds,
         initial=initial,
-        batch=batch,
-        rounds=rounds,
+        batch_size=batch_size,
+        cycles=cycles,
         test_size=test_size,
         noise_rate=noise_rate,
         label_cost=label_cost,
@@ -173,12 +195,12 @@ def simulate(
         jobs=jobs,
     )
     validate_config(config, data)
-    total = len(names) * seeds * (rounds + 1)
+    total = len(names) * seeds * (cycles + 1)
     with Progress(
         TextColumn("[bold]simulating[/] {task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("rounds"),
+        TextColumn("cycles"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,

@@ -1,57 +1,120 @@
-"""Oracles turn selected items into labels (DESIGN.md §2)."""
+"""Oracles turn selected items into labels (DESIGN.md §2), behind one method.
+
+A project's loop calls ``oracle.collect(cycle, entries)`` in its ``label`` state with the
+cycle's open queue entries; the oracle labels what it can and returns None when the batch
+is labeled, or a message saying what the loop waits for. :func:`make_oracle` picks the
+oracle from ``[oracle] kind``:
+
+* :class:`SimulatedOracle`: ground truth, optional noise and cost. The simulator uses the
+  same class through :meth:`SimulatedOracle.query`, on an in-memory ground-truth array.
+* :class:`FileOracle`: another tool's labels file, read each time the loop looks.
+* :class:`HumanOracle`: people in the browser or the CLI; the loop waits for them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from sqlalchemy import func, select
 
-from exemplar.errors import ConfigError, InvalidIndicesError
+from exemplar.errors import ConfigError, InvalidIndicesError, ProjectError
+from exemplar.loop.config import OracleSection
+from exemplar.loop.context import LoopContext
+from exemplar.loop.faults import crash_point
+from exemplar.loop.labels_file import apply_labels_file
+from exemplar.store.labels import add_label
+from exemplar.store.schema import (
+    OPEN_QUEUE_STATUSES,
+    Cycle,
+    Item,
+    LabelSource,
+    QueueEntry,
+    QueueStatus,
+)
 
-__all__ = ["Oracle", "SimulatedOracle", "noisy_label"]
+__all__ = [
+    "ORACLE_ANNOTATOR",
+    "FileOracle",
+    "HumanOracle",
+    "Oracle",
+    "SimulatedOracle",
+    "make_oracle",
+    "noisy_label",
+]
+
+#: Annotator name of the labels the simulated oracle writes into a project.
+ORACLE_ANNOTATOR = "simulated-oracle"
 
 
 class Oracle(Protocol):
-    """Anything that can label a batch of item indices."""
+    """Labels a cycle's open queue entries, or says what the loop must wait for."""
 
-    def query(self, indices: np.ndarray) -> np.ndarray: ...
+    def collect(self, cycle: Cycle, entries: Sequence[QueueEntry]) -> str | None:
+        """Label what can be labeled now; None once ``entries`` are all labeled, else why not."""
+        ...
 
 
 class SimulatedOracle:
     """Reveal ground-truth labels, one selected item at a time, with optional noise and cost.
 
-    The oracle holds the ground truth; nothing else in a simulation reads it, so a strategy
-    sees a label only after selecting the item, exactly as with a human annotator.
+    The oracle holds the ground truth; nothing else reads it, so a strategy sees a label
+    only after selecting the item, exactly as with a human annotator. The noise of an
+    item depends only on ``random_state`` and the item's key (its index in ``y_true``, or
+    its item id in a project), so a resumed run, or another order of queries, reveals the
+    same labels.
 
     Parameters
     ----------
-    y_true : ndarray
-        Ground-truth label of every item.
+    y_true : ndarray, optional
+        Ground-truth label of every item, for :meth:`query` (the simulator). A project's
+        oracle reads the ground truth of its items from the database instead.
     noise_rate : float, default=0
         Probability that a revealed label is replaced by a different class, uniformly.
     cost_per_label : float, default=0
-        Added to :attr:`total_cost` for every label revealed.
+        Added to :attr:`total_cost` for every label revealed (and to the cycle's
+        ``oracle_cost`` metric in a project).
     random_state : int, optional
-        Seed for the noise.
+        Seed for the noise; None draws fresh entropy.
+    classes : sequence, optional
+        Classes a noisy label is drawn from (default: the distinct values of ``y_true``).
+    context : LoopContext, optional
+        The project whose queue :meth:`collect` labels.
     """
 
     def __init__(
         self,
-        y_true: np.ndarray,
+        y_true: np.ndarray | None = None,
         noise_rate: float = 0.0,
         cost_per_label: float = 0.0,
         random_state: int | None = None,
+        *,
+        classes: Sequence[Any] | None = None,
+        context: LoopContext | None = None,
     ) -> None:
         if not 0.0 <= noise_rate < 1.0:
             raise ConfigError(f"noise_rate must be in [0, 1), got {noise_rate}")
         if cost_per_label < 0:
             raise ConfigError(f"cost_per_label must be >= 0, got {cost_per_label}")
-        self._y = np.asarray(y_true)
-        self._classes = np.unique(self._y)
+        self._y = None if y_true is None else np.asarray(y_true)
+        if classes is not None:
+            self._classes = list(classes)
+        elif self._y is not None:
+            self._classes = np.unique(self._y).tolist()
+        elif context is not None:
+            self._classes = list(context.classes)
+        else:
+            self._classes = []
         self.noise_rate = noise_rate
         self.cost_per_label = cost_per_label
-        self._rng = np.random.default_rng(random_state)
+        self.random_state = (
+            int(np.random.SeedSequence().generate_state(1)[0])
+            if random_state is None
+            else random_state
+        )
+        self.context = context
         self.n_queries = 0
 
     @property
@@ -59,19 +122,120 @@ class SimulatedOracle:
         """Cost of every label revealed so far."""
         return self.n_queries * self.cost_per_label
 
+    def reveal(self, key: int, truth: Any) -> Any:
+        """The label the oracle gives for the item ``key`` whose ground truth is ``truth``."""
+        self.n_queries += 1
+        if self.noise_rate <= 0:
+            return truth
+        rng = np.random.default_rng([self.random_state, int(key)])
+        return noisy_label(truth, self._classes, self.noise_rate, rng)
+
     def query(self, indices: np.ndarray) -> np.ndarray:
-        """Labels of ``indices``, possibly corrupted by noise."""
+        """Labels of ``indices`` of ``y_true``, possibly corrupted by noise."""
+        if self._y is None:
+            raise ProjectError("this oracle has no ground-truth array; it labels a project queue")
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self._y.size):
             raise InvalidIndicesError(f"oracle asked for an index outside 0..{self._y.size - 1}")
         labels = self._y[idx].copy()
-        if self.noise_rate > 0:
-            for pos in range(idx.size):
-                labels[pos] = noisy_label(
-                    labels[pos], self._classes.tolist(), self.noise_rate, self._rng
-                )
-        self.n_queries += idx.size
+        for pos in range(idx.size):
+            labels[pos] = self.reveal(int(idx[pos]), labels[pos])
         return labels
+
+    def collect(self, cycle: Cycle, entries: Sequence[QueueEntry]) -> str | None:
+        """Label every entry from its item's ground truth, one transaction per label.
+
+        Each label records the entry's provenance and adds ``cost_per_label`` to the
+        cycle's ``oracle_cost``; crash point ``label:<cycle>:<k>`` follows the k-th commit.
+        """
+        context = self._context()
+        for k, entry in enumerate(entries):
+            with context.db.session() as s:
+                item = s.get_one(Item, entry.item_id)
+                if item.ground_truth is None:
+                    raise ProjectError(
+                        f"item {item.id} ({item.uri}) has no ground truth for the simulated "
+                        "oracle; import with `--labels-as ground_truth`, or use oracle kind "
+                        "'human'"
+                    )
+                label = self.reveal(item.id, item.ground_truth)
+                add_label(
+                    s,
+                    item.id,
+                    label,
+                    classes=context.classes,
+                    source=LabelSource.SIMULATED,
+                    annotator=ORACLE_ANNOTATOR,
+                    cycle_id=cycle.id,
+                    strategy=entry.strategy,
+                    score=entry.score,
+                )
+                row = s.get_one(QueueEntry, entry.id)
+                row.status = QueueStatus.DONE
+                row.annotator = ORACLE_ANNOTATOR
+                cyc = s.get_one(Cycle, cycle.id)
+                cost = float(cyc.metrics.get("oracle_cost", 0.0)) + self.cost_per_label
+                cyc.metrics = {**cyc.metrics, "oracle_cost": cost}
+            crash_point(f"label:{cycle.number}:{k}")
+        return None
+
+    def _context(self) -> LoopContext:
+        if self.context is None:
+            raise ProjectError("this oracle holds a ground-truth array; it has no project queue")
+        return self.context
+
+
+class FileOracle:
+    """Labels from another tool's labels file (CSV or JSON), applied to queued items only.
+
+    Parameters
+    ----------
+    context : LoopContext
+        The project.
+    path : Path
+        The labels file; a relative path is read from the project folder.
+    """
+
+    def __init__(self, context: LoopContext, path: Path) -> None:
+        self.context = context
+        self.shown = path
+        self.path = path if path.is_absolute() else context.root / path
+
+    def collect(self, cycle: Cycle, entries: Sequence[QueueEntry]) -> str | None:
+        """Apply the file if it exists; None when no entry is left open."""
+        if self.path.exists():
+            apply_labels_file(self.context, self.path, only_queued=True)
+        left = _still_open(self.context, entries)
+        if left == 0:
+            return None
+        return _waiting(cycle, left, f"add them to {self.shown}")
+
+
+class HumanOracle:
+    """People label through the web queue, ``exemplar label`` or ``exemplar import-labels``."""
+
+    def __init__(self, context: LoopContext) -> None:
+        self.context = context
+
+    def collect(self, cycle: Cycle, entries: Sequence[QueueEntry]) -> str | None:
+        """Nothing to do here but wait: the message says how to label the batch."""
+        how = "label them with `exemplar label` or `exemplar import-labels FILE`"
+        return _waiting(cycle, len(entries), how)
+
+
+def make_oracle(context: LoopContext, config: OracleSection) -> Oracle:
+    """The oracle that ``[oracle] kind`` names, for ``context``'s queue."""
+    if config.kind == "simulated":
+        return SimulatedOracle(
+            noise_rate=config.noise_rate,
+            cost_per_label=config.cost_per_label,
+            random_state=context.config.project.seed,
+            classes=context.classes,
+            context=context,
+        )
+    if config.kind == "file":
+        return FileOracle(context, Path(config.path))
+    return HumanOracle(context)
 
 
 def noisy_label(
@@ -82,3 +246,22 @@ def noisy_label(
         return truth
     others = [c for c in classes if c != truth]
     return others[int(rng.integers(len(others)))] if others else truth
+
+
+def _still_open(context: LoopContext, entries: Sequence[QueueEntry]) -> int:
+    if not entries:
+        return 0
+    with context.db.read() as s:
+        n = s.scalar(
+            select(func.count())
+            .select_from(QueueEntry)
+            .where(
+                QueueEntry.id.in_([e.id for e in entries]),
+                QueueEntry.status.in_(OPEN_QUEUE_STATUSES),
+            )
+        )
+    return int(n or 0)
+
+
+def _waiting(cycle: Cycle, n: int, how: str) -> str:
+    return f"cycle {cycle.number} waits for {n} label(s): {how}, then run `exemplar run` again"

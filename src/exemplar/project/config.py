@@ -1,220 +1,53 @@
-"""``exemplar.toml``: the project's configuration, validated by pydantic.
+"""``exemplar.toml``: re-exported from :mod:`exemplar.loop.config`, where the models live.
 
-Every section rejects unknown keys, so a typo is reported with its key and section
-instead of being silently ignored (DESIGN.md §8).
+The loop reads the configuration, and the loop sits below the project facade (DESIGN.md
+§3), so the pydantic models live in the loop layer; this module keeps the old import path.
 """
 
-from __future__ import annotations
+from exemplar.loop.config import (
+    CONFIG_NAME,
+    AllOfConfig,
+    AnyOfConfig,
+    CriterionConfig,
+    DataSection,
+    KPIReachedConfig,
+    KPISection,
+    LabelBudgetConfig,
+    ModelCandidate,
+    ModelSection,
+    OracleSection,
+    ProjectConfig,
+    ProjectSection,
+    SelectionSection,
+    StabilizingConfig,
+    StoppingSection,
+    UncertaintyThresholdConfig,
+    ValidationPlateauConfig,
+    load_config,
+    save_config,
+    validate_config,
+)
 
-import tomllib
-from pathlib import Path
-from typing import Any, Literal
-
-import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from exemplar.errors import ConfigError
-
-__all__ = ["CONFIG_NAME", "ProjectConfig", "load_config", "save_config", "validate_config"]
-
-CONFIG_NAME = "exemplar.toml"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ProjectSection(_Section):
-    """What is being labeled and where its state lives."""
-
-    name: str = Field(min_length=1)
-    task: Literal["classification"] = "classification"
-    classes: list[str] = Field(min_length=2)
-    database_url: str = ""
-    seed: int = 0
-
-    @field_validator("classes")
-    @classmethod
-    def _unique_classes(cls, value: list[str]) -> list[str]:
-        cleaned = [c.strip() for c in value]
-        if any(not c for c in cleaned):
-            raise ValueError("class names must not be empty")
-        dupes = sorted({c for c in cleaned if cleaned.count(c) > 1})
-        if dupes:
-            raise ValueError(f"duplicate class names: {', '.join(dupes)}")
-        return cleaned
-
-
-class DataSection(_Section):
-    """How imported items become feature rows."""
-
-    image_size: int = Field(default=16, ge=4, le=256)
-    text_features: int = Field(default=512, ge=16, le=65536)
-    #: "hashing": hashed bag of words (text_features columns); "minilm": MiniLM sentence
-    #: embeddings (384 columns, needs the `text` extra), cached per content hash.
-    text_encoder: Literal["hashing", "minilm"] = "hashing"
-    #: Images with more pixels are not imported (reported per file); larger ones are
-    #: decoded at a reduced scale or strip by strip, never whole (see docs/project.md).
-    max_image_pixels: int = Field(default=200_000_000, ge=1)
-
-
-class ModelCandidate(_Section):
-    """One model the Model Selector may choose."""
-
-    recipe: str = "logreg"
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-def _default_candidates() -> list[ModelCandidate]:
-    return [ModelCandidate(recipe="logreg", params={"C": c}) for c in (0.1, 1.0, 10.0)]
-
-
-class ModelSection(_Section):
-    """The Model Selector: candidates, criterion, validation protocol, checkpoints."""
-
-    candidates: list[ModelCandidate] = Field(default_factory=_default_candidates, min_length=1)
-    criterion: Literal["accuracy", "macro_f1", "log_loss"] = "accuracy"
-    validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
-    min_validation_labels: int = Field(default=50, ge=2)
-    cv_folds: int = Field(default=3, ge=2, le=20)
-    keep_checkpoints: int = Field(default=3, ge=1)
-    device: str = Field(default="cpu", pattern=r"^(cpu|cuda|cuda:\d+|auto)$")
-
-
-class SelectionSection(_Section):
-    """The Data Selector."""
-
-    strategy: str = "default"
-    params: dict[str, Any] = Field(default_factory=dict)
-    batch_size: int = Field(default=10, ge=1)
-    initial_size: int = Field(default=20, ge=2)
-    chunk_size: int = Field(default=65_536, ge=256)
-    control_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
-    retrain_every: int = Field(default=0, ge=0)
-
-
-class OracleSection(_Section):
-    """Who labels: ground truth (simulated), people (human), or another tool (file).
-
-    ``overlap`` is how many different annotators label each queued item (human oracle
-    only); a disagreement between them sends the item to review (``exemplar.store.overlap``).
-    """
-
-    kind: Literal["simulated", "human", "file"] = "human"
-    noise_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
-    cost_per_label: float = Field(default=0.0, ge=0.0)
-    path: str = ""
-    lease_seconds: int = Field(default=600, ge=1)
-    overlap: int = Field(default=1, ge=1, le=16)
-
-    @model_validator(mode="after")
-    def _file_needs_path(self) -> OracleSection:
-        if self.kind == "file" and not self.path:
-            raise ValueError("oracle kind 'file' needs a path to the labels file")
-        if self.overlap > 1 and self.kind != "human":
-            raise ValueError(
-                f"overlap = {self.overlap} needs oracle kind 'human' (several people per item); "
-                f"kind {self.kind!r} labels each item once"
-            )
-        return self
-
-
-class KPISection(_Section):
-    """The target the Compare step checks on each newly labeled batch."""
-
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
-    target: float = Field(default=0.9, gt=0.0, le=1.0)
-
-
-class StoppingSection(_Section):
-    """Stopping criteria (any of them stops the loop); see ``exemplar.stopping``."""
-
-    criteria: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"name": "label_budget", "budget": 200}]
-    )
-
-
-class ProjectConfig(_Section):
-    """The whole ``exemplar.toml``."""
-
-    project: ProjectSection
-    data: DataSection = Field(default_factory=DataSection)
-    model: ModelSection = Field(default_factory=ModelSection)
-    selection: SelectionSection = Field(default_factory=SelectionSection)
-    oracle: OracleSection = Field(default_factory=OracleSection)
-    kpi: KPISection = Field(default_factory=KPISection)
-    stopping: StoppingSection = Field(default_factory=StoppingSection)
-
-    @model_validator(mode="after")
-    def _known_names(self) -> ProjectConfig:
-        from exemplar.models import MODEL_RECIPES, make_model
-        from exemplar.stopping import make_criterion
-        from exemplar.strategies import get_strategy
-
-        for cand in self.model.candidates:
-            recipe = MODEL_RECIPES.get(cand.recipe)
-            if recipe is None:
-                raise ValueError(
-                    f"unknown model recipe {cand.recipe!r} in [model].candidates; "
-                    f"choose one of: {', '.join(MODEL_RECIPES)}"
-                )
-            if recipe.reads_text:
-                raise ValueError(
-                    f"recipe {cand.recipe!r} reads raw texts; in a project, text items are "
-                    'embedded once at import: set [data] text_encoder = "minilm" and use '
-                    'recipe "logreg" or "mlp"'
-                )
-            try:  # unknown hyper-parameters fail here, not in the middle of a cycle
-                make_model(cand.recipe, device=self.model.device, **cand.params)
-            except ConfigError as exc:
-                raise ValueError(f"[model].candidates: {exc}") from None
-        try:
-            get_strategy(self.selection.strategy, **self.selection.params)
-        except ConfigError as exc:
-            raise ValueError(f"[selection].strategy: {exc}") from None
-        try:
-            make_criterion({"name": "any_of", "criteria": self.stopping.criteria})
-        except ConfigError as exc:
-            raise ValueError(f"[stopping].criteria: {exc}") from None
-        return self
-
-
-def load_config(path: Path) -> ProjectConfig:
-    """Read and validate ``exemplar.toml``; errors name the file, key and problem."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found (run `exemplar init` first)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return validate_config(raw, where=str(path))
-
-
-def validate_config(raw: dict[str, Any], where: str = CONFIG_NAME) -> ProjectConfig:
-    """Validate a parsed config mapping; errors name ``where``, the key and the problem."""
-    try:
-        return ProjectConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{where}: {_describe(exc)}") from None
-
-
-def save_config(config: ProjectConfig, path: Path) -> None:
-    """Write ``exemplar.toml`` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tomli_w.dumps(config.model_dump(mode="json")), encoding="utf-8")
-    tmp.replace(path)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        where = f"[{loc[0]}]" + (f".{'.'.join(loc[1:])}" if len(loc) > 1 else "") if loc else ""
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {where}")
-        elif err["type"] == "missing":
-            parts.append(f"missing required key {where}")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
+__all__ = [
+    "CONFIG_NAME",
+    "AllOfConfig",
+    "AnyOfConfig",
+    "CriterionConfig",
+    "DataSection",
+    "KPIReachedConfig",
+    "KPISection",
+    "LabelBudgetConfig",
+    "ModelCandidate",
+    "ModelSection",
+    "OracleSection",
+    "ProjectConfig",
+    "ProjectSection",
+    "SelectionSection",
+    "StabilizingConfig",
+    "StoppingSection",
+    "UncertaintyThresholdConfig",
+    "ValidationPlateauConfig",
+    "load_config",
+    "save_config",
+    "validate_config",
+]

@@ -7,9 +7,13 @@ Protocol (paired, so differences between strategies are not luck of the draw):
   the pool (extended one random item at a time until it holds two classes);
 * the same model recipe for every strategy, random included, retrained from scratch
   each round;
-* labels come from a :class:`~exemplar.loop.SimulatedOracle`, which reveals a label only
-  when an item is selected, through the same :func:`~exemplar.loop.select_batch` step a
-  project uses.
+* each cycle scores the pool with :func:`~exemplar.loop.score_pool` and picks its batch with
+  :func:`~exemplar.loop.pick_batch`, the selection rule of a project's ``select`` state;
+* labels come from the :class:`~exemplar.loop.SimulatedOracle` a project with oracle kind
+  ``simulated`` uses, which reveals a label only when an item is selected.
+
+Vocabulary as in projects: ``batch_size`` labels per cycle, ``cycles`` query cycles (the
+``round`` column of ``results.csv`` counts them: round 0 is the initial set).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from exemplar.data import Dataset
 from exemplar.errors import ConfigError
-from exemplar.loop import LabeledPool, SimulatedOracle, select_batch
+from exemplar.loop import LabeledPool, SimulatedOracle, pick_batch, score_pool
 from exemplar.models import ModelAdapter, get_recipe, make_model
 from exemplar.strategies import get_strategy
 
@@ -59,8 +63,8 @@ class SimulationConfig:
     strategies: tuple[str, ...] = ("default", "random")
     seeds: int = 5
     initial: int = 20
-    batch: int = 10
-    rounds: int = 30
+    batch_size: int = 10
+    cycles: int = 30
     test_size: float = 0.25
     split_seed: int = 0
     committee_size: int = 5
@@ -92,7 +96,7 @@ def run_simulation(
     """Run every (strategy, seed) pair and return all learning-curve rows.
 
     ``on_progress`` is called with the number of finished rounds as work completes
-    (``len(strategies) * seeds * (rounds + 1)`` in total).
+    (``len(strategies) * seeds * (cycles + 1)`` in total).
     """
     validate_config(config, dataset)
     X_pool, X_test, y_pool, y_test = train_test_split(
@@ -164,7 +168,7 @@ def _run_curve(
     X_test: np.ndarray,
     y_test: np.ndarray,
 ) -> Iterator[dict[str, Any]]:
-    """One learning curve: ``rounds + 1`` evaluations of one strategy under one seed.
+    """One learning curve: ``cycles + 1`` evaluations of one strategy under one seed.
 
     Callers run it under one BLAS thread: the matrices are small, so a second thread
     only adds contention (measured 10x slower logistic-regression fits on 2 cores), and
@@ -177,7 +181,7 @@ def _run_curve(
     pool.label(initial, initial_labels)
     query_seconds = 0.0
     batch_classes = len(np.unique(pool.y_labeled))
-    for rnd in range(config.rounds + 1):
+    for rnd in range(config.cycles + 1):
         labeled = pool.labeled
         model = _make_adapter(config, name, seed)
         t0 = time.perf_counter()
@@ -196,22 +200,28 @@ def _run_curve(
             "batch_classes": batch_classes,
             "labeled_classes": int(np.unique(pool.y_labeled).size),
         }
-        if rnd == config.rounds:
+        if rnd == config.cycles:
             return
         t0 = time.perf_counter()
-        selection = select_batch(
-            model,
-            X_pool,
+        unlabeled = pool.unlabeled
+        predictions, reduced = None, None
+        if strategy.requires:
+            scored = score_pool(model, X_pool, strategy, unlabeled=unlabeled)
+            predictions, reduced = scored.predictions, scored.reduced
+        picks = pick_batch(
+            predictions,
             strategy,
-            pool.unlabeled,
+            unlabeled,
             labeled,
-            config.batch,
-            y_labeled=pool.y_labeled,
-            random_state=np.random.default_rng([seed, rnd]),
+            pool.y_labeled,
+            batch_size=config.batch_size,
+            seed=[seed, rnd],
+            reduced=reduced,
         )
         query_seconds = time.perf_counter() - t0
-        labels = oracle.query(selection.indices)
-        pool.label(selection.indices, labels)
+        picked = np.fromiter((p.row for p in picks), dtype=np.int64, count=len(picks))
+        labels = oracle.query(picked)
+        pool.label(picked, labels)
         batch_classes = len(np.unique(labels))
 
 
@@ -254,11 +264,12 @@ def validate_config(config: SimulationConfig, dataset: Dataset) -> None:
         )
     if not config.strategies:
         raise ConfigError("give at least one strategy")
-    for key in ("seeds", "initial", "batch"):
+    for key in ("seeds", "initial", "batch_size"):
         if getattr(config, key) < 1:
-            raise ConfigError(f"--{key} must be at least 1, got {getattr(config, key)}")
-    if config.rounds < 0:
-        raise ConfigError(f"--rounds must be >= 0, got {config.rounds}")
+            flag = key.replace("_", "-")
+            raise ConfigError(f"--{flag} must be at least 1, got {getattr(config, key)}")
+    if config.cycles < 0:
+        raise ConfigError(f"--cycles must be >= 0, got {config.cycles}")
     if not 0.0 < config.test_size < 1.0:
         raise ConfigError(f"test_size must be in (0, 1), got {config.test_size}")
     if config.jobs == 0 or config.jobs < -1:
@@ -287,10 +298,10 @@ def validate_config(config: SimulationConfig, dataset: Dataset) -> None:
             "split needs at least two items per class"
         )
     n_pool = dataset.n_items - math.ceil(config.test_size * dataset.n_items)
-    budget = config.initial + config.batch * config.rounds
+    budget = config.initial + config.batch_size * config.cycles
     if budget > n_pool:
         raise ConfigError(
-            f"budget of {budget} labels (initial {config.initial} + {config.rounds} rounds × "
-            f"batch {config.batch}) exceeds the pool of {n_pool} items; "
-            "lower --rounds or --batch"
+            f"budget of {budget} labels (initial {config.initial} + {config.cycles} cycles × "
+            f"batch size {config.batch_size}) exceeds the pool of {n_pool} items; "
+            "lower --cycles or --batch-size"
         )

@@ -76,13 +76,15 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
             },
             "class_coverage": {
                 "mean_batch_coverage": (
-                    float((batches / min(cfg.batch, n_classes)).mean()) if batches.size else None
+                    float((batches / min(cfg.batch_size, n_classes)).mean())
+                    if batches.size
+                    else None
                 ),
                 "final_classes_labeled_mean": float(labeled_classes[:, -1].mean()),
                 "n_classes": n_classes,
             },
             "query_seconds_mean": float(_grid(result, name, "query_seconds")[:, 1:].mean())
-            if cfg.rounds
+            if cfg.cycles
             else 0.0,
             "fit_seconds_mean": float(_grid(result, name, "fit_seconds").mean()),
         }
@@ -163,7 +165,7 @@ def _verdict(result: SimulationResult, summary: dict[str, Any]) -> str:
     stats = summary["strategies"][best]
     head = (
         f"On {cfg.dataset} with {cfg.model}, {cfg.seeds} paired seeds and up to "
-        f"{cfg.initial + cfg.batch * cfg.rounds} labels, the best strategy was {best} "
+        f"{cfg.initial + cfg.batch_size * cfg.cycles} labels, the best strategy was {best} "
         f"(normalized AULC {stats['aulc_mean']:.3f})."
     )
     if "random" not in summary["strategies"]:
@@ -200,7 +202,7 @@ def _verdict(result: SimulationResult, summary: dict[str, Any]) -> str:
 def _grid(result: SimulationResult, name: str, column: str) -> np.ndarray:
     """Rows of one strategy as a (seeds, rounds + 1) array of ``column``."""
     cfg = result.config
-    out = np.full((cfg.seeds, cfg.rounds + 1), np.nan)
+    out = np.full((cfg.seeds, cfg.cycles + 1), np.nan)
     for row in result.rows:
         if row["strategy"] == name:
             out[int(row["seed"]), int(row["round"])] = float(row[column])

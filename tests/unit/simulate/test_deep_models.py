@@ -20,8 +20,8 @@ def _config(**kw: object) -> SimulationConfig:
         "strategies": ("bald", "random"),
         "seeds": 1,
         "initial": 20,
-        "batch": 10,
-        "rounds": 2,
+        "batch_size": 10,
+        "cycles": 2,
         "jobs": 1,
     }
     base.update(kw)
@@ -45,7 +45,7 @@ def test_deep_ensemble_recipe_gives_committee_strategies_their_samples() -> None
         model="mlp-ensemble",
         model_params={"epochs": 2, "n_members": 2},
         strategies=("variation_ratios",),
-        rounds=1,
+        cycles=1,
     )
     rows = run_simulation(config, DIGITS).rows
     assert [r["n_labels"] for r in rows] == [20, 30]

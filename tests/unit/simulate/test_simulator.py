@@ -25,8 +25,8 @@ def _config(**kw: object) -> SimulationConfig:
         "strategies": ("margin", "random"),
         "seeds": 2,
         "initial": 20,
-        "batch": 10,
-        "rounds": 3,
+        "batch_size": 10,
+        "cycles": 3,
     }
     base.update(kw)
     return SimulationConfig(**base)  # type: ignore[arg-type]
@@ -109,11 +109,11 @@ def test_summary_verdict_reflects_the_numbers(small_result) -> None:  # type: ig
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "rounds"), [("digits", 10), ("breast_cancer", 8), ("wine", 6)])
-def test_default_strategy_is_not_worse_than_random(name: str, rounds: int) -> None:
+@pytest.mark.parametrize(("name", "cycles"), [("digits", 10), ("breast_cancer", 8), ("wine", 6)])
+def test_default_strategy_is_not_worse_than_random(name: str, cycles: int) -> None:
     """The default's promise, on a small budget: paired AULC at least random's on each dataset."""
     data = DIGITS if name == "digits" else load_dataset(name)
-    config = _config(dataset=name, strategies=("default", "random"), seeds=4, rounds=rounds, jobs=2)
+    config = _config(dataset=name, strategies=("default", "random"), seeds=4, cycles=cycles, jobs=2)
     s = summarize(run_simulation(config, data))["strategies"]
     assert s["default"]["aulc_mean"] >= s["random"]["aulc_mean"]
     assert s["default"]["diff_vs_random"]["ci_high"] > 0
@@ -121,7 +121,7 @@ def test_default_strategy_is_not_worse_than_random(name: str, rounds: int) -> No
 
 def test_budget_larger_than_pool_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="exceeds the pool"):
-        run_simulation(_config(rounds=1000), DIGITS)
+        run_simulation(_config(cycles=1000), DIGITS)
 
 
 def test_unknown_strategy_and_model() -> None:
@@ -132,6 +132,6 @@ def test_unknown_strategy_and_model() -> None:
 
 
 def test_committee_strategy_runs_with_same_evaluated_model() -> None:
-    result = run_simulation(_config(strategies=("bald", "random"), seeds=1, rounds=1), DIGITS)
+    result = run_simulation(_config(strategies=("bald", "random"), seeds=1, cycles=1), DIGITS)
     r0 = [r["accuracy"] for r in result.rows if r["round"] == 0]
     assert r0[0] == r0[1]  # committee adds members, but the evaluated model is the recipe
