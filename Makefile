@@ -28,7 +28,7 @@ browser:
 ## The main job: default strategy vs random and two others on MNIST-5k, HTML report in results/demo.
 demo: venv
 	$(BIN)/exemplar simulate --dataset mnist5k --strategies default,random,entropy,badge \
-		--seeds 5 --initial 20 --batch 10 --rounds 30 --jobs 2 \
+		--seeds 5 --initial 20 --batch-size 10 --cycles 30 --jobs 2 \
 		--label-cost 2.5 --engineering-cost 500 --out results/demo
 	@echo "open results/demo/report.html in a browser"
 

@@ -30,7 +30,7 @@ from exemplar.store.schema import Meta
 if TYPE_CHECKING:
     from exemplar.loop.engine import RunOutcome
     from exemplar.project.importing import ImportReport
-    from exemplar.project.labels_file import LabelImport
+    from exemplar.loop.labels_file import LabelImport
     from exemplar.store.queue import LeasedItem, UndoneLabel
 
 __all__ = ["Project"]
@@ -39,7 +39,12 @@ DB_NAME = "exemplar.db"
 
 
 class Project:
-    """An open project: its config, database and arrays."""
+    """An open project: its config, database and arrays.
+
+    The facade above the loop: it satisfies :class:`~exemplar.loop.context.LoopContext`
+    (root, config, db, arrays, models_dir, classes, n_rows, features), which is all the
+    loop engine and the oracles see of it.
+    """
 
     def __init__(self, root: Path, config: ProjectConfig, db: Database) -> None:
         self.root = root
@@ -209,7 +214,7 @@ class Project:
 
     def import_labels(self, path: Path | str, *, annotator: str | None = None) -> LabelImport:
         """Label items (queued or not) from a CSV/JSON labels file of another tool or person."""
-        from exemplar.project.labels_file import apply_labels_file
+        from exemplar.loop.labels_file import apply_labels_file
 
         return apply_labels_file(self, Path(path), annotator=annotator)
 
