@@ -66,6 +66,10 @@ class StoreError(ExemplarError):
     """The project database cannot be opened, migrated or written."""
 
 
+class EmptyDatabaseError(StoreError):
+    """The database holds no exemplar schema (a missing, emptied or foreign database)."""
+
+
 class ProjectError(ExemplarError):
     """A project is missing, locked by another process, or in a state that forbids the action."""
 

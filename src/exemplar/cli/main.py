@@ -60,6 +60,10 @@ def one_line_errors(fn: F) -> F:
         except Exception as exc:  # a bug: still one line, with the way to see more
             if os.environ.get("EXEMPLAR_DEBUG"):
                 raise
+            damaged = _damaged_database(exc)
+            if damaged is not None:  # a corrupt SQLite file met outside SQLAlchemy
+                _print_error("error:", str(damaged))
+                raise typer.Exit(2) from None
             _print_error(
                 "internal error:",
                 f"{type(exc).__name__}: {exc} "
@@ -68,6 +72,25 @@ def one_line_errors(fn: F) -> F:
             raise typer.Exit(3) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _damaged_database(exc: BaseException) -> ExemplarError | None:
+    """The damaged-database error for a raw sqlite3 error of a corrupt file, else None.
+
+    Statements run through SQLAlchemy raise ``DamagedProjectError`` themselves; this
+    catches the few hot paths that use the driver's cursor directly.
+    """
+    import sqlite3
+
+    if not isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        getattr(exc, "orig", None), sqlite3.DatabaseError
+    ):
+        return None
+    from exemplar.store.db import damaged_database, is_damage
+
+    if not is_damage(exc):
+        return None
+    return damaged_database(None, str(getattr(exc, "orig", None) or exc))
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:

@@ -91,14 +91,39 @@ class Project:
 
     @classmethod
     def open(cls, root: Path | str) -> Project:
-        """Open an existing project (upgrading its database schema if needed)."""
+        """Open an existing project (upgrading its database schema if needed).
+
+        Never creates the schema (only :meth:`init` does): a database that is missing,
+        empty or without exemplar tables is an error, and a damaged SQLite file is
+        reported as such (``PRAGMA quick_check`` when it was not closed cleanly).
+
+        Raises
+        ------
+        DamagedProjectError
+            The database is missing, empty or corrupt while the project's data files
+            remain; the message names them and how to recover.
+        ProjectError
+            ``root`` is not a project, or its database is missing with no data files.
+        """
+        from exemplar.errors import EmptyDatabaseError
+        from exemplar.project.health import check_database_file, missing_schema_error
+        from exemplar.store.db import safe_url
+
         root = Path(root)
         if not (root / CONFIG_NAME).exists():
             raise ProjectError(
                 f"{root} is not an exemplar project (no {CONFIG_NAME}); run `exemplar init`"
             )
         config = load_config(root / CONFIG_NAME)
-        return cls(root, config, open_database(cls._url(root, config)))
+        url = cls._url(root, config)
+        if not config.project.database_url:
+            check_database_file(root, root / DB_NAME)
+        try:
+            db = open_database(url, create=False)
+        except EmptyDatabaseError:
+            where = str(root / DB_NAME) if not config.project.database_url else safe_url(url)
+            raise missing_schema_error(root, where, DB_NAME) from None
+        return cls(root, config, db)
 
     def close(self) -> None:
         """Release database connections."""

@@ -3,12 +3,20 @@
 ``open_database`` creates or upgrades the schema with Alembic, so a project made by an
 older exemplar opens with a newer one; a database from a *newer* exemplar is refused
 with a clear error instead of being modified.
+
+A damaged SQLite file is reported as :class:`~exemplar.errors.DamagedProjectError` (the
+file and how to recover), wherever SQLite notices it: every statement's "database disk
+image is malformed" or "file is not a database" is translated. A file that may have been
+left damaged (written to since its last clean close, or with a write-ahead log left
+behind by a process that did not close) gets ``PRAGMA quick_check`` before anything
+writes to it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import threading
 import time
 import weakref
@@ -24,11 +32,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, ExceptionContext, create_engine, event
 from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from exemplar.errors import StoreError
+from exemplar.errors import DamagedProjectError, EmptyDatabaseError, StoreError
 
 try:  # POSIX only; elsewhere SQLite's busy timeout alone arbitrates between writers.
     import fcntl
@@ -39,9 +47,12 @@ __all__ = [
     "Database",
     "WriterBusy",
     "bind_time",
+    "damaged_database",
+    "is_damage",
     "open_database",
     "pyformat",
     "read_time",
+    "safe_url",
     "sqlite_url",
 ]
 
@@ -158,9 +169,8 @@ class Database:
         self._readers = sessionmaker(
             engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False
         )
-        path = engine.url.database if engine.dialect.name == "sqlite" else None
-        in_file = bool(path) and path != ":memory:" and not str(path).startswith("file:")
-        self._turn = _WriterTurn(f"{path}.write-lock" if in_file else None)
+        self.path = _sqlite_file(engine)
+        self._turn = _WriterTurn(f"{self.path}.write-lock" if self.path else None)
 
     @property
     def dialect(self) -> str:
@@ -204,43 +214,201 @@ class Database:
         with self._readers() as session, session.begin():
             yield session
 
+    def quick_check(self) -> None:
+        """Run SQLite's ``PRAGMA quick_check`` (a no-op on PostgreSQL) in a read transaction.
+
+        It reads every page and checks the b-trees and records (not that indexes match
+        their tables): about 0.07-0.1 s for a project of 10^5 items (26 MB).
+
+        Raises
+        ------
+        DamagedProjectError
+            The check found damage; the message names the file and how to recover.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return
+        reader = self.engine.execution_options(sqlite_begin="DEFERRED")
+        with reader.connect() as conn:
+            rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check(100)").all()]
+        if rows != ["ok"]:
+            problems = [
+                line.strip()
+                for row in rows
+                for line in row.splitlines()
+                if line.strip() and not line.startswith("***")
+            ]
+            more = f"; and {len(problems) - 2} more" if len(problems) > 2 else ""
+            detail = "; ".join(problems[:2]) + more
+            _forget_clean(self.path)
+            raise damaged_database(self.path, f"PRAGMA quick_check: {detail}")
+
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection.
+
+        When that closed the last connection to a SQLite file (its write-ahead log is
+        gone) and no damage was seen, the file is marked as cleanly closed, so the next
+        open skips the integrity check.
+        """
         self.engine.dispose()
+        if self.path is not None:
+            _mark_clean(self.path)
 
 
 def open_database(url: str, *, create: bool = True) -> Database:
     """Connect to ``url``, then create the schema or upgrade it to the newest revision.
 
+    A SQLite file that may be damaged (see :func:`needs_check`) is checked with
+    ``PRAGMA quick_check`` first, before any migration writes to it.
+
     Raises
     ------
+    EmptyDatabaseError
+        ``create`` is false and the database holds no exemplar schema.
+    DamagedProjectError
+        The SQLite file is corrupt or not a database.
     StoreError
         If the server is unreachable, or the database was written by a newer exemplar.
     """
     engine = _engine(url)
     try:
+        database = Database(engine)
+        if database.path is not None and needs_check(database.path):
+            database.quick_check()
         with engine.begin() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
             script = ScriptDirectory.from_config(_alembic_config())
             head = script.get_current_head()
             if current is not None and script.get_revision(current) is None:
                 raise StoreError(
-                    f"the database at {_safe(url)} has schema revision {current}, which this "
+                    f"the database at {safe_url(url)} has schema revision {current}, which this "
                     "version of exemplar does not know; upgrade exemplar to open it"
                 )
             if current is None and not create:
-                raise StoreError(f"no exemplar database at {_safe(url)}")
+                raise EmptyDatabaseError(
+                    f"the database at {safe_url(url)} holds no exemplar tables"
+                )
             if current != head:
                 cfg = _alembic_config()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
     except OperationalError as exc:
         engine.dispose()
-        raise StoreError(f"cannot open database {_safe(url)}: {exc.orig}") from exc
+        raise StoreError(f"cannot open database {safe_url(url)}: {exc.orig}") from exc
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise StoreError(f"database error at {_safe(url)}: {exc}") from exc
-    return Database(engine)
+        raise StoreError(f"database error at {safe_url(url)}: {exc}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return database
+
+
+# -- a damaged SQLite file ---------------------------------------------------------------------
+
+#: SQLite's primary result codes for a corrupt file and for a file that is not a database.
+SQLITE_CORRUPT = 11
+SQLITE_NOTADB = 26
+#: Beside ``exemplar.db``: the file's size, mtime and inode when it was last closed cleanly.
+CLEAN_SUFFIX = ".clean"
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether ``exc`` (sqlite3's error, or SQLAlchemy's wrapper of one) reports a damaged file.
+
+    True for "database disk image is malformed" (``SQLITE_CORRUPT``) and "file is not a
+    database" (``SQLITE_NOTADB``); false for locks, I/O errors, constraint violations.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    if not isinstance(orig, sqlite3.DatabaseError):
+        return False
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
+    message = str(orig)
+    return "malformed" in message or "not a database" in message
+
+
+def damaged_database(path: str | None, detail: str) -> DamagedProjectError:
+    """The error for a damaged SQLite file: what SQLite said, and the two ways to recover."""
+    name = Path(path).name if path else "exemplar.db"
+    where = path or "the project's SQLite database"
+    return DamagedProjectError(
+        f"the project database {where} is damaged ({detail}). Stop every exemplar process "
+        f"using it, keep a copy of the damaged file, then either restore {name} from a backup "
+        f"(and remove {name}-wal and {name}-shm beside it), or salvage what SQLite can still "
+        f'read: `sqlite3 {name} ".recover" | sqlite3 recovered.db`, then replace {name} with '
+        "recovered.db"
+    )
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The path of the engine's SQLite file, or None (PostgreSQL, in-memory)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return path
+
+
+def _stamp(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
+def needs_check(path: str) -> bool:
+    """Whether the SQLite file at ``path`` may be damaged and deserves ``PRAGMA quick_check``.
+
+    True when a write-ahead log (``-wal``) holds frames (a process has it open, or one did
+    not close: an unclean shutdown), or when the file was not closed cleanly by exemplar
+    since it last changed (size, mtime or inode differ from the ``.clean`` stamp, or there
+    is none).
+    """
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return True
+    try:
+        recorded = Path(path + CLEAN_SUFFIX).read_text().strip()
+    except OSError:
+        return True
+    return recorded != _stamp(path)
+
+
+def _mark_clean(path: str) -> None:
+    if path in _DAMAGED or Path(f"{path}-wal").exists():
+        return  # damaged, or another connection (maybe another process) still writes
+    stamp = _stamp(path)
+    if stamp is None:
+        return
+    try:
+        Path(path + CLEAN_SUFFIX).write_text(stamp + "\n")
+    except OSError:  # a read-only folder: the next open checks again
+        pass
+
+
+def _forget_clean(path: str | None) -> None:
+    if path is None:
+        return
+    _DAMAGED.add(path)
+    try:
+        Path(path + CLEAN_SUFFIX).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+#: SQLite files of this process found damaged: never stamped clean.
+_DAMAGED: set[str] = set()
+
+
+def _report_damage(ctx: ExceptionContext) -> None:
+    """``handle_error``: a statement that met a damaged SQLite file raises the clear error."""
+    if is_damage(ctx.original_exception):
+        path = _sqlite_file(ctx.engine) if ctx.engine is not None else None
+        _forget_clean(path)
+        raise damaged_database(path, str(ctx.original_exception)) from ctx.original_exception
 
 
 #: Connections each process keeps open. The labeling server runs up to 40 requests at once
@@ -260,6 +428,7 @@ def _engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "handle_error", _report_damage)
     else:
         event.listen(engine.pool, "checkin", _note_checkin)
         event.listen(engine.pool, "checkout", _ping_if_idle)
@@ -342,7 +511,7 @@ def _alembic_config() -> Config:
     return cfg
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without its password."""
     from sqlalchemy.engine import make_url
 
