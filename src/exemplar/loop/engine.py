@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from exemplar.errors import ConfigError, ModelError, ProjectError, StoreError
+from exemplar.loop.context import LoopContext
 from exemplar.loop.faults import crash_point
 from exemplar.loop.model_selector import (
     Candidate,
@@ -32,9 +33,9 @@ from exemplar.loop.model_selector import (
     best_candidate,
     evaluate_candidates,
 )
-from exemplar.loop.oracle import noisy_label
+from exemplar.loop.oracle import ORACLE_ANNOTATOR, Oracle, make_oracle
 from exemplar.loop.scoring import ScoredPool, score_pool
-from exemplar.loop.selection import query_batch
+from exemplar.loop.selection import CONTROL_SEED, CONTROL_STRATEGY, pick_batch
 from exemplar.models import (
     CommitteeAdapter,
     ModelAdapter,
@@ -45,9 +46,8 @@ from exemplar.models import (
     save_model,
 )
 from exemplar.predictions import Predictions
-from exemplar.project.project import Project
-from exemplar.stopping import AnyOf, Observation, make_criterion
-from exemplar.store.labels import add_label, current_labels
+from exemplar.stopping import Observation
+from exemplar.store.labels import current_labels
 from exemplar.store.pool import (
     STALE_PREFIX,
     budget_room,
@@ -62,16 +62,16 @@ from exemplar.store.schema import (
     Cycle,
     CycleState,
     Item,
-    LabelSource,
     ModelVersion,
     QueueEntry,
-    QueueStatus,
     Split,
 )
-from exemplar.strategies import RandomSampling, ReducedSamples, Strategy, get_strategy
+from exemplar.strategies import ReducedSamples, Strategy, get_strategy
 
 __all__ = [
+    "CONTROL_SEED",
     "CONTROL_STRATEGY",
+    "ORACLE_ANNOTATOR",
     "STALE_PREFIX",
     "LoopEngine",
     "RunOutcome",
@@ -83,10 +83,8 @@ __all__ = [
 SCORED_KINDS = ("proba", "embeddings", "samples", "utility", "candidates", "candidate-samples")
 #: Items in the fixed "stop set" on which stabilizing predictions are compared.
 STOP_SET_SIZE = 1000
-ORACLE_ANNOTATOR = "simulated-oracle"
-#: Strategy name of the random control arm's queue entries (and so of their labels).
-CONTROL_STRATEGY = "random-control"
-CONTROL_SEED = 0xC0DE
+# ORACLE_ANNOTATOR (exemplar.loop.oracle), CONTROL_STRATEGY and CONTROL_SEED
+# (exemplar.loop.selection) are re-exported here for existing imports.
 # STALE_PREFIX (exemplar.store.pool): queue entries the server's worker added from an older
 # model's scores. ``select`` deletes those still pending and never leased when it enqueues
 # the fresh batch, in the same transaction.
@@ -119,8 +117,8 @@ class LoopEngine:
 
     Parameters
     ----------
-    project : Project
-        An open project.
+    project : LoopContext
+        An open project (:class:`~exemplar.project.Project` satisfies the protocol).
     wait : bool, default=False
         With a human or file oracle, poll until the batch is labeled instead of returning
         ``"waiting"``.
@@ -132,7 +130,7 @@ class LoopEngine:
 
     def __init__(
         self,
-        project: Project,
+        project: LoopContext,
         *,
         wait: bool = False,
         poll_seconds: float = 1.0,
@@ -140,6 +138,7 @@ class LoopEngine:
     ) -> None:
         self.project = project
         self.cfg = project.config
+        self.oracle: Oracle = make_oracle(project, project.config.oracle)
         self.wait = wait
         self.poll_seconds = poll_seconds
         self.on_event = on_event or (lambda _msg: None)
@@ -283,7 +282,6 @@ class LoopEngine:
     def _select(self, cycle: Cycle) -> None:
         t0 = time.perf_counter()
         labeled = self._labeled()
-        rng = np.random.default_rng(cycle.seed)
         version = self._version(cycle) if cycle.model_version_id else None
         n_scored = self.project.n_rows
         predictions: Predictions | None = None
@@ -296,15 +294,8 @@ class LoopEngine:
             with self.project.db.session() as s:
                 self._stop(s, cycle, "the pool is exhausted: every item is labeled or queued")
             return
-        if version is None:
-            strategy: Strategy = RandomSampling()
-            wanted = self.cfg.selection.initial_size - labeled.y.size
-            batch = max(wanted, self.cfg.selection.batch_size)
-        else:
-            strategy = self._strategy()
-            batch = self.cfg.selection.batch_size
-        batch = min(batch, pool_rows.size, self._budget_left())
-        if batch < 1:  # the label budget is a hard limit: labeled + queued <= budget
+        budget_left = self._budget_left()
+        if budget_left < 1:  # the label budget is a hard limit: labeled + queued <= budget
             with self.project.db.session() as s:
                 self._stop(
                     s,
@@ -313,31 +304,28 @@ class LoopEngine:
                     "labeled or queued",
                 )
             return
-        # The random control arm: a share of each model batch drawn uniformly at random.
-        n_control = round(self.cfg.selection.control_fraction * batch) if version else 0
-        entries: list[tuple[int, str | None, float | None]] = []
-        if batch - n_control > 0:
-            selection = query_batch(
-                predictions,
-                strategy,
-                pool_rows,
-                labeled.rows[labeled.rows < n_scored],
-                batch - n_control,
-                y_labeled=labeled.y[labeled.rows < n_scored],
-                random_state=rng,
-                reduced=reduced if "samples" in strategy.requires else None,
-            )
-            position = np.searchsorted(pool_rows, selection.indices)
-            entries = [
-                (int(pool_ids[p]), selection.strategy, float(score))
-                for p, score in zip(position, selection.scores, strict=True)
-            ]
-        if n_control > 0:
-            picked = np.fromiter((e[0] for e in entries), dtype=np.int64, count=len(entries))
-            rest = pool_ids[~np.isin(pool_ids, picked)]
-            control_rng = np.random.default_rng([cycle.seed, CONTROL_SEED])
-            drawn = control_rng.choice(rest, size=min(n_control, rest.size), replace=False)
-            entries += [(int(i), CONTROL_STRATEGY, None) for i in drawn]
+        # The recorded cycle is the source of truth: its batch size and strategy, not the
+        # config as it reads now (a user may edit exemplar.toml between cycles).
+        scored = labeled.rows < n_scored
+        picks = pick_batch(
+            predictions,
+            self._strategy(cycle),
+            pool_rows,
+            labeled.rows[scored],
+            labeled.y[scored],
+            batch_size=cycle.batch_size,
+            seed=cycle.seed,
+            cold_start=version is None,
+            n_labeled=int(labeled.y.size),
+            initial_size=self.cfg.selection.initial_size,
+            control_fraction=self.cfg.selection.control_fraction,
+            budget_left=budget_left,
+            reduced=reduced,
+        )
+        position = np.searchsorted(pool_rows, [p.row for p in picks])
+        entries: list[tuple[int, str | None, float | None]] = [
+            (int(pool_ids[k]), p.strategy, p.score) for k, p in zip(position, picks, strict=True)
+        ]
         with self.project.db.session() as s:
             drop_stale_entries(s)
             # The budget once more in the enqueueing transaction: it is a hard limit.
@@ -346,29 +334,13 @@ class LoopEngine:
             self._transition(s, cycle, CycleState.LABEL, timing=("select", t0))
 
     def _label(self, cycle: Cycle) -> str | None:
-        kind = self.cfg.oracle.kind
-        while True:
-            open_entries = self._open_entries(cycle)
-            if not open_entries:
-                break
-            if kind == "simulated":
-                self._simulated_labels(cycle, open_entries)
+        """Hand the open entries to the oracle until none is left, or return why not."""
+        while entries := self._open_entries(cycle):
+            waiting = self.oracle.collect(cycle, entries)
+            if waiting is None:
                 continue
-            if kind == "file":
-                self._file_labels(cycle, open_entries)
-                if not self._open_entries(cycle):
-                    break
             if not self.wait:
-                n = len(self._open_entries(cycle))
-                how = (
-                    "label them with `exemplar label` or `exemplar import-labels FILE`"
-                    if kind == "human"
-                    else f"add them to {self.cfg.oracle.path}"
-                )
-                return (
-                    f"cycle {cycle.number} waits for {n} label(s): {how}, "
-                    "then run `exemplar run` again"
-                )
+                return waiting
             time.sleep(self.poll_seconds)
         with self.project.db.session() as s:
             self._transition(s, cycle, CycleState.COMPARE)
@@ -407,7 +379,7 @@ class LoopEngine:
             self._transition(s, cycle, CycleState.STOP_CHECK, timing=("compare", t0))
 
     def _stop_check(self, cycle: Cycle) -> None:
-        criteria = AnyOf([make_criterion(c) for c in self.cfg.stopping.criteria])
+        criteria = self.cfg.stopping.build()
         previous = self._cycle(cycle.number - 1)
         if previous is not None and previous.stopping_state:
             criteria.load_state_dict(previous.stopping_state)
@@ -442,50 +414,6 @@ class LoopEngine:
                 self._stop(s, cycle, decision.reason)
             else:
                 self._finish(s, cycle, criteria.state_dict())
-
-    # -- oracles -----------------------------------------------------------------------
-
-    def _simulated_labels(self, cycle: Cycle, entries: list[QueueEntry]) -> None:
-        ocfg = self.cfg.oracle
-        classes = self.project.classes
-        for k, entry in enumerate(entries):
-            with self.project.db.session() as s:
-                item = s.get_one(Item, entry.item_id)
-                if item.ground_truth is None:
-                    raise ProjectError(
-                        f"item {item.id} ({item.uri}) has no ground truth for the simulated "
-                        "oracle; import with `--labels-as ground_truth`, or use oracle kind "
-                        "'human'"
-                    )
-                rng = np.random.default_rng([self.cfg.project.seed, item.id])
-                label = noisy_label(item.ground_truth, classes, ocfg.noise_rate, rng)
-                add_label(
-                    s,
-                    item.id,
-                    label,
-                    classes=classes,
-                    source=LabelSource.SIMULATED,
-                    annotator=ORACLE_ANNOTATOR,
-                    cycle_id=cycle.id,
-                    strategy=entry.strategy,
-                    score=entry.score,
-                )
-                row = s.get_one(QueueEntry, entry.id)
-                row.status = QueueStatus.DONE
-                row.annotator = ORACLE_ANNOTATOR
-                cyc = s.get_one(Cycle, cycle.id)
-                cost = float(cyc.metrics.get("oracle_cost", 0.0)) + ocfg.cost_per_label
-                cyc.metrics = {**cyc.metrics, "oracle_cost": cost}
-            crash_point(f"label:{cycle.number}:{k}")
-
-    def _file_labels(self, cycle: Cycle, entries: list[QueueEntry]) -> None:
-        from exemplar.project.labels_file import apply_labels_file
-
-        path = Path(self.cfg.oracle.path)
-        if not path.is_absolute():
-            path = self.project.root / path
-        if path.exists():
-            apply_labels_file(self.project, path, only_queued=True)
 
     # -- queries -------------------------------------------------------------------------
 
@@ -557,15 +485,22 @@ class LoopEngine:
         with self.project.db.read() as s:
             return s.get_one(ModelVersion, cycle.model_version_id)
 
-    def _strategy(self) -> Strategy:
-        sel = self.cfg.selection
-        return get_strategy(sel.strategy, **sel.params)
+    def _strategy(self, cycle: Cycle) -> Strategy:
+        """The strategy the cycle recorded, with the parameters it recorded.
+
+        Cycles recorded before parameters were recorded take the config's parameters
+        when the config still names the same strategy.
+        """
+        params = cycle.metrics.get("strategy_params")
+        if params is None:
+            sel = self.cfg.selection
+            same = get_strategy(sel.strategy).name == cycle.strategy
+            params = dict(sel.params) if same else {}
+        return get_strategy(cycle.strategy, **params)
 
     def _budget(self) -> float:
-        budgets = [
-            c["budget"] for c in self.cfg.stopping.criteria if c.get("name") == "label_budget"
-        ]
-        return float(min(budgets)) if budgets else float("inf")
+        budget = self.cfg.stopping.label_budget
+        return float(budget) if budget is not None else float("inf")
 
     def _budget_left(self) -> int:
         """Items a fresh batch may still queue: the budget less labeled and queued items.
@@ -618,7 +553,7 @@ class LoopEngine:
         except ModelError as exc:
             raise ProjectError(f"model {version.version}: {exc}") from exc
         sklearn = get_recipe(version.recipe).family == "sklearn"
-        if committee and sklearn and "samples" in self._strategy().requires:
+        if committee and sklearn and "samples" in self._strategy(cycle).requires:
             labeled = self._labeled()
             X = np.asarray(self.project.features()[labeled.rows])
             base = make_estimator(version.recipe, cycle.seed, **version.params)
@@ -650,7 +585,7 @@ class LoopEngine:
         scored = score_pool(
             model,
             X,
-            self._strategy(),
+            self._strategy(cycle),
             unlabeled=pool_rows,
             chunk_size=self.cfg.selection.chunk_size,
             tmp_dir=self.project.arrays.root,
@@ -671,7 +606,7 @@ class LoopEngine:
         store, name = self.project.arrays, version.version
         with self.project.db.read() as s:
             trained_in = s.get_one(Cycle, version.cycle_id)
-        needs = self._strategy().requires
+        needs = self._strategy(trained_in).requires
         missing: list[str] = [k for k in ("proba", "embeddings") if k in {"proba", *needs}]
         missing = [k for k in missing if not store.exists(f"{k}-{name}")]
         if "samples" in needs and not any(
@@ -810,6 +745,7 @@ class LoopEngine:
             seed=cycle_seed(self.cfg.project.seed, number),
             strategy=get_strategy(sel.strategy).name,
             batch_size=sel.batch_size,
+            metrics={"strategy_params": dict(sel.params)},
         )
         session.add(cycle)
         session.flush()
