@@ -69,15 +69,19 @@ def create_app(
     if learner_process and human:
         learner = LearnerLink(project.root)
 
+    state = ServerState(project, LoginRateLimiter(login_failures_per_minute, 60.0))
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if thread is not None:
             thread.start()
+        await state.open_queue()  # PostgreSQL: the hot path's async connections
         # What is alive now (the imported modules, the app) lives as long as the server.
         # Frozen, the collector never walks it again: a full collection over those ~200,000
         # objects stopped every request of this process for about 0.1 s.
         gc.freeze()
         yield
+        await state.close_queue()
         if thread is not None:
             thread.stop()
         project.close()
@@ -93,7 +97,7 @@ def create_app(
         max_body_size=max_body_bytes,  # larger bodies: 413 (Starlette counts as they stream)
     )
     app.state.learner = learner
-    app.state.exemplar = ServerState(project, LoginRateLimiter(login_failures_per_minute, 60.0))
+    app.state.exemplar = state
     for module in (session, accounts, items, pages, review, dashboard):
         app.include_router(module.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")

@@ -5,7 +5,9 @@ parse and validate with the same pydantic models and authenticate with the same 
 as the rest of the API (:func:`exemplar.server.deps.authenticate`), but skip FastAPI's
 per-request dependency solving and response validation, which cost more than the lease or
 the submit itself (``python -m bench.server_load``; docs/benchmarks.md). Their store work
-runs through :meth:`~exemplar.server.deps.ServerState.run_store`. Errors are the API's:
+runs through :meth:`~exemplar.server.deps.ServerState.run_store`, or on PostgreSQL is
+awaited on the event loop (:class:`~exemplar.store.pg_async.AsyncQueue`, the state's
+``queue`` while the app runs). Errors are the API's:
 ``HTTPException`` and ``RequestValidationError`` (422, FastAPI's shape). Their OpenAPI
 operations are written here, from the same models (:func:`document`).
 """
@@ -27,8 +29,8 @@ from exemplar.server.items import entry_proposal, item_payload
 from exemplar.server.schemas import LabelIn, LabelOut, NextQuery
 from exemplar.store.accounts import User
 from exemplar.store.labels import UnknownClassError
-from exemplar.store.queue import lease, submit
-from exemplar.store.schema import LabelSource, LabelStatus
+from exemplar.store.queue import LeasedItem, lease, submit
+from exemplar.store.schema import Label, LabelSource, LabelStatus
 
 __all__ = ["LabelIn", "LabelOut", "document", "routes"]
 
@@ -59,7 +61,15 @@ async def next_item(request: Request) -> Response:
     )
     state = server_state(request)
     try:
-        payload = await state.run_store(lambda: next_payload(state.project, user, query.after))
+        if state.queue is not None:  # PostgreSQL: awaited here, no thread hand-off
+            leased = await state.queue.lease(
+                user.name,
+                lease_seconds=state.project.config.oracle.lease_seconds,
+                besides=query.after,
+            )
+            payload = leased_payload(state.project, leased, query.after)
+        else:
+            payload = await state.run_store(lambda: next_payload(state.project, user, query.after))
     except (QueueError, StoreError) as exc:
         raise queue_http_error(exc) from exc
     if payload is None:
@@ -74,7 +84,19 @@ async def post_label(request: Request) -> Response:
     body: LabelIn = _validated(LabelIn, "body", lambda: LabelIn.model_validate_json(raw))
     state = server_state(request)
     try:
-        out = await state.run_store(lambda: write_label(state.project, user, body))
+        if state.queue is not None and body.action == "label":  # PostgreSQL, no proposal
+            written = await state.queue.submit(
+                body.entry_id,
+                user.name,
+                body.label,
+                classes=state.project.classes,
+                idempotency_key=_key(user, body),
+                status=LabelStatus.VERIFIED,
+                source=LabelSource.HUMAN,
+            )
+            out = _label_out(written)
+        else:
+            out = await state.run_store(lambda: write_label(state.project, user, body))
     except UnknownClassError as exc:
         where = {"loc": ("body", "label"), "input": body.label}
         raise RequestValidationError([{"type": "unknown_class", "msg": str(exc), **where}]) from exc
@@ -87,6 +109,13 @@ def next_payload(project: Project, user: User, after: int | None) -> dict[str, A
     """Lease the caller's next item (see :func:`next_item`); its JSON, or None if none."""
     seconds = project.config.oracle.lease_seconds
     leased = lease(project.db, user.name, lease_seconds=seconds, besides=after)
+    return leased_payload(project, leased, after)
+
+
+def leased_payload(
+    project: Project, leased: LeasedItem | None, after: int | None
+) -> dict[str, Any] | None:
+    """The JSON of a lease made for :func:`next_item`, or None (nothing to serve)."""
     if leased is not None and leased.entry_id == after:  # ``after`` itself, its lease lapsed
         leased = None
     return None if leased is None else item_payload(project, leased)
@@ -105,17 +134,25 @@ def write_label(project: Project, user: User, body: LabelIn) -> LabelOut:
         label = proposal.label
         if body.action == "reject":
             status = LabelStatus.REJECTED
-    key = None if body.idempotency_key is None else f"u{user.id}:{body.idempotency_key}"
     written = submit(
         project.db,
         body.entry_id,
         user.name,
         label,
         classes=project.classes,
-        idempotency_key=key,
+        idempotency_key=_key(user, body),
         status=status,
         source=LabelSource.HUMAN,
     )
+    return _label_out(written)
+
+
+def _key(user: User, body: LabelIn) -> str | None:
+    """The stored idempotency key: the client's, scoped to the user."""
+    return None if body.idempotency_key is None else f"u{user.id}:{body.idempotency_key}"
+
+
+def _label_out(written: Label) -> LabelOut:
     return LabelOut(
         label_id=written.id, item_id=written.item_id, label=written.label, status=written.status
     )
