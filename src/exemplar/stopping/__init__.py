@@ -3,6 +3,10 @@
 Each criterion is a stateful object fed one :class:`Observation` per round through
 :meth:`~StoppingCriterion.update`, returning a :class:`StopDecision`. Its state is JSON
 (:meth:`~StoppingCriterion.state_dict`), so a resumed loop restores it.
+
+In a project, ``[stopping]`` tables are validated first by one pydantic model per criterion
+(``exemplar.loop.config``: a union discriminated by ``name``, one model per entry of
+:data:`STOPPING_CRITERIA`), which builds the criterion through :func:`make_criterion`.
 """
 
 from __future__ import annotations
