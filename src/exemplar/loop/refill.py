@@ -33,6 +33,7 @@ from exemplar.store.queue import enqueue
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
     Cycle,
+    CycleState,
     ModelVersion,
     QueueEntry,
     QueueStatus,
@@ -108,9 +109,16 @@ def refill_queue(
     Returns
     -------
     Refill
+        Nothing is added once the project has stopped, while entries are open (or wait,
+        with ``while_leased``), or when the label budget is spent.
     """
     cfg = context.config
     with context.db.read() as s:
+        newest = s.scalar(select(Cycle).order_by(Cycle.number.desc()).limit(1))
+        if newest is not None and newest.state == CycleState.STOPPED:
+            return Refill(
+                0, None, f"the project has stopped ({newest.stop_reason}); nothing to refill"
+            )
         busy = s.scalar(
             select(func.count())
             .select_from(QueueEntry)

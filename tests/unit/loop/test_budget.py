@@ -91,8 +91,10 @@ def test_refill_counts_open_entries_against_the_budget(tmp_path: Path) -> None:
         # Nothing waits (all 20 are held): a refill may add only the 5 the budget has left.
         assert refill_queue(project, size=40, while_leased=True).added == 5
         with project.db.read() as s:
-            assert budget_spent(s) == 25 and budget_room(s, 25) == 0
-        assert refill_queue(project, size=40, while_leased=True).added == 0
+            assert budget_spent(s) == 25 and budget_room(s, 25, lock=False) == 0
+        assert len(_lease_all(project)) == 5  # nothing waits again, but the budget is spent
+        refill = refill_queue(project, size=40, while_leased=True)
+        assert refill.added == 0 and "label budget of 25 is spent" in refill.reason
 
 
 def test_overlap_slots_count_once_per_item(tmp_path: Path) -> None:

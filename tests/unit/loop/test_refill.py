@@ -116,3 +116,10 @@ def test_refill_command(tmp_path: Path) -> None:
     assert "queued 5 entries (stale:random)" in result.output
     with Project.open(root) as project:
         assert [strategy for _, strategy, _ in _stale(project)] == ["stale:random"] * 5
+
+
+def test_a_stopped_project_is_not_refilled(tmp_path: Path) -> None:
+    with make_project(tmp_path / "p", budget=30, n=200) as project:
+        assert project.run().status == "stopped"  # simulated oracle: the budget is spent
+        refill = refill_queue(project)
+    assert refill.added == 0 and "has stopped" in refill.reason
