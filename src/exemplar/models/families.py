@@ -57,11 +57,14 @@ class ModelFamily(Protocol):
         True when a loaded model gives no stochastic samples itself and
         :meth:`with_samples` builds a committee around it (scikit-learn); False when the
         model samples itself (MC dropout, ensembles, a text head saved with its committee).
+    uses_torch : bool
+        Whether its models run PyTorch (a caller may then set torch's thread count).
     """
 
     key: str
     suffix: str
     needs_committee_for_samples: bool
+    uses_torch: bool
 
     def build(
         self,
@@ -152,6 +155,7 @@ class SklearnFamily:
     key: str = "sklearn"
     suffix: str = ".joblib"
     needs_committee_for_samples: bool = True
+    uses_torch: bool = False
 
     def build(
         self,
@@ -166,9 +170,7 @@ class SklearnFamily:
     ) -> ModelAdapter:
         """A :class:`SklearnAdapter`, or a bagged :class:`CommitteeAdapter` if ``samples``."""
         if device != "cpu":
-            raise ConfigError(
-                f"model {recipe.name!r} runs on the CPU only; drop device={device!r}"
-            )
+            raise ConfigError(f"model {recipe.name!r} runs on the CPU only; drop device={device!r}")
         estimator = self.estimator(recipe, seed, params)
         if samples:
             return CommitteeAdapter(
@@ -264,6 +266,7 @@ class TorchFamily:
     key: str = "torch"
     suffix: str = ".pt"
     needs_committee_for_samples: bool = False
+    uses_torch: bool = True
 
     def build(
         self,
@@ -334,6 +337,7 @@ class TextFamily:
     key: str = "text"
     suffix: str = ".joblib"
     needs_committee_for_samples: bool = False
+    uses_torch: bool = True  # the MiniLM encoder
 
     def build(
         self,

@@ -61,6 +61,11 @@ def test_family_traits() -> None:
     assert get_family("sklearn").needs_committee_for_samples
     assert not get_family("torch").needs_committee_for_samples
     assert not get_family("text").needs_committee_for_samples
+    assert [get_family(k).uses_torch for k in ("sklearn", "torch", "text")] == [
+        False,
+        True,
+        True,
+    ]
     assert [get_family(k).suffix for k in ("sklearn", "torch", "text")] == [
         ".joblib",
         ".pt",
