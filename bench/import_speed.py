@@ -1,7 +1,7 @@
 """Import speed: rows per second and peak memory of ``exemplar import``.
 
-    python -m bench.import_speed [--rows 100000] [--images 10000] [--batch-size 2000]
-        [--out bench/results/import_speed.json]
+    python -m bench.import_speed [--rows 100000] [--images 10000]
+        [--rows-per-transaction 2000] [--large-px 12000] [--out bench/results/import_speed.json]
 
 Protocol (issue: import/export). All data is synthetic, made in a temporary folder:
 
@@ -14,12 +14,18 @@ Protocol (issue: import/export). All data is synthetic, made in a temporary fold
   in 10 class subfolders, imported with their folder labels (resized to the default
   ``[data] image_size`` = 16, grayscale);
 * ``images_reimport``: the same folder imported again: every file is hashed and found to be
-  a duplicate, nothing is decoded or written.
+  a duplicate, nothing is decoded or written;
+* ``large_png``: one ``--large-px`` squared RGB PNG (12000 x 12000 = 144 megapixels by
+  default; smooth gradients plus noise, written strip by strip so the benchmark itself never
+  holds it), imported as it is: decoded strip by strip, never whole. The benchmark fails
+  (exit 1) if the import's memory (peak minus baseline) reaches ``LARGE_PNG_LIMIT_MIB``;
+* ``large_png_full_decode``: the same file with the reduced decode turned off, i.e. decoded
+  whole as before, for comparison (skipped with ``--large-px 0``).
 
 Each case runs in a fresh subprocess on a fresh SQLite project. ``peak_rss_mib`` is that
 process's peak resident memory (``ru_maxrss``), ``baseline_rss_mib`` its resident memory
 after importing exemplar and before the import, so ``peak - baseline`` is what the import
-itself needed; it should depend on the batch size, not on the number of rows.
+itself needed; it should depend on ``--rows-per-transaction``, not on the number of rows.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ CLASSES = [f"c{k}" for k in range(N_CLASSES)]
 IMAGE_PX = 28
 SEED = 0
 MiB = 1024**2
+#: The large PNG's import must need less memory than this (its pixels alone are 412 MiB).
+LARGE_PNG_LIMIT_MIB = 150
 
 
 # --------------------------------------------------------------------------- data
@@ -85,6 +93,37 @@ def make_images(root: Path, n: int, seed: int = SEED) -> None:
         Image.fromarray(pixels, "RGB").save(root / CLASSES[label] / f"{i:06d}.png")
 
 
+def make_large_png(path: Path, side: int, seed: int = SEED) -> None:
+    """A ``side`` x ``side`` RGB PNG written strip by strip (filter 0, zlib level 1)."""
+    import struct
+    import zlib
+
+    rng = np.random.default_rng(seed)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    deflate = zlib.compressobj(1)
+    x = np.arange(side, dtype=np.float32)
+    noise = rng.integers(0, 8, (256, side, 3)).astype(np.float32)  # reused: cheap to make
+    with path.open("wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n")
+        fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)))
+        for y0 in range(0, side, 256):
+            y = np.arange(y0, min(y0 + 256, side), dtype=np.float32)[:, None]
+            r = 127 + 120 * np.sin(x / 311.0) * np.cos(y / 173.0)
+            g = 127 + 120 * np.cos((x + y) / 257.0)
+            b = (x[None, :] + y) % 256
+            rgb = np.stack(np.broadcast_arrays(r, g, b), axis=-1)
+            rgb = rgb + noise[: len(y)]
+            rows = np.clip(rgb, 0, 255).astype(np.uint8).reshape(len(y), side * 3)
+            raw = np.concatenate([np.zeros((len(y), 1), np.uint8), rows], axis=1).tobytes()
+            fh.write(chunk(b"IDAT", deflate.compress(raw)))
+        fh.write(chunk(b"IDAT", deflate.flush()))
+        fh.write(chunk(b"IEND", b""))
+
+
 # --------------------------------------------------------------------------- worker
 
 
@@ -93,10 +132,17 @@ def _rss_mib() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MiB
 
 
-def worker(project_dir: Path, source: Path, batch_size: int, repeat: bool) -> dict[str, Any]:
+def worker(
+    project_dir: Path, source: Path, rows_per_transaction: int, repeat: bool
+) -> dict[str, Any]:
     """Import ``source`` into a new project (twice with ``repeat``: the second is timed)."""
     from exemplar.project.importing import import_path
     from exemplar.project.project import Project
+
+    if os.environ.get("EXEMPLAR_BENCH_FULL_DECODE"):
+        from exemplar.sources import features
+
+        features.REDUCE_ABOVE_PIXELS = 1 << 62  # decode every image whole, as before
 
     project = (
         Project.open(project_dir)
@@ -104,10 +150,10 @@ def worker(project_dir: Path, source: Path, batch_size: int, repeat: bool) -> di
         else Project.init(project_dir, CLASSES)
     )
     if repeat:
-        import_path(project, source, batch_size=batch_size)
+        import_path(project, source, rows_per_transaction=rows_per_transaction)
     baseline = _rss_mib()
     start = time.perf_counter()
-    report = import_path(project, source, batch_size=batch_size)
+    report = import_path(project, source, rows_per_transaction=rows_per_transaction)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     project.close()
@@ -126,7 +172,13 @@ def worker(project_dir: Path, source: Path, batch_size: int, repeat: bool) -> di
 
 
 def run_case(
-    name: str, source: Path, work: Path, batch_size: int, *, repeat: bool = False
+    name: str,
+    source: Path,
+    work: Path,
+    rows_per_transaction: int,
+    *,
+    repeat: bool = False,
+    full_decode: bool = False,
 ) -> dict[str, Any]:
     project_dir = work / f"project_{name}"
     cmd = [
@@ -136,11 +188,12 @@ def run_case(
         "--worker",
         str(project_dir),
         str(source),
-        str(batch_size),
+        str(rows_per_transaction),
         "1" if repeat else "0",
     ]
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=root)
+    env = {**os.environ, "EXEMPLAR_BENCH_FULL_DECODE": "1" if full_decode else ""}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=root, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"case {name} failed:\n{done.stderr}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -155,13 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--images", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument(
+        "--rows-per-transaction", type=int, default=2000, help="items per transaction"
+    )
+    parser.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)  # former name
+    parser.add_argument(
+        "--large-px", type=int, default=12_000, help="side of the large PNG (0: skip it)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "import_speed.json")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.batch_size is not None:
+        args.rows_per_transaction = args.batch_size
     if args.worker:
-        project_dir, source, batch_size, repeat = args.worker
-        result = worker(Path(project_dir), Path(source), int(batch_size), repeat == "1")
+        project_dir, source, rows, repeat = args.worker
+        result = worker(Path(project_dir), Path(source), int(rows), repeat == "1")
         print(json.dumps(result))
         return 0
 
@@ -172,15 +233,22 @@ def main(argv: list[str] | None = None) -> int:
         make_csv(work / "features.csv", args.rows, labeled=True)
         make_csv(work / "features_unlabeled.csv", args.rows, labeled=False)
         make_images(work / "images", args.images)
-        print(f"synthetic data made in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         plan = [
-            ("features_csv", work / "features.csv", False),
-            ("features_csv_unlabeled", work / "features_unlabeled.csv", False),
-            ("images", work / "images", False),
-            ("images_reimport", work / "images", True),
+            ("features_csv", work / "features.csv", False, False),
+            ("features_csv_unlabeled", work / "features_unlabeled.csv", False, False),
+            ("images", work / "images", False, False),
+            ("images_reimport", work / "images", True, False),
         ]
-        for name, source, repeat in plan:
-            result = run_case(name, source, work, args.batch_size, repeat=repeat)
+        if args.large_px:
+            (work / "large").mkdir()
+            make_large_png(work / "large" / "large.png", args.large_px)
+            plan.append(("large_png", work / "large", False, False))
+            plan.append(("large_png_full_decode", work / "large", False, True))
+        print(f"synthetic data made in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        for name, source, repeat, full in plan:
+            result = run_case(
+                name, source, work, args.rows_per_transaction, repeat=repeat, full_decode=full
+            )
             cases.append(result)
             print(
                 f"{name}: {result['inputs']} inputs in {result['seconds']} s "
@@ -201,11 +269,14 @@ def main(argv: list[str] | None = None) -> int:
             "images": args.images,
             "image_px": IMAGE_PX,
             "features": N_FEATURES,
-            "batch_size": args.batch_size,
+            "rows_per_transaction": args.rows_per_transaction,
+            "large_png_px": args.large_px,
+            "large_png_limit_mib": LARGE_PNG_LIMIT_MIB,
             "database": "sqlite",
             "data": "synthetic",
         },
         "cases": cases,
+        "checks": checks(cases),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
@@ -216,7 +287,23 @@ def main(argv: list[str] | None = None) -> int:
             f"| {c['case']} | {c['inputs']} | {c['seconds']} | {c['inputs_per_s']:.0f} "
             f"| {c['peak_rss_mib']} | {c['baseline_rss_mib']} |"
         )
-    return 0
+    failed = [name for name, ok in payload["checks"].items() if not ok]
+    for name in failed:
+        print(f"check failed: {name}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def checks(cases: list[dict[str, Any]]) -> dict[str, bool]:
+    """The large PNG is imported (one item) without decoding it whole."""
+    out: dict[str, bool] = {}
+    for c in cases:
+        if c["case"] == "large_png":
+            need = c["peak_rss_mib"] - c["baseline_rss_mib"]
+            out["large_png_imported"] = c["added"] == 1
+            out[f"large_png_import_memory_below_{LARGE_PNG_LIMIT_MIB}_mib"] = (
+                need < LARGE_PNG_LIMIT_MIB
+            )
+    return out
 
 
 if __name__ == "__main__":

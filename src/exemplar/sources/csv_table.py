@@ -186,6 +186,7 @@ class CsvTable:
         self.log = log
         self._first_problem: Problem | None = None
         self._header_found = False
+        self._peek: list[tuple[int, list[str]]] = []
         try:
             self._fh: IO[bytes] = path.open("rb")
         except OSError as exc:
@@ -220,7 +221,7 @@ class CsvTable:
             yield line.removeprefix("\ufeff") if number == 1 else line
 
     def _check_text(self, raw: bytes, start: int) -> None:
-        bad: int | None = raw.find(b"\0")
+        bad = raw.find(b"\0")
         if bad == -1:
             try:
                 raw.decode("utf-8")
@@ -231,7 +232,7 @@ class CsvTable:
         if start == 0 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
             hint = "; it looks like UTF-16 text: save it as UTF-8"
         raise DatasetError(
-            f"{self.where} is not a text CSV file (binary, or not UTF-8 text at byte offset "
+            f"'{self.path}' is not a text CSV file (binary, or not UTF-8 text at byte offset "
             f"{start + bad}){hint}"
         )
 

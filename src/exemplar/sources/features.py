@@ -38,7 +38,7 @@ __all__ = [
 #: allows it); smaller ones are decoded whole, which is faster.
 REDUCE_ABOVE_PIXELS = 4096 * 4096
 #: Bytes of decoded rows held at once by the strip decoders.
-STRIP_BYTES = 8 << 20
+STRIP_BYTES = 2 << 20
 
 
 # --------------------------------------------------------------------------- text
@@ -171,8 +171,12 @@ class _BoxReducer:
 
     def add(self, y0: int, gray: np.ndarray) -> None:
         """Add rows ``y0, y0 + 1, ...`` (a uint8 array of shape (rows, width))."""
-        sums = np.add.reduceat(gray.astype(np.uint32), self.starts, axis=1)
-        np.add.at(self.acc, (y0 + np.arange(gray.shape[0])) // self.factor, sums)
+        f, rows = self.factor, gray.shape[0]
+        sums = np.add.reduceat(gray, self.starts, axis=1, dtype=np.uint32)
+        if y0 % f == 0 and rows % f == 0:  # whole boxes: one sum per box row
+            self.acc[y0 // f : (y0 + rows) // f] += sums.reshape(rows // f, f, -1).sum(axis=1)
+        else:
+            np.add.at(self.acc, (y0 + np.arange(rows)) // f, sums)
 
     def result(self) -> np.ndarray:
         return (self.acc / self.area).astype(np.float32)
@@ -180,10 +184,15 @@ class _BoxReducer:
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601-2 luma of uint8 RGB(A) pixels, rounded as Pillow's ``convert("L")``."""
-    r = rgb[..., 0].astype(np.uint32)
-    g = rgb[..., 1].astype(np.uint32)
-    b = rgb[..., 2].astype(np.uint32)
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+    out = rgb[..., 0].astype(np.uint32)
+    out *= 19595
+    for channel, weight in ((1, 38470), (2, 7471)):
+        part = rgb[..., channel].astype(np.uint32)
+        part *= weight
+        out += part
+    out += 0x8000
+    out >>= 16
+    return out.astype(np.uint8)
 
 
 def _raw_reduced(img: Any, size: int) -> np.ndarray | None:
@@ -199,8 +208,9 @@ def _raw_reduced(img: Any, size: int) -> np.ndarray | None:
     bits = {"L": 8, "P": 8, "RGB": 24, "RGBA": 32}[img.mode]
     if not stride:
         stride = (width * bits + 7) // 8
-    reducer = _BoxReducer(width, height, _factor(width, height, size))
-    step = max(1, STRIP_BYTES // max(1, stride))
+    factor = _factor(width, height, size)
+    reducer = _BoxReducer(width, height, factor)
+    step = max(factor, STRIP_BYTES // max(1, stride) // factor * factor)
     fp = img.fp
     palette = img.getpalette() if img.mode == "P" else None
     for y0 in range(0, height, step):
@@ -285,7 +295,7 @@ def _png_reduced(fp: IO[bytes], size: int) -> np.ndarray | None:
         entries = np.frombuffer(palette[: len(palette) // 3 * 3], dtype=np.uint8).reshape(-1, 3)
         rgb[: len(entries)] = entries[:256]
         lut = _luma(rgb)
-    rows_per_strip = max(1, STRIP_BYTES // (row_bytes + 1))
+    rows_per_strip = max(factor, STRIP_BYTES // (row_bytes + 1) // factor * factor)
     inflate = zlib.decompressobj()
     pending = bytearray()
     previous = bytes(row_bytes)
@@ -336,11 +346,16 @@ def _png_reduced(fp: IO[bytes], size: int) -> np.ndarray | None:
         )
         del body
         with Image.open(io.BytesIO(png)) as strip:
-            raw = np.frombuffer(strip.tobytes(), dtype=np.uint8).reshape(rows + 1, row_bytes)
+            if depth == 8 and colour != 3:
+                # The stand-in colour type is the file's own: Pillow converts it in C.
+                gray = np.asarray(strip.convert("L"))[1:]
+                previous = strip.crop((0, rows, lie_width, rows + 1)).tobytes()
+            else:
+                raw = np.frombuffer(strip.tobytes(), np.uint8).reshape(rows + 1, row_bytes)
+                gray = _png_gray(raw[1:], width, colour, depth, lut)
+                previous = raw[-1].tobytes()
         del png
-        raw = raw[1:]
-        previous = raw[-1].tobytes()
-        reducer.add(y, _png_gray(raw, width, colour, depth, lut))
+        reducer.add(y, gray)
         y += rows
     return reducer.result()
 
