@@ -26,9 +26,13 @@ import numpy as np
 from scipy import sparse
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+
+try:  # not public API: without it, linear models use their own decision_function
+    from sklearn.linear_model._base import LinearClassifierMixin
+except ImportError:  # pragma: no cover - depends on the scikit-learn version
+    LinearClassifierMixin = None
 
 __all__ = ["TOLERANCE", "Float32Proba", "plan_float32", "row_max"]
 
@@ -155,7 +159,8 @@ def _decision(final: Any) -> Decision:
     coef = getattr(final, "coef_", None)
     intercept = getattr(final, "intercept_", None)
     if (
-        isinstance(final, LinearClassifierMixin)
+        LinearClassifierMixin is not None
+        and isinstance(final, LinearClassifierMixin)
         and isinstance(coef, np.ndarray)
         and coef.ndim == 2
         and intercept is not None
