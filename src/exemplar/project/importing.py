@@ -55,14 +55,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exemplar.errors import ConfigError
-from exemplar.project.project import Project
 from exemplar.sources.base import PROBLEM_KINDS, Problem, SourceOptions
 from exemplar.sources.features import TextFeaturizer, hashing_featurizer
 from exemplar.sources.registry import open_source
 from exemplar.sources.writer import BatchWriter, LabelsAs, Written, check_dim
+
+if TYPE_CHECKING:  # the facade calls this module; a type hint only, not a cycle
+    from exemplar.project.project import Project
 
 __all__ = ["ImportReport", "LabelsAs", "import_path", "text_featurizer"]
 
