@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from exemplar.errors import StoreError
@@ -25,7 +26,11 @@ from exemplar.project import Project
 from exemplar.server.deps import API_PREFIX, CSRF_HEADER, ServerState
 from exemplar.server.middleware import MAX_BODY_BYTES, install_middleware
 from exemplar.server.routes import accounts, dashboard, items, labeling, pages, review, session
-from exemplar.server.security import LoginRateLimiter
+from exemplar.server.security import (
+    LoginRateLimiter,
+    swagger_ui_page,
+    validation_error_handler,
+)
 
 __all__ = ["API_PREFIX", "CSRF_HEADER", "app_from_env", "create_app"]
 
@@ -38,6 +43,7 @@ def create_app(
     https_only: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
     login_failures_per_minute: int = 5,
+    login_failures_per_ip: int = 20,
     background_learning: bool = False,
     learner_process: bool = False,
 ) -> FastAPI:
@@ -53,6 +59,9 @@ def create_app(
         Larger request bodies are answered with 413.
     login_failures_per_minute
         Failed logins allowed per (client IP, user name) per minute before 429.
+    login_failures_per_ip
+        Failed logins allowed per client IP per minute, across all names, before 429
+        (password spraying; see :class:`~exemplar.server.security.LoginRateLimiter`).
     background_learning
         With a human oracle, run a :class:`~exemplar.server.worker.BackgroundLearner` that
         retrains and refills the queue in a thread while the server keeps answering.
@@ -69,7 +78,8 @@ def create_app(
     if learner_process and human:
         learner = LearnerLink(project.root)
 
-    state = ServerState(project, LoginRateLimiter(login_failures_per_minute, 60.0))
+    limiter = LoginRateLimiter(login_failures_per_minute, 60.0, login_failures_per_ip)
+    state = ServerState(project, limiter)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -90,7 +100,7 @@ def create_app(
         title=f"exemplar: {project.config.project.name}",
         version="1",
         lifespan=lifespan,
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served below, from the vendored Swagger UI
         openapi_url=f"{API_PREFIX}/openapi.json",
         redoc_url=None,
         routes=labeling.routes(API_PREFIX),  # first: the labeling hot path
@@ -101,6 +111,11 @@ def create_app(
     for module in (session, accounts, items, pages, review, dashboard):
         app.include_router(module.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+
+    @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        return swagger_ui_page(f"{API_PREFIX}/openapi.json", f"{app.title} - API", "/static/vendor")
+
     install_middleware(app, project.root, https_only=https_only)
 
     openapi = app.openapi
@@ -111,6 +126,9 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi_with_hot_routes  # type: ignore[method-assign]
+
+    # FastAPI's 422 echoes the input, which may hold NaN: written as a string here.
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
 
     @app.exception_handler(StoreError)
     async def store_error(_request: Request, exc: StoreError) -> JSONResponse:

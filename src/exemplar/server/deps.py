@@ -33,7 +33,14 @@ from exemplar.server.security import (
     csrf_matches,
     new_csrf_token,
 )
-from exemplar.store.accounts import Role, User, get_user, user_for_token
+from exemplar.store.accounts import (
+    Role,
+    User,
+    get_user,
+    revoke_session,
+    session_user,
+    user_for_token,
+)
 from exemplar.store.db import WriterBusy
 from exemplar.store.labels import UnknownClassError
 
@@ -44,6 +51,7 @@ __all__ = [
     "ALL_ROLES",
     "API_PREFIX",
     "CSRF_HEADER",
+    "SESSION_KEY",
     "Admin",
     "Labeler",
     "PathId",
@@ -84,8 +92,12 @@ INLINE_PATIENCE_S = 0.05
 BUSY_TURN_MEMORY_S = 1.0
 BUSY_PATIENCE_S = 0.003
 
-#: Seconds a token's or session's user is cached (a deactivated user is refused after this).
+#: Seconds a token's or session's user is cached (a deactivated user is refused after this;
+#: a logout ends its session at once in the process that served it, and after this in the
+#: other web workers).
 AUTH_CACHE_SECONDS = 5.0
+#: The key under which the signed session cookie holds the server-side session's secret.
+SESSION_KEY = "sid"
 
 
 class ServerState:
@@ -94,7 +106,8 @@ class ServerState:
     def __init__(self, project: Project, limiter: LoginRateLimiter) -> None:
         self.project = project
         self.limiter = limiter
-        #: ``("token", token)`` or ``("user", user_id)`` -> the active user (misses uncached).
+        #: ``("token", token)``, ``("session", secret)`` or ``("user", user_id)`` -> the
+        #: active user (misses uncached).
         self.users: TtlCache[tuple[str, str | int], User | None] = TtlCache(AUTH_CACHE_SECONDS)
         self.inline_store = project.db.dialect == "sqlite"
         self._turn_busy_until = 0.0
@@ -127,6 +140,15 @@ class ServerState:
     def user(self, user_id: int) -> User | None:
         """The active user with ``user_id``, from the cache or the database."""
         return self.users.get(("user", user_id), lambda: get_user(self.project.db, user_id))
+
+    def session_user(self, secret: str) -> User | None:
+        """The active user of a live login session, from the cache or the database."""
+        return self.users.get(("session", secret), lambda: session_user(self.project.db, secret))
+
+    def end_session(self, secret: str) -> None:
+        """Log out: revoke the session in the database and forget it here at once."""
+        revoke_session(self.project.db, secret)
+        self.users.discard(("session", secret))
 
     async def run_store(self, call: Callable[[], T]) -> T:
         """Run a short store call of the labeling hot path, without a worker thread if it can.
@@ -192,8 +214,8 @@ async def authenticate(request: Request, roles: Iterable[Role] = ALL_ROLES) -> U
         if user is None:
             raise HTTPException(401, "invalid API token", headers={"WWW-Authenticate": "Bearer"})
     else:
-        user_id = request.session.get("user_id")
-        user = state.user(user_id) if isinstance(user_id, int) else None
+        secret = request.session.get(SESSION_KEY)
+        user = state.session_user(secret) if isinstance(secret, str) else None
         if user is None:
             request.session.clear()
             raise HTTPException(401, "not logged in", headers={"WWW-Authenticate": "Bearer"})
@@ -239,8 +261,8 @@ def page_csrf(request: Request) -> str:
 
 def page_user(request: Request, project: Project) -> tuple[User | None, str]:
     """The session's user (None if logged out) and its CSRF token (made if missing)."""
-    user_id = request.session.get("user_id")
-    user = get_user(project.db, user_id) if isinstance(user_id, int) else None
+    secret = request.session.get(SESSION_KEY)
+    user = session_user(project.db, secret) if isinstance(secret, str) else None
     return user, page_csrf(request)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from exemplar.project import Project
 from exemplar.server.cache import ModelRef, hot_cache
+from exemplar.server.security import media_file
 from exemplar.store.queue import LeasedItem
 from exemplar.store.schema import Item, ModelVersion, QueueEntry
 
@@ -130,10 +131,10 @@ def entry_proposal(project: Project, entry_id: int) -> Proposal | None:
 
 
 def registered_image(project: Project, item_id: int) -> Path | None:
-    """The file of a registered image item, or None (unknown id, not an image, missing)."""
+    """The file of a registered image item, or None (unknown id, not an image, missing, or
+    not the file that was imported: see :func:`~exemplar.server.security.media_file`)."""
     with project.db.read() as s:
         item = s.get(Item, item_id)
     if item is None or item.kind != "image":
         return None
-    path = Path(item.uri)
-    return path if path.is_file() else None
+    return media_file(item.uri, item.file_id)

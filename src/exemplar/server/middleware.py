@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
-from exemplar.server.security import session_secret
+from exemplar.server.security import CONTENT_SECURITY_POLICY, session_secret
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -30,13 +30,14 @@ SESSION_MAX_AGE_S = 8 * 3600
 
 
 class SecurityHeaders:
-    """Conservative browser security headers on every response."""
+    """Conservative browser security headers on every response.
 
+    A response that sets its own ``Content-Security-Policy`` keeps it (the API docs page
+    allows its inline start script by hash); every other one gets the strict policy.
+    """
+
+    CSP = (b"content-security-policy", CONTENT_SECURITY_POLICY.encode())
     HEADERS = (
-        (
-            b"content-security-policy",
-            b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-        ),
         (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"same-origin"),
@@ -52,8 +53,10 @@ class SecurityHeaders:
 
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], *self.HEADERS]
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == self.CSP[0] for name, _ in headers):
+                    headers.append(self.CSP)
+                message["headers"] = [*headers, *self.HEADERS]
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import math
 import os
 import re
@@ -17,6 +18,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Hashable
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Generic, TypeVar
 
 from fastapi import Request
@@ -25,12 +27,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from exemplar.sources.images import file_id
+
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "LoginRateLimiter",
     "TtlCache",
     "csrf_matches",
     "json_safe",
+    "media_file",
     "new_csrf_token",
     "parse_db_id",
     "session_secret",
@@ -43,6 +48,8 @@ CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; frame-ances
 #: The largest database id (SQLite INTEGER and PostgreSQL BIGINT are signed 64-bit).
 MAX_DB_ID = 2**63 - 1
 _DB_ID = re.compile(r"[0-9]{1,19}")
+
+log = logging.getLogger("exemplar.server")
 
 
 #: The file in the project folder holding the session-signing secret.
@@ -186,6 +193,11 @@ class TtlCache(Generic[K, V]):
                 self._items[key] = (now + self.ttl, value)
         return value
 
+    def discard(self, key: K) -> None:
+        """Forget ``key`` (a logout: the next lookup reads the database again)."""
+        with self._lock:
+            self._items.pop(key, None)
+
     def clear(self) -> None:
         """Forget every entry."""
         with self._lock:
@@ -256,3 +268,28 @@ def swagger_ui_page(openapi_url: str, title: str, vendor_url: str) -> HTMLRespon
         f"{CONTENT_SECURITY_POLICY}; script-src 'self' {hashes}"
     )
     return page
+
+
+def media_file(uri: str, recorded_id: str | None) -> Path | None:
+    """The file of an image item, if it is still the file that was imported; else None.
+
+    Import records the image's real path as its URI and its ``file_id`` (device, inode,
+    size, modification time). A path whose real path is not the URI any more (the file or a
+    folder above it was replaced by a symbolic link, for example to a system file), or a
+    file with another ``file_id`` (replaced or modified in place), is refused and logged.
+    Items imported before ``file_id`` was recorded are checked by real path only.
+    """
+    try:
+        real = os.path.realpath(uri, strict=True)
+        stat = os.stat(real)
+    except (OSError, ValueError):  # missing, a link loop, or a NUL byte in the path
+        return None
+    if real != uri:
+        log.warning("refused media %s: its real path is now %s", uri, real)
+        return None
+    if not S_ISREG(stat.st_mode):
+        return None
+    if recorded_id is not None and file_id(stat) != recorded_id:
+        log.warning("refused media %s: the file changed since import", uri)
+        return None
+    return Path(real)

@@ -20,6 +20,7 @@ from exemplar.server.deps import (
 )
 from exemplar.server.items import registered_image
 from exemplar.server.schemas import UndoOut
+from exemplar.server.security import parse_db_id
 
 __all__ = ["router"]
 
@@ -77,12 +78,13 @@ def router() -> APIRouter:
     @api.get("/media/{item_ref:path}", tags=["labeling"])
     def media(item_ref: str, request: Request, _user: Labeler, state: State) -> FileResponse:
         """The image of a registered image item; anything else is 404."""
-        if not item_ref.isdigit():
+        item_id = parse_db_id(item_ref)
+        if item_id is None:
             log.warning(
                 "refused media path %r from %s (not an item id)", item_ref, client_ip(request)
             )
             raise HTTPException(404, "no such media")
-        path = registered_image(state.project, int(item_ref))
+        path = registered_image(state.project, item_id)
         if path is None:
             raise HTTPException(404, "no such media")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from exemplar.server.deps import State, page_csrf, page_user, templates
-from exemplar.store.accounts import Role, get_user
+from exemplar.store.accounts import Role
 
 __all__ = ["RESERVED_KEYS", "class_keys", "router"]
 
@@ -47,15 +47,14 @@ def router() -> APIRouter:
 
     @pages.get("/label")
     def label_page(request: Request, state: State) -> Response:
-        user_id = request.session.get("user_id")
-        user = get_user(state.project.db, user_id) if isinstance(user_id, int) else None
+        user, csrf = page_user(request, state.project)
         if user is None:
             return RedirectResponse("/login", status_code=303)
         return templates.TemplateResponse(
             request,
             "label.html",
             {
-                "csrf": page_csrf(request),
+                "csrf": csrf,
                 "user": user.name,
                 "project": state.project.config.project.name,
                 "classes": list(

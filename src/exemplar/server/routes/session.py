@@ -10,10 +10,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from exemplar.server.deps import API_PREFIX, State, client_ip, current_user
+from exemplar.server.deps import API_PREFIX, SESSION_KEY, State, client_ip, current_user
+from exemplar.server.middleware import SESSION_MAX_AGE_S
 from exemplar.server.schemas import LoginIn, SessionOut
 from exemplar.server.security import csrf_matches, new_csrf_token
-from exemplar.store.accounts import User, verify_password
+from exemplar.store.accounts import AccountError, User, create_session, verify_password
 
 __all__ = ["router"]
 
@@ -59,16 +60,27 @@ def router() -> APIRouter:
                 return RedirectResponse("/login?error=1", status_code=303)
             raise HTTPException(401, "wrong name or password")
         state.limiter.succeeded(ip, creds.name)
+        try:  # the session lives in the database; the signed cookie holds only its secret
+            secret = await run_in_threadpool(
+                create_session, state.project.db, user.id, SESSION_MAX_AGE_S
+            )
+        except AccountError as exc:  # deactivated between the password check and now
+            raise HTTPException(401, "wrong name or password") from exc
         request.session.clear()  # a fresh session: no fixation
-        request.session["user_id"] = user.id
+        request.session[SESSION_KEY] = secret
         request.session["csrf"] = csrf = new_csrf_token()
         if is_form:
             return RedirectResponse("/label", status_code=303)
         return SessionOut(name=user.name, role=user.role, csrf=csrf)
 
     @api.delete("/session", status_code=204, tags=["auth"])
-    def logout(request: Request, _user: Annotated[User, Depends(current_user)]) -> Response:
-        """Log out (end the cookie session)."""
+    def logout(
+        request: Request, state: State, _user: Annotated[User, Depends(current_user)]
+    ) -> Response:
+        """Log out: the session ends on the server, so a copy of the cookie is refused too."""
+        secret = request.session.get(SESSION_KEY)
+        if isinstance(secret, str):
+            state.end_session(secret)
         request.session.clear()
         return Response(status_code=204)
 
