@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from exemplar.cli.main import app, console, one_line_errors
+from exemplar.cli.common import app, console, one_line_errors
 from exemplar.errors import UsageError
 
 if TYPE_CHECKING:

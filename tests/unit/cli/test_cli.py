@@ -105,7 +105,7 @@ def test_simulate_writes_outputs(tmp_path: Path) -> None:
     [
         (["--dataset", "nope"], "unknown dataset"),
         (["--dataset", "wine", "--strategies", "bogus"], "unknown strategy 'bogus'"),
-        (["--dataset", "wine", "--rounds", "1000"], "exceeds the pool"),
+        (["--dataset", "wine", "--cycles", "1000"], "exceeds the pool"),
         (["--dataset", "/no/such/file.csv"], "/no/such/file.csv"),
     ],
 )
