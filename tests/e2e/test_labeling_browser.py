@@ -132,7 +132,7 @@ def text_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["text"])
         for i in range(12):
-            writer.writerow([f"{XSS} #{i}"])
+            writer.writerow([f"{XSS} #{i} " + "and a long tail of words " * 6])
     root = base / "texts"
     with Project.init(
         root,
@@ -144,7 +144,12 @@ def text_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ) as project:
         project.import_(table, text_column="text")
         project.run()
+        # One label to review, with a long text (the review page clips it).
+        leased = project.next_item("seed")
+        assert leased is not None
+        project.submit_label(leased.entry_id, "seed", "harmless")
         add_user(project.db, "xss", "annotator", PASSWORD)
+        add_user(project.db, "xssrev", "reviewer", PASSWORD)
     return root
 
 
@@ -481,8 +486,8 @@ def test_review_a_disagreement_and_see_the_dashboard_update(
         top = rev.locator("#review tbody tr").first
         top.wait_for()
         cells = top.locator("td").all_inner_texts()
-        assert cells[:3] == [str(first), "disputed", "vote1: 3 · vote2: 4"]
-        assert "disagreement" in cells[6]
+        assert [cells[0], *cells[2:4]] == [str(first), "disputed", "vote1: 3 · vote2: 4"]
+        assert "disagreement" in cells[7]
         screenshot(rev, "review-disputed")
         top.get_by_role("button", name="accept 4").click()
         rev.wait_for_selector("#review tbody tr.reviewed")
@@ -496,3 +501,91 @@ def test_review_a_disagreement_and_see_the_dashboard_update(
     finally:
         for context in contexts:
             context.close()
+
+
+def _api_login(page: Any, base: str, name: str) -> None:
+    """Log ``page``'s context in through the API (the /label page would lease an item)."""
+    answer = page.context.request.post(
+        f"{base}/api/v1/session", data={"name": name, "password": PASSWORD}
+    )
+    assert answer.status == 200, answer.text()
+
+
+def _focused_item(page: Any) -> str | None:
+    value: str | None = page.evaluate("() => document.activeElement.dataset.itemId || null")
+    return value
+
+
+def test_review_with_the_keyboard_only(page: Any, image_url: str, image_project: Path) -> None:
+    """A reviewer accepts one row with its class key and rejects another with x, moving with
+    j and k; no mouse. Every row shows its image as a thumbnail, and focus is visible."""
+    _api_login(page, image_url, "boss")
+    page.goto(f"{image_url}/review")
+    rows = page.locator("#review tbody tr")
+    rows.first.wait_for()
+    # Thumbnails: a small lazy <img> from the media route that really loaded.
+    page.wait_for_function(
+        """() => {
+            const img = document.querySelector('#review tbody tr img.thumb');
+            return img && img.complete && img.naturalWidth > 0;
+        }"""
+    )
+    thumb = page.locator("#review tbody tr").first.locator("img.thumb")
+    assert thumb.get_attribute("loading") == "lazy"
+    assert thumb.get_attribute("src") == f"/api/v1/media/{rows.first.get_attribute('data-item-id')}"
+    assert (
+        page.evaluate(
+            "() => document.querySelector('#review img.thumb').getBoundingClientRect().width"
+        )
+        <= 80
+    )
+    ids = [rows.nth(i).get_attribute("data-item-id") for i in range(4)]
+    labels = [rows.nth(i).locator("td").nth(2).inner_text() for i in range(4)]
+    # The first row has focus when the page loads, and the focus ring shows.
+    page.wait_for_function("(id) => document.activeElement.dataset.itemId === id", arg=ids[0])
+    assert page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    page.keyboard.press("j")
+    assert _focused_item(page) == ids[1]
+    page.keyboard.press("k")
+    assert _focused_item(page) == ids[0]
+    page.keyboard.press(labels[0])  # digit classes: the class key is the class itself
+    page.wait_for_selector(f"#review tbody tr[data-item-id='{ids[0]}'].reviewed")
+    assert _focused_item(page) == ids[1]  # a decision moves on to the next row
+    page.keyboard.press("ArrowDown")
+    assert _focused_item(page) == ids[2]
+    page.keyboard.press("x")
+    page.wait_for_selector(f"#review tbody tr[data-item-id='{ids[2]}'].reviewed")
+    decided = wait_for(
+        lambda: len(rows := labels_of(image_project, "boss")) >= 2 and rows, "2 reviews"
+    )
+    assert [(str(r.item_id), r.label, r.status, r.strategy) for r in decided] == [
+        (ids[0], labels[0], "verified", "review"),
+        (ids[2], labels[2], "rejected", "review"),
+    ]
+    assert rows.nth(1).get_attribute("class") in (None, "")  # skipped over, not decided
+    page.keyboard.press("?")
+    page.wait_for_selector("#help", state="visible")
+    assert "reject the row's label" in page.inner_text("#help")
+    page.keyboard.press("?")
+    page.wait_for_selector("#help", state="hidden")
+
+
+def test_review_shows_text_items_escaped_and_clipped(
+    page: Any, text_url: str, text_project: Path
+) -> None:
+    _api_login(page, text_url, "xssrev")
+    page.goto(f"{text_url}/review")
+    row = page.locator("#review tbody tr").first
+    row.wait_for()
+    summary = row.locator("details summary")
+    clipped = summary.inner_text()
+    assert clipped.startswith(XSS) and clipped.endswith("…")  # shown literally, clipped
+    full = row.locator("details .full")
+    assert not full.is_visible()
+    summary.focus()
+    page.keyboard.press("Enter")  # a summary opens with the keyboard too
+    full.wait_for(state="visible")
+    assert full.inner_text().startswith(XSS) and full.inner_text().rstrip().endswith("of words")
+    assert len(full.inner_text()) > len(clipped)
+    # Nothing was parsed as markup: no injected image or script element exists.
+    assert page.locator("img[src=x], main script, #review img").count() == 0

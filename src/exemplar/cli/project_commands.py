@@ -278,3 +278,99 @@ def refill(
     with Project.open(project) as proj, LoopEngine(proj).lock():
         result = refill_queue(proj, size=size, while_leased=while_leased)
     console.print(result.reason)
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters (an ellipsis marks a cut)."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+@app.command()
+@one_line_errors
+def review(
+    project: ProjectDir = Path("."),
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Rows to show at most.")] = 20,
+    include_reviewed: Annotated[
+        bool, typer.Option("--include-reviewed", help="Also list labels already reviewed.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the labels most worth a second look, riskiest first (as the /review page does).
+
+    Disputed items (their annotators disagree) come first; then labels ranked by annotator
+    disagreement, conflict with the newest model and the model's low confidence in them.
+    """
+    from exemplar.project import Project
+    from exemplar.project.review import review_rows
+
+    with Project.open(project) as proj:
+        rows = review_rows(proj, limit=limit, include_reviewed=include_reviewed)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        console.print("nothing to review: no labels yet")
+        return
+    table = Table(title=f"labels to review, riskiest first ({len(rows)} shown)")
+    for col in ("item", "content", "label", "annotator", "model proposal", "risk", "reasons"):
+        table.add_column(col, justify="right" if col in ("item", "risk") else "left")
+    for row in rows:
+        if row["votes"]:
+            label = "disputed: " + ", ".join(
+                f"{v['label']} ({v['annotator']})" for v in row["votes"]
+            )
+        else:
+            label = str(row["label"])
+        proposal = row["proposal"]
+        table.add_row(
+            str(row["item_id"]),
+            Text(_clip(row["text"], 40) if row.get("text") is not None else str(row["kind"])),
+            Text(label),
+            Text(row["annotator"] or "—"),
+            Text(
+                "—" if proposal is None else f"{proposal['label']} ({proposal['confidence']:.2f})"
+            ),
+            f"{row['risk']:.2f}",
+            Text(", ".join(row["reasons"]) or "—"),
+        )
+    console.print(table)
+
+
+@app.command()
+@one_line_errors
+def curve(
+    project: ProjectDir = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Accuracy on the gold set (split test) per cycle: active learning against random.
+
+    Each cycle's model is evaluated on the gold set; with a random control arm
+    (strategy random-control), the same model recipe is refitted on the labels the control
+    arm had by then and evaluated on the same items.
+    """
+    from exemplar.project import Project
+    from exemplar.project.dashboard import learning_curve_vs_random
+
+    with Project.open(project) as proj:
+        result = learning_curve_vs_random(proj)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    random_of = {r["cycle"]: r for r in result["random"]}
+    if result["active"]:
+        table = Table(title=f"accuracy on the gold set ({result['gold_size']} items)")
+        for col in ("cycle", "labels", "active learning", "random: labels", "random"):
+            table.add_column(col, justify="right")
+        for point in result["active"]:
+            control = random_of.get(point["cycle"])
+            table.add_row(
+                str(point["cycle"]),
+                str(point["n_labels"]),
+                f"{point['accuracy']:.3f}",
+                "—" if control is None else str(control["n_labels"]),
+                "—" if control is None else f"{control['accuracy']:.3f}",
+            )
+        console.print(table)
+    if result["note"]:
+        console.print(Text(result["note"]), highlight=False)

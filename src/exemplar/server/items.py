@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 
 from exemplar.project import Project
+from exemplar.project.model_view import model_classes
 from exemplar.server.cache import ModelRef, hot_cache
 from exemplar.server.security import media_file
 from exemplar.store.queue import LeasedItem
@@ -31,25 +30,11 @@ class Proposal:
     model_version: str
 
 
-@functools.lru_cache(maxsize=8)
-def _checkpoint_classes(path: str, mtime: float) -> tuple[str, ...]:
-    # Checkpoints are written by this project only (DESIGN.md §4), never untrusted input.
-    estimator = joblib.load(path)
-    return tuple(str(c) for c in estimator.classes_)
-
-
 def _model_classes(
     project: Project, version: ModelVersion | ModelRef, n_columns: int
 ) -> list[str] | None:
     """The class of each probability column of ``version``'s proba array."""
-    path = project.root / version.path
-    if path.is_file():
-        classes = list(_checkpoint_classes(str(path), path.stat().st_mtime))
-        return classes if len(classes) == n_columns else None
-    # Pruned checkpoint: scikit-learn orders classes_ like np.unique (sorted).
-    if n_columns == len(project.classes):
-        return sorted(project.classes)
-    return None
+    return model_classes(project, version.path, n_columns, getattr(version, "recipe", None))
 
 
 def proposal_for(project: Project, item_row: int, cycle_id: int | None) -> Proposal | None:

@@ -12,8 +12,8 @@ from server_helpers import PASSWORD, Served
 from sqlalchemy import func, select, update
 
 from exemplar.project import Project
+from exemplar.project.dashboard import learning_curve_vs_random, rare_classes
 from exemplar.server import create_app
-from exemplar.server.routes.dashboard import learning_curve_vs_random, rare_classes
 from exemplar.store.accounts import add_user
 from exemplar.store.labels import add_label
 from exemplar.store.schema import Item, Label, LabelSource, ModelVersion, Split
@@ -91,6 +91,28 @@ def test_review_orders_by_risk(served: Served) -> None:
     assert by_id[ids["unsure"]]["reasons"] == ["low-confidence"]
     assert by_id[ids["agree"]]["annotator"] == "ann" and by_id[ids["agree"]]["created_at"]
     assert len(client.get("/api/v1/review?limit=2").json()["items"]) == 2
+    # each row says what was labeled (feature rows here: no text, no image)
+    assert {(row["kind"], row["text"]) for row in rows} == {("features", None)}
+
+
+def test_review_page_has_keys_and_help(served: Served) -> None:
+    client = served.login("rev")
+    page = client.get("/review")
+    assert page.status_code == 200
+    # digit classes: the class key is the class itself, as on the labeling page
+    for digit in CLASSES:
+        assert f'<option value="{digit}" data-key="{digit}">{digit}</option>' in page.text
+    assert '<aside id="help" hidden>' in page.text and "<dt>x</dt>" in page.text
+    assert "<th>what was labeled</th>" in page.text
+
+
+def test_review_keys_avoid_the_reserved_ones() -> None:
+    from exemplar.server.routes.pages import REVIEW_KEYS, class_keys
+
+    assert class_keys(["a", "b"], REVIEW_KEYS) == ["a", "b"]
+    # "j" moves down on the review page, so one-letter classes that use it get digits
+    assert class_keys(["i", "j"], REVIEW_KEYS) == ["1", "2"]
+    assert class_keys(["i", "j"]) == ["i", "j"]  # the labeling page does not reserve "j"
 
 
 def test_accept_correct_reject_append_history(served: Served) -> None:
@@ -155,6 +177,10 @@ def test_dashboard_json(served: Served) -> None:
     assert data["model_version"] == "fake-v1"
     assert data["stopping"]["criteria"] == [{"name": "label_budget", "budget": 50}]
     assert data["stopping"]["stopped"] is False
+    # the criteria in words, with progress: the 4 current labels are pool items
+    assert [(c["text"], c["met"], c["depth"]) for c in data["stopping"]["progress"]] == [
+        ("label budget: 4 of 50 labels", False, 0)
+    ]
     assert isinstance(data["learning_curve"], list)
     vs = data["learning_curve_vs_random"]
     assert vs["active"] == [] and vs["random"] == [] and vs["note"]

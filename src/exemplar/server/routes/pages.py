@@ -12,21 +12,23 @@ from fastapi.responses import RedirectResponse
 from exemplar.server.deps import State, page_csrf, page_user, templates
 from exemplar.store.accounts import Role
 
-__all__ = ["RESERVED_KEYS", "class_keys", "router"]
+__all__ = ["RESERVED_KEYS", "REVIEW_KEYS", "class_keys", "router"]
 
 #: Keys the labeling page reserves for actions.
 RESERVED_KEYS = frozenset({"x", "s", "u", "?"})
+#: Keys the review page reserves: move down / up, reject, help.
+REVIEW_KEYS = frozenset({"j", "k", "x", "?"})
 
 
-def class_keys(classes: list[str]) -> list[str]:
-    """The key that picks each class on the labeling page.
+def class_keys(classes: list[str], reserved: frozenset[str] = RESERVED_KEYS) -> list[str]:
+    """The key that picks each class on the labeling page (or, with ``REVIEW_KEYS``, review).
 
     When every class name is a single, distinct character that is not an action key (for
     example digits ``0``–``9``), the key is the name itself, so pressing ``3`` labels "3".
     Otherwise the first ten classes get ``1``–``9`` and ``0``; the rest have no key.
     """
     single = all(len(c) == 1 for c in classes) and len(set(classes)) == len(classes)
-    if single and not set(classes) & RESERVED_KEYS:
+    if single and not set(classes) & reserved:
         return list(classes)
     return [str((i + 1) % 10) if i < 10 else "" for i in range(len(classes))]
 
@@ -76,7 +78,13 @@ def router() -> APIRouter:
                 "csrf": csrf,
                 "user": user.name,
                 "project": state.project.config.project.name,
-                "classes": state.project.classes,
+                "classes": list(
+                    zip(
+                        state.project.classes,
+                        class_keys(state.project.classes, REVIEW_KEYS),
+                        strict=True,
+                    )
+                ),
                 "allowed": allowed,
             },
             status_code=200 if allowed else 403,

@@ -72,6 +72,20 @@
     }
   }
 
+  // One readable line per stopping criterion ("label budget: 120 of 200 labels"); a
+  // combinator's children are indented under it, and a criterion that was met is marked.
+  function stoppingList(progress) {
+    const list = $("stopping-criteria");
+    list.replaceChildren();
+    for (const c of progress) {
+      const li = document.createElement("li");
+      li.textContent = c.text;
+      if (c.depth) li.classList.add("depth-" + Math.min(c.depth, 3));
+      if (c.met) li.classList.add("met");
+      list.appendChild(li);
+    }
+  }
+
   // Admins: ask the background learner to run the next cycle now.
   async function retrain() {
     const csrf = document.querySelector('meta[name="exemplar-csrf"]').content;
@@ -95,8 +109,8 @@
       text("labels", data.labels_total + " verified"
         + (data.labels_disputed ? " · " + data.labels_disputed + " disputed (waiting for review)" : ""));
       const s = data.stopping;
-      text("stopping", s.stopped ? "stopped: " + (s.stop_reason || "") : "running");
-      text("criteria", s.criteria.map((c) => JSON.stringify(c)).join("; "));
+      text("stopping", s.stopped ? "stopped: " + (s.stop_reason || "") : "running: the loop stops when any criterion below is met");
+      stoppingList(s.progress);
       $("rare").textContent = data.rare_classes.length
         ? "Rare classes (fewer than " + data.rare_rule.fewer_than + " labels or under "
           + Math.round(data.rare_rule.or_fraction_of_mean * 100) + "% of the mean): "
