@@ -64,7 +64,7 @@ def simulate(
     seeds: Annotated[int, typer.Option(help="Paired seeds per strategy.")] = 5,
     initial: Annotated[int, typer.Option(help="Random labels before the first query.")] = 20,
     batch_size: Annotated[
-        int, typer.Option(help="Labels added per cycle (as [selection] batch_size).")
+        int, typer.Option(help="Labels added per cycle (a project's selection batch_size).")
     ] = 10,
     cycles: Annotated[int, typer.Option(help="Query cycles after the initial set.")] = 30,
     batch: Annotated[
