@@ -318,6 +318,12 @@ class CommitteeAdapter:
         self.classes_ = main.classes_ if main is not None else np.unique(y)
         return self
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # Committees pickled (in text checkpoints) before these options existed.
+        self.__dict__.setdefault("float32", True)
+        self.__dict__.setdefault("proba", "main")
+
     def predict_labels(self, X: np.ndarray) -> np.ndarray:
         """Labels from the main model (or from the members' mean with ``proba="mean"``)."""
         if self.main_ is not None:

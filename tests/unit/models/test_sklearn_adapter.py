@@ -178,3 +178,17 @@ def test_committee_bad_proba_option_and_unfitted_predict() -> None:
         CommitteeAdapter(GaussianNB(), proba="median").fit(X, Y)  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="not fitted"):
         CommitteeAdapter(GaussianNB()).predict(X)
+
+
+def test_adapters_pickled_before_the_new_options_still_load_and_predict() -> None:
+    import pickle
+
+    com = CommitteeAdapter(GaussianNB(), n_members=2, random_state=0).fit(X, Y)
+    for adapter in (com, *com.members_, com.main_):
+        for name in ("float32", "proba"):
+            adapter.__dict__.pop(name, None)  # as the previous version pickled them
+    again = pickle.loads(pickle.dumps(com))
+    assert again.float32 is True and again.proba == "main"
+    assert again.main_.float32 is True
+    np.testing.assert_allclose(again.predict(X).proba, com.main_.model_.predict_proba(X), atol=1e-6)
+    again.fit(X, Y)
