@@ -106,7 +106,7 @@ def open_image(fp: IO[bytes]) -> Any:
     prefix = fp.read(16)
     for loader in (Image.preinit, Image.init):
         loader()
-        for fmt in Image.ID:
+        for fmt in list(Image.ID):  # a snapshot: another thread may be registering plugins
             factory, accept = Image.OPEN[fmt]
             accepted = True if accept is None else accept(prefix)
             if isinstance(accepted, str) or not accepted:
@@ -253,7 +253,6 @@ def _png_reduced(fp: IO[bytes], size: int) -> np.ndarray | None:
     are then the raw samples. Returns None for a PNG this cannot read (interlaced,
     16-bit); the caller then decodes it whole.
     """
-    from PIL import Image
 
     if fp.read(8) != b"\x89PNG\r\n\x1a\n":
         return None
@@ -345,7 +344,7 @@ def _png_reduced(fp: IO[bytes], size: int) -> np.ndarray | None:
             ]
         )
         del body
-        with Image.open(io.BytesIO(png)) as strip:
+        with open_image(io.BytesIO(png)) as strip:
             if depth == 8 and colour != 3:
                 # The stand-in colour type is the file's own: Pillow converts it in C.
                 gray = np.asarray(strip.convert("L"))[1:]

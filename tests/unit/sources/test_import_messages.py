@@ -132,3 +132,18 @@ def test_unreadable_and_other_files_are_counted_by_sort(project: Project, tmp_pa
     assert "2 duplicate(s) not added again" in out
     assert "2 not imported: 1 non-image file(s) ignored, 1 unreadable file(s)" in out
     assert "not a readable image" in out
+
+
+def test_rows_per_transaction_is_the_name_and_batch_size_a_hidden_alias(
+    project: Project, tmp_path: Path
+) -> None:
+    path = labeled_csv(tmp_path / "d.csv", 7)
+    progress: list[int] = []
+    import_path(project, path, rows_per_transaction=3, on_progress=lambda d, t: progress.append(d))
+    assert progress == [3, 6, 7]
+    help_text = runner.invoke(app, ["import", "--help"], env=ENV).output
+    assert "--rows-per-transaction" in help_text and "--batch-size" not in help_text
+    assert "rows_per_transaction must be a positive integer" in cli_import(
+        project, str(path), "--rows-per-transaction", "0", code=2
+    )
+    assert "added 0 item(s)" in cli_import(project, str(path), "--batch-size", "2")
