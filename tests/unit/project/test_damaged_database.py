@@ -201,6 +201,29 @@ def test_corruption_seen_by_a_statement_is_reported_too(project: Path) -> None:
     assert code == 2 and "is damaged" in out, out
 
 
+def test_run_checks_the_database_even_when_it_looks_cleanly_closed(project: Path) -> None:
+    """`run` first after damage that kept size, mtime and inode, in a page the loop never
+    reads (the users table of a stopped project): still exit 2, never "stopped", exit 0."""
+    import sqlite3
+
+    db = project / "exemplar.db"
+    Project.open(project).close()
+    stat = db.stat()
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'users'").fetchone()
+    with open(db, "r+b") as fh:
+        fh.seek((root[0] - 1) * page_size)
+        fh.write(b"\xa5" * page_size)
+    os.utime(db, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert not needs_check(str(db))
+    before = _digest(db)
+    code, out = _cli("run", "-p", str(project))
+    assert code == 2, out
+    assert "damage" in out and "stopped" not in out
+    assert _digest(db) == before
+
+
 def test_garbage_header_is_not_a_database(project: Path) -> None:
     db = project / "exemplar.db"
     with open(db, "r+b") as fh:
