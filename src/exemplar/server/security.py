@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from exemplar.server.schemas import MAX_DB_ID
 from exemplar.sources.images import file_id
 
 __all__ = [
@@ -45,8 +46,6 @@ __all__ = [
 
 #: The policy of every page: scripts, styles, images and requests from this server only.
 CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
-#: The largest database id (SQLite INTEGER and PostgreSQL BIGINT are signed 64-bit).
-MAX_DB_ID = 2**63 - 1
 _DB_ID = re.compile(r"[0-9]{1,19}")
 
 log = logging.getLogger("exemplar.server")
