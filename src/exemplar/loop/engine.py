@@ -33,29 +33,20 @@ from exemplar.loop.model_selector import (
     best_candidate,
     evaluate_candidates,
 )
-from exemplar.loop.oracle import ORACLE_ANNOTATOR, Oracle, make_oracle
+from exemplar.loop.oracle import Oracle, make_oracle
 from exemplar.loop.scoring import ScoredPool, score_pool
-from exemplar.loop.selection import CONTROL_SEED, CONTROL_STRATEGY, pick_batch
+from exemplar.loop.selection import pick_batch
 from exemplar.models import (
-    CommitteeAdapter,
     ModelAdapter,
     checkpoint_suffix,
-    get_recipe,
+    family_of,
     load_model,
-    make_estimator,
     save_model,
 )
 from exemplar.predictions import Predictions
 from exemplar.stopping import Observation
 from exemplar.store.labels import current_labels
-from exemplar.store.pool import (
-    STALE_PREFIX,
-    budget_room,
-    drop_stale_entries,
-    free_pool,
-    pool_items,
-    still_free,
-)
+from exemplar.store.pool import PoolIndex, budget_room, drop_stale_entries, still_free
 from exemplar.store.queue import enqueue
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
@@ -68,26 +59,12 @@ from exemplar.store.schema import (
 )
 from exemplar.strategies import ReducedSamples, Strategy, get_strategy
 
-__all__ = [
-    "CONTROL_SEED",
-    "CONTROL_STRATEGY",
-    "ORACLE_ANNOTATOR",
-    "STALE_PREFIX",
-    "LoopEngine",
-    "RunOutcome",
-    "cycle_seed",
-    "drop_stale_entries",
-]
+__all__ = ["LoopEngine", "RunOutcome", "cycle_seed"]
 
 #: Per-model-version arrays the score state writes (``<kind>-<version>.npy``), proba first.
 SCORED_KINDS = ("proba", "embeddings", "samples", "utility", "candidates", "candidate-samples")
 #: Items in the fixed "stop set" on which stabilizing predictions are compared.
 STOP_SET_SIZE = 1000
-# ORACLE_ANNOTATOR (exemplar.loop.oracle), CONTROL_STRATEGY and CONTROL_SEED
-# (exemplar.loop.selection) are re-exported here for existing imports.
-# STALE_PREFIX (exemplar.store.pool): queue entries the server's worker added from an older
-# model's scores. ``select`` deletes those still pending and never leased when it enqueues
-# the fresh batch, in the same transaction.
 
 
 def cycle_seed(project_seed: int, number: int) -> int:
@@ -142,13 +119,13 @@ class LoopEngine:
         self.wait = wait
         self.poll_seconds = poll_seconds
         self.on_event = on_event or (lambda _msg: None)
-        self._items_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._index = PoolIndex(project.db)  # the pool's item list, cached between cycles
 
     # -- driving -----------------------------------------------------------------------
 
     def run(self, max_cycles: int | None = None) -> RunOutcome:
         """Run cycles until a stopping criterion fires, labels are awaited, or ``max_cycles``."""
-        with self._lock():
+        with self.lock():
             if self.project.n_rows == 0:
                 raise ProjectError("the project has no items; run `exemplar import` first")
             self._check_budget()
@@ -349,13 +326,11 @@ class LoopEngine:
     def _compare(self, cycle: Cycle) -> None:
         t0 = time.perf_counter()
         with self.project.db.read() as s:
-            batch_ids = list(
+            batch_ids = set(
                 s.scalars(select(QueueEntry.item_id).where(QueueEntry.cycle_id == cycle.id))
             )
             labels = {
-                c.item_id: (c.row, c.label)
-                for c in current_labels(s)
-                if c.item_id in set(batch_ids)
+                c.item_id: (c.row, c.label) for c in current_labels(s) if c.item_id in batch_ids
             }
         decision, batch_metrics = "retrain", {}
         if cycle.model_version_id and labels:
@@ -444,23 +419,9 @@ class LoopEngine:
         )
 
     def _pool(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows (ascending) and item ids of pool items with no label and no open queue entry."""
-        rows, ids = self._pool_items()
-        with self.project.db.read() as s:
-            return free_pool(s, rows, ids, n_rows)
-
-    def _pool_items(self) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and ids of every pool-split item, ordered by row (cached per item count).
-
-        Items are only ever added (by import), so the cache is refreshed when the count of
-        committed rows changes; reading 10^5 items through the ORM every cycle cost ~0.7 s.
-        """
-        n_rows = self.project.n_rows
-        if self._items_cache is None or self._items_cache[0] != n_rows:
-            with self.project.db.read() as s:
-                rows, ids = pool_items(s)
-            self._items_cache = (n_rows, rows, ids)
-        return self._items_cache[1], self._items_cache[2]
+        """Rows (ascending) and item ids of pool items below ``n_rows`` with no label and no
+        open queue entry (a droppable stale entry does not count)."""
+        return self._index.free(n_rows, self.project.n_rows)
 
     def _stop_set(self, n_rows: int) -> np.ndarray:
         """A fixed sample of item rows (from the project seed) for stabilizing predictions."""
@@ -552,12 +513,16 @@ class LoopEngine:
             )
         except ModelError as exc:
             raise ProjectError(f"model {version.version}: {exc}") from exc
-        sklearn = get_recipe(version.recipe).family == "sklearn"
-        if committee and sklearn and "samples" in self._strategy(cycle).requires:
+        family = family_of(version.recipe)
+        if (
+            committee
+            and family.needs_committee_for_samples
+            and "samples" in self._strategy(cycle).requires
+        ):
+            # The checkpoint stays the committee's main model: only the members are fitted.
             labeled = self._labeled()
             X = np.asarray(self.project.features()[labeled.rows])
-            base = make_estimator(version.recipe, cycle.seed, **version.params)
-            return CommitteeAdapter(base, random_state=cycle.seed).fit(X, labeled.y)
+            return family.with_samples(adapter, X, labeled.y, seed=cycle.seed)
         return adapter
 
     def _save_scored(self, name: str, scored: ScoredPool) -> None:
@@ -751,15 +716,11 @@ class LoopEngine:
         session.flush()
         return cycle
 
-    def _lock(self) -> FileLock:
-        lock = _ProjectLock(self.project.root / ".exemplar.lock")
-        return lock
-
     def lock(self) -> FileLock:
         """The project lock that :meth:`run` takes (a context manager; raises ProjectError
         at once when another process holds it). Hold it to change the queue beside the loop,
         e.g. for :func:`~exemplar.loop.refill.refill_queue`."""
-        return self._lock()
+        return _ProjectLock(self.project.root / ".exemplar.lock")
 
 
 class _ProjectLock(FileLock):

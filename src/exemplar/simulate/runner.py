@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from exemplar.data import Dataset
 from exemplar.errors import ConfigError
 from exemplar.loop import LabeledPool, SimulatedOracle, pick_batch, score_pool
-from exemplar.models import ModelAdapter, get_recipe, make_model
+from exemplar.models import ModelAdapter, family_of, get_recipe, make_model
 from exemplar.strategies import get_strategy
 
 __all__ = ["SimulationConfig", "SimulationResult", "run_simulation", "validate_config"]
@@ -152,7 +152,7 @@ def _collect(
     y_test: np.ndarray,
 ) -> list[dict[str, Any]]:
     with threadpool_limits(limits=1):
-        if get_recipe(config.model).family != "sklearn":
+        if family_of(config.model).uses_torch:
             import torch  # one intra-op thread per worker: curves run side by side
 
             torch.set_num_threads(1)
