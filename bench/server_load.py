@@ -447,6 +447,64 @@ def hello_command(port: int, args: argparse.Namespace) -> list[str]:
     ]
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (Linux), None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_s(fields: list[str]) -> float:
+    """User + system CPU seconds from :func:`_proc_stat`'s fields (utime, stime)."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes below ``root`` (children, grandchildren, ...)."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))) is not None:
+            parent[int(entry.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [child for child, ppid in parent.items() if ppid == pid]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
+
+
+def server_process_cpu(root: int) -> dict[str, float]:
+    """CPU seconds so far of the server's processes: web workers (and the supervisor) at
+    niceness 0, the learner at its niceness (> 0)."""
+    out = {"web": 0.0, "learner": 0.0}
+    for pid in [root, *_descendants(root)]:
+        fields = _proc_stat(pid)
+        if fields is not None:
+            out["learner" if int(fields[16]) > 0 else "web"] += _cpu_s(fields)
+    return out
+
+
+def pg_backend_cpu(database: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to ``database`` now.
+
+    Backends that closed earlier are not counted (the web workers' pooled connections stay
+    open for the whole run, which is what this measures).
+    """
+    import psycopg
+
+    with psycopg.connect(PG_SERVER, autocommit=True) as admin:
+        pids = [
+            int(row[0])
+            for row in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+            )
+        ]
+    return sum(_cpu_s(f) for pid in pids if (f := _proc_stat(pid)) is not None)
+
+
 def drive_server(
     cmd: list[str],
     port: int,
@@ -454,6 +512,7 @@ def drive_server(
     tokens: dict[str, str],
     truth: dict[int, str],
     run: Run,
+    pg_database: str | None = None,
 ) -> dict[str, Any]:
     """Start the server, run the annotators against it, stop it; timings and CPU use."""
     proc = start_server(cmd, port, log_path)
@@ -461,12 +520,16 @@ def drive_server(
     cpu_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_self = time.process_time()
     load_before = os.getloadavg()
+    server_before = server_process_cpu(proc.pid)
+    pg_before = 0.0 if pg_database is None else pg_backend_cpu(pg_database)
     try:
         t0 = time.perf_counter()
         uvloop.run(drive(port, tokens, truth, run))
         wall = time.perf_counter() - t0
         client_cpu = time.process_time() - cpu_self
         load_after = os.getloadavg()
+        server_after = server_process_cpu(proc.pid)
+        pg_after = 0.0 if pg_database is None else pg_backend_cpu(pg_database)
     finally:
         proc.terminate()
         try:
@@ -477,11 +540,22 @@ def drive_server(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu = (after.ru_utime + after.ru_stime) - (cpu_children.ru_utime + cpu_children.ru_stime)
     requests = len(run.next_ms) + len(run.submit_ms)
+    labels = max(len(run.acked), 1)
     return {
         "wall_s": wall,
         "requests": requests,
         "requests_per_s": round(requests / wall, 1),
         "client_cpu_ms_per_request": round(1000 * client_cpu / max(requests, 1), 3),
+        # CPU during the run (after start-up), per acknowledged label: the web workers, the
+        # learner, and PostgreSQL's backends of the project's database (those open at the
+        # end). Less sensitive to neighbours on a shared host than latency and throughput.
+        "web_cpu_ms_per_label": round(
+            1000 * (server_after["web"] - server_before["web"]) / labels, 3
+        ),
+        "learner_cpu_s": round(server_after["learner"] - server_before["learner"], 1),
+        "pg_cpu_ms_per_label": None
+        if pg_database is None
+        else round(1000 * max(pg_after - pg_before, 0.0) / labels, 3),
         # Web workers and learner together, from start-up to shutdown.
         "server_cpu_s": round(server_cpu, 1),
         "loadavg_before": [round(x, 2) for x in load_before],
@@ -557,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             log_path = Path(tmp) / "server.log"
             run = Run(args.labels)
             timing = drive_server(
-                serve_command(root, port, args), port, log_path, tokens, truth, run
+                serve_command(root, port, args), port, log_path, tokens, truth, run, pg_name
             )
             server_log = log_path.read_text(errors="replace")
             if args.server_log is not None:
@@ -642,6 +716,11 @@ def main(argv: list[str] | None = None) -> int:
         f"| {sub.get('p50_ms')}/{sub.get('p95_ms')}/{sub.get('p99_ms')} | {run.empty} "
         f"| {verdict['lost_labels']} | {verdict['overlapping_leases']} "
         f"| {verdict['retrain_cycles_completed']} | {'met' if latency_ok else 'MISSED'} |"
+    )
+    print(
+        f"CPU per label: web workers {result['web_cpu_ms_per_label']} ms, PostgreSQL "
+        f"{result['pg_cpu_ms_per_label']} ms; learner {result['learner_cpu_s']} s in all; "
+        f"load {result['loadavg_before'][0]} -> {result['loadavg_after'][0]}"
     )
     return 0 if correct else 1
 
