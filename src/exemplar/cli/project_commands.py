@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from exemplar.cli.main import app, console, one_line_errors
+from exemplar.cli.common import app, console, one_line_errors
 
 ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="The project folder.")]
 
