@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, cast
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import CursorResult, ForeignKey, Integer, String, Update, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column
 
 from exemplar.errors import ExemplarError
 from exemplar.store.db import Database, WriterBusy
@@ -184,6 +184,14 @@ def _updated(s: Session, statement: Update) -> int:
     return int(cast(CursorResult[Any], s.execute(statement)).rowcount)
 
 
+def _named(s: Session, name: str) -> User:
+    """The user called ``name`` (active or not); AccountError when there is none."""
+    user = s.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise AccountError(f"no user {name!r}; see `exemplar user list`")
+    return user
+
+
 def user_by_name(db: Database, name: str) -> User:
     """The user called ``name`` (active or not).
 
@@ -193,10 +201,7 @@ def user_by_name(db: Database, name: str) -> User:
         No user has that name.
     """
     with db.read() as s:
-        user = s.scalar(select(User).where(User.name == name))
-    if user is None:
-        raise AccountError(f"no user {name!r}; see `exemplar user list`")
-    return user
+        return _named(s, name)
 
 
 def list_users(db: Database) -> list[User]:
@@ -225,16 +230,9 @@ def deactivate_user(db: Database, name: str) -> Revoked:
     """
     now = utcnow()
     with db.session() as s:
-        user = s.scalar(select(User).where(User.name == name))
-        if user is None:
-            raise AccountError(f"no user {name!r}; see `exemplar user list`")
+        user = _named(s, name)
         user.active = False
-        sessions = _updated(
-            s,
-            update(LoginSession)
-            .where(LoginSession.user_id == user.id, LoginSession.revoked_at.is_(None))
-            .values(revoked_at=now),
-        )
+        sessions = _revoke_sessions(s, user.id, now)
         tokens = _updated(
             s,
             update(ApiToken)
@@ -253,10 +251,7 @@ def activate_user(db: Database, name: str) -> None:
         No user has that name.
     """
     with db.session() as s:
-        user = s.scalar(select(User).where(User.name == name))
-        if user is None:
-            raise AccountError(f"no user {name!r}; see `exemplar user list`")
-        user.active = True
+        _named(s, name).active = True
 
 
 # -- API tokens ----------------------------------------------------------------------------
@@ -320,20 +315,25 @@ def _record_use(db: Database, statement: Update) -> None:
         s.execute(statement)
 
 
-def user_for_token(db: Database, token: str) -> User | None:
-    """The active user owning ``token`` (recording its use once a minute), or None.
+def _holder(
+    db: Database,
+    table: type[ApiToken | LoginSession],
+    key: InstrumentedAttribute[str],
+    seen: InstrumentedAttribute[datetime | None],
+    secret: str,
+) -> User | None:
+    """The active user holding the token or session whose ``key`` is ``secret``'s digest.
 
-    None as well for a revoked or expired token.
+    None for an unknown, revoked or expired one, or a deactivated user. Its ``seen`` column
+    is refreshed at most once per :data:`TOKEN_USE_RESOLUTION`.
     """
-    if not token.startswith(TOKEN_PREFIX):
-        return None
-    digest = _digest(token)
+    digest = _digest(secret)
     now = utcnow()
     with db.read() as s:
         row = s.execute(
-            select(ApiToken.last_used_at, ApiToken.expires_at, ApiToken.revoked_at, User)
-            .join(User, User.id == ApiToken.user_id)
-            .where(ApiToken.token_hash == digest)
+            select(seen, table.expires_at, table.revoked_at, User)
+            .join(User, User.id == table.user_id)
+            .where(key == digest)
         ).first()
     if row is None:
         return None
@@ -341,10 +341,18 @@ def user_for_token(db: Database, token: str) -> User | None:
     if revoked is not None or _expired(expires, now) or not user.active:
         return None
     if _due(last, now):
-        _record_use(
-            db, update(ApiToken).where(ApiToken.token_hash == digest).values(last_used_at=now)
-        )
+        _record_use(db, update(table).where(key == digest).values({seen: now}))
     return user
+
+
+def user_for_token(db: Database, token: str) -> User | None:
+    """The active user owning ``token`` (recording its use once a minute), or None.
+
+    None as well for a revoked or expired token.
+    """
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    return _holder(db, ApiToken, ApiToken.token_hash, ApiToken.last_used_at, token)
 
 
 @dataclass(frozen=True)
@@ -461,26 +469,7 @@ def session_user(db: Database, secret: str) -> User | None:
     """
     if not secret:
         return None
-    digest = _digest(secret)
-    now = utcnow()
-    with db.read() as s:
-        row = s.execute(
-            select(
-                LoginSession.last_seen_at, LoginSession.expires_at, LoginSession.revoked_at, User
-            )
-            .join(User, User.id == LoginSession.user_id)
-            .where(LoginSession.id == digest)
-        ).first()
-    if row is None:
-        return None
-    last, expires, revoked, user = row
-    if revoked is not None or _expired(expires, now) or not user.active:
-        return None
-    if _due(last, now):
-        _record_use(
-            db, update(LoginSession).where(LoginSession.id == digest).values(last_seen_at=now)
-        )
-    return user
+    return _holder(db, LoginSession, LoginSession.id, LoginSession.last_seen_at, secret)
 
 
 def revoke_session(db: Database, secret: str) -> None:
@@ -495,11 +484,14 @@ def revoke_session(db: Database, secret: str) -> None:
 
 def revoke_user_sessions(db: Database, user_id: int) -> int:
     """End every session of ``user_id`` not ended yet; returns how many it ended."""
-    now = utcnow()
     with db.session() as s:
-        return _updated(
-            s,
-            update(LoginSession)
-            .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
-            .values(revoked_at=now),
-        )
+        return _revoke_sessions(s, user_id, utcnow())
+
+
+def _revoke_sessions(s: Session, user_id: int, now: datetime) -> int:
+    return _updated(
+        s,
+        update(LoginSession)
+        .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+        .values(revoked_at=now),
+    )
