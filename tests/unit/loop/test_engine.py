@@ -119,7 +119,7 @@ def test_second_runner_is_refused(tmp_path: Path) -> None:
 
     with make_project(tmp_path / "p") as p:
         engine = LoopEngine(p)
-        with engine._lock(), pytest.raises(ProjectError, match="another `exemplar run`"):
+        with engine.lock(), pytest.raises(ProjectError, match="another `exemplar run`"):
             LoopEngine(p).run()
 
 

@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from server_helpers import Served, ground_truth, project_root, served, until  # noqa: F401
 from sqlalchemy import select
 
-from exemplar.loop.engine import CONTROL_STRATEGY, LoopEngine
+from exemplar.loop.engine import LoopEngine
 from exemplar.loop.refill import refill_queue
+from exemplar.loop.selection import CONTROL_STRATEGY
 from exemplar.project import Project
 from exemplar.server import create_app
 from exemplar.server.worker import BackgroundLearner
