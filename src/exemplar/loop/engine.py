@@ -363,7 +363,7 @@ class LoopEngine:
             state = previous.stopping_state if previous is not None else {}
             if labeled.y.size >= self._budget():
                 with self.project.db.session() as s:
-                    self._stop(s, cycle, f"label budget of {self._budget()} reached")
+                    self._stop(s, cycle, f"label budget of {self._budget():.0f} reached")
                 return
             with self.project.db.session() as s:
                 self._finish(s, cycle, state)

@@ -112,3 +112,12 @@ def test_overlap_slots_count_once_per_item(tmp_path: Path) -> None:
 def test_no_budget_means_no_limit(tmp_path: Path) -> None:
     with make_project(tmp_path / "p", oracle="human", n=100) as project, project.db.read() as s:
         assert budget_room(s, float("inf")) > 10**9
+
+
+def test_budget_spent_before_the_first_model_is_reported_in_whole_labels(tmp_path: Path) -> None:
+    # Cycle 0 has no model: its stop check compares the labels with the budget itself.
+    with make_project(tmp_path / "p", budget=20, n=200) as project:
+        outcome = project.run()
+        assert outcome.status == "stopped" and outcome.cycle == 0
+        assert outcome.message == "label budget of 20 reached"  # was "20.0"
+        assert _n_labeled(project) == 20
