@@ -128,7 +128,7 @@ def refill_queue(
             what = "wait for an annotator" if while_leased else "are open"
             return Refill(0, None, f"{busy} queue entries {what}; nothing to refill")
         budget = cfg.stopping.label_budget
-        room = budget_room(s, float("inf") if budget is None else budget, lock=False)
+        room = budget_room(s, budget, lock=False)
         versions = list(
             s.scalars(
                 select(ModelVersion)
@@ -170,7 +170,7 @@ def refill_queue(
     ]
     with context.db.session() as s:
         free = still_free(s, entries)
-        free = free[: budget_room(s, float("inf") if budget is None else budget)]
+        free = free[: budget_room(s, budget)]
         added = enqueue(s, None, free, overlap=cfg.oracle.overlap)
     return Refill(added, name if added else None, f"queued {added} entries ({name})")
 

@@ -180,18 +180,18 @@ def budget_spent(session: Session, *, keep_droppable: bool = True) -> int:
 
 
 def budget_room(
-    session: Session, budget: float, *, keep_droppable: bool = True, lock: bool = True
+    session: Session, budget: float | None, *, keep_droppable: bool = True, lock: bool = True
 ) -> int:
     """How many more items may be queued without exceeding ``budget`` (0 when spent).
 
-    ``budget`` is ``inf`` when the project has none (then :data:`NO_BUDGET`). Call it in
+    ``budget`` is None or ``inf`` when the project has none (then :data:`NO_BUDGET`). Call it in
     the transaction that enqueues, so the count and the insert see the same queue: on
     SQLite write transactions are serialized anyway; on PostgreSQL this takes an advisory
     lock held until commit, so two enqueuers (a server's learner and an ``exemplar
     refill``, even on other machines) never both spend the same room. ``lock=False``
     only estimates (in a read transaction; the enqueueing transaction checks again).
     """
-    if budget == float("inf"):
+    if budget is None or budget == float("inf"):
         return NO_BUDGET
     conn = session.connection()
     if lock and conn.dialect.name == "postgresql":

@@ -90,6 +90,7 @@ def test_budget_counts_items_once_and_only_pool_and_train_labels(
             assert budget_room(s, 10, lock=False) == 7
             assert budget_room(s, 2, lock=False) == 0  # never negative
             assert budget_room(s, float("inf")) == NO_BUDGET
+            assert budget_room(s, None) == NO_BUDGET  # [stopping] sets no label_budget
 
 
 def test_pool_index_is_cached_per_committed_count(tmp_path: Path) -> None:
