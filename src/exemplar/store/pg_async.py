@@ -8,8 +8,8 @@ for the interpreter lock. :class:`AsyncQueue` runs the same statements on an
 itself. The statements, their parameters and their results are those of
 :mod:`exemplar.store.queue` (one home for the queue's SQL), with the same invariants:
 
-* a lease is one round trip (``BEGIN``, the annotator's lock, the expiry, the claim and
-  ``COMMIT`` in one pipeline); it commits without waiting for the WAL flush, as in
+* a lease is one round trip (the annotator's lock with the expiry, then the claim, in one
+  pipeline: one implicit transaction); it commits without waiting for the WAL flush, as in
   :mod:`exemplar.store.queue` (a lease lost in a crash is served again);
 * a submit is one statement, committed durably (``synchronous_commit`` as the server has
   it, ``on`` by default): a label acknowledged to a client survives a crash. When that
@@ -124,12 +124,9 @@ class AsyncQueue:
         params = lease_params(dialect, annotator, lease_seconds, now, besides)
         statements = PG_LEASE_PREFETCH if besides is not None else PG_LEASE
         async with self._connection() as conn:
-            async with conn.pipeline():
-                await conn.execute("BEGIN")
-                for sql in statements[:-1]:
-                    await conn.execute(sql, params)
-                cur = await conn.execute(statements[-1], params)
-                await conn.execute("COMMIT")
+            async with conn.pipeline():  # one round trip, one implicit transaction
+                await conn.execute(statements[0], params)
+                cur = await conn.execute(statements[1], params)
             row = await cur.fetchone()
         return None if row is None else leased_item(dialect, row)
 

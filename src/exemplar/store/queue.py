@@ -30,8 +30,8 @@ The hot paths run their queue statements as plain SQL on the DB-API connection: 
 :func:`lease` is one statement on SQLite, and :func:`submit` adds two to the label write.
 SQLAlchemy's per-statement overhead would otherwise be most of their cost;
 ``python -m bench.queue_ops`` measures them. Everything else uses Core. On PostgreSQL,
-where each round trip to the server counts, a lease is one round trip (three statements
-between ``BEGIN`` and ``COMMIT`` in one pipeline) and a submit one statement
+where each round trip to the server counts, a lease is one round trip (two statements in
+one pipeline, one implicit transaction: :data:`PG_LEASE`) and a submit one statement
 (:data:`PG_SUBMIT`); :mod:`exemplar.store.pg_async` runs the same two on psycopg's async
 API for the labeling server.
 """
@@ -214,12 +214,9 @@ def lease(
         statements = PG_LEASE_PREFETCH if besides is not None else PG_LEASE
         try:
             with _pg_autocommit(db) as conn:
-                with conn.pipeline():  # one round trip: BEGIN, three statements, COMMIT
-                    conn.execute("BEGIN")
-                    for sql in statements[:-1]:
-                        conn.execute(sql, params)
-                    cur = conn.execute(statements[-1], params)
-                    conn.execute("COMMIT")
+                with conn.pipeline():  # one round trip, one implicit transaction
+                    conn.execute(statements[0], params)
+                    cur = conn.execute(statements[1], params)
                 row = cur.fetchone()
         except dialect.loaded_dbapi.Error as exc:
             raise StoreError(f"queue database error: {exc}") from exc
@@ -740,11 +737,11 @@ def _held_status(conn: Connection, entry_id: int, annotator: str) -> str:
 def _pg_autocommit(db: Database) -> Iterator[Any]:
     """A pooled psycopg connection in autocommit mode (PostgreSQL's hot path).
 
-    One statement is then its own transaction, committed in the same round trip, and a
-    pipeline can send ``BEGIN`` ... ``COMMIT`` as plain statements in one round trip
-    (psycopg's own transaction handling syncs the pipeline after ``BEGIN`` and again at
-    the end: three round trips). The connection goes back to the pool as it came (not in
-    autocommit mode, no transaction open). Driver errors propagate.
+    One statement is then its own transaction, committed in the same round trip, and the
+    statements of a pipeline are one implicit transaction, committed at its sync: one round
+    trip (psycopg's own transaction handling syncs the pipeline after ``BEGIN`` and again
+    at the end: three round trips). The connection goes back to the pool as it came (not
+    in autocommit mode, no transaction open). Driver errors propagate.
     """
     raw = db.engine.raw_connection()
     try:
@@ -755,8 +752,6 @@ def _pg_autocommit(db: Database) -> Iterator[Any]:
             yield conn
         finally:
             if not conn.closed:
-                if conn.info.transaction_status.name != "IDLE":  # a failed pipeline
-                    conn.execute("ROLLBACK")
                 conn.autocommit = False
     except BaseException:
         if raw.dbapi_connection is not None and raw.dbapi_connection.closed:
@@ -856,14 +851,18 @@ WHERE id = COALESCE(
 # transaction only): that flush (an fsync, ~4 ms here) was most of a lease's time, and a
 # lease lost in a server crash is harmless: the item is served again, and its holder's
 # submit is refused (nothing acknowledged is lost). Submits keep the durable commit.
-_PG_ANNOTATOR_LOCK = pyformat(
-    "SELECT pg_advisory_xact_lock(hashtextextended(:annotator, 0)),"
-    " set_config('synchronous_commit', 'off', true)"
+# The lock and the expiry are one statement; the claim is a second one, so that its
+# snapshot is taken after the lock is granted (READ COMMITTED: one snapshot per statement).
+_PG_LOCK_AND_EXPIRE = pyformat(f"""
+WITH expired AS (
+    UPDATE queue SET status = '{_PENDING}', lease_expires = NULL, updated_at = :now
+    WHERE id IN (SELECT id FROM queue WHERE status = '{_LEASED}' AND lease_expires <= :now
+                 FOR UPDATE SKIP LOCKED)
+    RETURNING id
 )
-_PG_EXPIRE = pyformat(f"""
-UPDATE queue SET status = '{_PENDING}', lease_expires = NULL, updated_at = :now
-WHERE id IN (SELECT id FROM queue WHERE status = '{_LEASED}' AND lease_expires <= :now
-             FOR UPDATE SKIP LOCKED)
+SELECT pg_advisory_xact_lock(hashtextextended(:annotator, 0)),
+       set_config('synchronous_commit', 'off', true),
+       (SELECT COUNT(*) FROM expired)
 """)
 _PG_LEASE = pyformat(f"""
 UPDATE queue {_SET_LEASE}
@@ -885,10 +884,12 @@ _OTHER_LIVE_LEASE = _OWN_LIVE_LEASE.replace(
 _SQLITE_LEASE_BESIDES = _SQLITE_LEASE.replace(_OWN_LIVE_LEASE, _OTHER_LIVE_LEASE, 1)
 _PG_LEASE_BESIDES = _PG_LEASE.replace(pyformat(_OWN_LIVE_LEASE), pyformat(_OTHER_LIVE_LEASE), 1)
 assert ":besides" in _SQLITE_LEASE_BESIDES and "%(besides)s" in _PG_LEASE_BESIDES
-#: PostgreSQL's lease (and prefetch): sent in one pipeline between BEGIN and COMMIT; the
-#: last statement returns the leased row.
-PG_LEASE = (_PG_ANNOTATOR_LOCK, _PG_EXPIRE, _PG_LEASE)
-PG_LEASE_PREFETCH = (_PG_ANNOTATOR_LOCK, _PG_EXPIRE, _PG_LEASE_BESIDES)
+#: PostgreSQL's lease (and prefetch): sent in one pipeline on an autocommit connection,
+#: without ``BEGIN``: statements up to the pipeline's sync run as one implicit transaction,
+#: committed at the sync or rolled back as a whole if one fails (PostgreSQL's protocol,
+#: "Pipelining"). The last statement returns the leased row.
+PG_LEASE = (_PG_LOCK_AND_EXPIRE, _PG_LEASE)
+PG_LEASE_PREFETCH = (_PG_LOCK_AND_EXPIRE, _PG_LEASE_BESIDES)
 
 #: PostgreSQL's submit in one statement (its own transaction, committed durably): lock the
 #: entry if ``:annotator`` holds it, it is not done, and its item has no other slot (no
