@@ -34,7 +34,7 @@ from exemplar.loop.model_selector import (
     evaluate_candidates,
 )
 from exemplar.loop.oracle import Oracle, make_oracle
-from exemplar.loop.scoring import ScoredPool, score_pool
+from exemplar.loop.scoring import drop_scored, load_scored, save_scored, score_pool
 from exemplar.loop.selection import pick_batch
 from exemplar.models import (
     ModelAdapter,
@@ -61,8 +61,6 @@ from exemplar.strategies import ReducedSamples, Strategy, get_strategy
 
 __all__ = ["LoopEngine", "RunOutcome", "cycle_seed"]
 
-#: Per-model-version arrays the score state writes (``<kind>-<version>.npy``), proba first.
-SCORED_KINDS = ("proba", "embeddings", "samples", "utility", "candidates", "candidate-samples")
 #: Items in the fixed "stop set" on which stabilizing predictions are compared.
 STOP_SET_SIZE = 1000
 
@@ -525,20 +523,6 @@ class LoopEngine:
             return family.with_samples(adapter, X, labeled.y, seed=cycle.seed)
         return adapter
 
-    def _save_scored(self, name: str, scored: ScoredPool) -> None:
-        """Persist what scoring kept (never a whole samples array for a scoring strategy)."""
-        pred, reduced = scored.predictions, scored.reduced
-        arrays = {"proba": pred.proba, "embeddings": pred.embeddings, "samples": pred.samples}
-        if reduced is not None:
-            arrays |= {
-                "utility": reduced.utility,
-                "candidates": reduced.rows,
-                "candidate-samples": reduced.samples,
-            }
-        for kind, array in arrays.items():
-            if array is not None:
-                self.project.arrays.save(f"{kind}-{name}", array)
-
     def _score_version(self, version: ModelVersion, cycle: Cycle) -> None:
         """Score the pool with ``version``'s checkpoint and store the arrays.
 
@@ -555,7 +539,7 @@ class LoopEngine:
             chunk_size=self.cfg.selection.chunk_size,
             tmp_dir=self.project.arrays.root,
         )
-        self._save_scored(version.version, scored)
+        save_scored(self.project.arrays, version.version, scored)
 
     def _rescore_if_lost(self, version: ModelVersion) -> None:
         """Score ``version`` again from its checkpoint when arrays it stored are gone.
@@ -613,26 +597,13 @@ class LoopEngine:
                 current.timings = {**current.timings, "rescore": seconds}
 
     def _load_scored(self, version: ModelVersion) -> tuple[Predictions, ReducedSamples | None]:
-        """The arrays ``_save_scored`` wrote (memory-mapped): predictions and reduced samples.
+        """The arrays the score state stored (memory-mapped): predictions and reduced samples.
 
         Lost arrays are scored again from the checkpoint first (:meth:`_rescore_if_lost`).
         """
         self._rescore_if_lost(version)
-        store, name = self.project.arrays, version.version
-        found = {
-            k: store.load(f"{k}-{name}") for k in SCORED_KINDS[1:] if store.exists(f"{k}-{name}")
-        }
-        predictions = Predictions(
-            proba=store.load(f"proba-{name}"),
-            embeddings=found.get("embeddings"),
-            samples=found.get("samples"),
-        )
-        reduced = None
-        if "utility" in found:
-            reduced = ReducedSamples(
-                found["utility"], found.get("candidates"), found.get("candidate-samples")
-            )
-        return predictions, reduced
+        scored = load_scored(self.project.arrays, version.version)
+        return scored.predictions, scored.reduced
 
     def _prune_checkpoints(self, number: int) -> None:
         keep_from = number - self.cfg.model.keep_checkpoints + 1
@@ -653,9 +624,7 @@ class LoopEngine:
             if version.id in in_use:
                 continue
             (self.project.root / version.path).unlink(missing_ok=True)
-            for kind in SCORED_KINDS:
-                p = self.project.arrays.root / "arrays" / f"{kind}-{version.version}.npy"
-                p.unlink(missing_ok=True)
+            drop_scored(self.project.arrays, version.version)
 
     # -- transitions -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, func, select
 
 from exemplar.loop.context import LoopContext
+from exemplar.loop.scoring import load_scored
 from exemplar.loop.selection import query_batch
 from exemplar.predictions import Predictions
 from exemplar.store.labels import current_labels
@@ -185,21 +186,14 @@ def _stored_ranking(
     """
     arrays, sel = context.arrays, context.config.selection
     for version in versions:
-        name = version.version
-        if not arrays.exists(f"proba-{name}"):
+        if not arrays.exists(f"proba-{version.version}"):
             continue  # scores pruned or lost: an older model's, else random
-        stored = {
-            kind: arrays.load(f"{kind}-{name}")
-            for kind in ("proba", "embeddings", "samples")
-            if arrays.exists(f"{kind}-{name}")
+        predictions = load_scored(arrays, version.version).predictions
+        stored = {"proba"} | {
+            kind for kind in ("embeddings", "samples") if getattr(predictions, kind) is not None
         }
-        predictions = Predictions(
-            proba=stored["proba"],
-            embeddings=stored.get("embeddings"),
-            samples=stored.get("samples"),
-        )
         strategy = get_strategy(sel.strategy, **sel.params)
-        if not strategy.requires <= set(stored):
+        if not strategy.requires <= stored:
             strategy = get_strategy(FALLBACK_STRATEGY)
         return predictions, strategy
     return None, RandomSampling()

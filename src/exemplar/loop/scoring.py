@@ -27,9 +27,13 @@ import numpy as np
 from exemplar.errors import ModelError
 from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
 from exemplar.predictions import Predictions
+from exemplar.store.arrays import ArrayStore
 from exemplar.strategies.base import ReducedSamples, ScoringStrategy, Strategy, top_k
 
-__all__ = ["ScoredPool", "score_pool"]
+__all__ = ["SCORED_KINDS", "ScoredPool", "drop_scored", "load_scored", "save_scored", "score_pool"]
+
+#: Per-model-version arrays a project stores (``arrays/<kind>-<version>.npy``), proba first.
+SCORED_KINDS = ("proba", "embeddings", "samples", "utility", "candidates", "candidate-samples")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,54 @@ class ScoredPool:
 
     predictions: Predictions
     reduced: ReducedSamples | None = None
+
+
+def save_scored(arrays: ArrayStore, version: str, scored: ScoredPool) -> None:
+    """Store what scoring kept for model ``version`` (a reduction, never whole samples,
+    for a scoring strategy)."""
+    pred, reduced = scored.predictions, scored.reduced
+    kept = {"proba": pred.proba, "embeddings": pred.embeddings, "samples": pred.samples}
+    if reduced is not None:
+        kept |= {
+            "utility": reduced.utility,
+            "candidates": reduced.rows,
+            "candidate-samples": reduced.samples,
+        }
+    for kind, array in kept.items():
+        if array is not None:
+            arrays.save(f"{kind}-{version}", array)
+
+
+def load_scored(arrays: ArrayStore, version: str) -> ScoredPool:
+    """What :func:`save_scored` stored for model ``version``, memory-mapped.
+
+    Raises
+    ------
+    StoreError
+        The probabilities of ``version`` are not stored.
+    """
+    found = {
+        kind: arrays.load(f"{kind}-{version}")
+        for kind in SCORED_KINDS[1:]
+        if arrays.exists(f"{kind}-{version}")
+    }
+    predictions = Predictions(
+        proba=arrays.load(f"proba-{version}"),
+        embeddings=found.get("embeddings"),
+        samples=found.get("samples"),
+    )
+    reduced = None
+    if "utility" in found:
+        reduced = ReducedSamples(
+            found["utility"], found.get("candidates"), found.get("candidate-samples")
+        )
+    return ScoredPool(predictions, reduced)
+
+
+def drop_scored(arrays: ArrayStore, version: str) -> None:
+    """Delete every array stored for model ``version``."""
+    for kind in SCORED_KINDS:
+        arrays.delete(f"{kind}-{version}")
 
 
 def score_pool(

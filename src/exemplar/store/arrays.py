@@ -86,6 +86,10 @@ class ArrayStore:
         """Whether ``arrays/<name>.npy`` exists."""
         return self._path(name).exists()
 
+    def delete(self, name: str) -> None:
+        """Remove ``arrays/<name>.npy`` if it exists."""
+        self._path(name).unlink(missing_ok=True)
+
     def _path(self, name: str) -> Path:
         if not _NAME.match(name):
             raise StoreError(f"invalid array name {name!r}")
