@@ -47,6 +47,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -487,22 +488,48 @@ def server_process_cpu(root: int) -> dict[str, float]:
     return out
 
 
-def pg_backend_cpu(database: str) -> float:
-    """CPU seconds so far of the PostgreSQL backends connected to ``database`` now.
+class PgBackendCpu:
+    """CPU seconds of the PostgreSQL backends of one database while it runs.
 
-    Backends that closed earlier are not counted (the web workers' pooled connections stay
-    open for the whole run, which is what this measures).
+    A thread looks at ``pg_stat_activity`` every ``POLL_S`` and notes each backend's CPU;
+    :meth:`stop` returns the sum of what each used since it was first seen (since the start
+    for those already open then). A backend that lived less than ``POLL_S`` is missed.
     """
-    import psycopg
 
-    with psycopg.connect(PG_SERVER, autocommit=True) as admin:
-        pids = [
-            int(row[0])
-            for row in admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
-            )
-        ]
-    return sum(_cpu_s(f) for pid in pids if (f := _proc_stat(pid)) is not None)
+    POLL_S = 0.25
+
+    def __init__(self, database: str) -> None:
+        import psycopg
+
+        self.database = database
+        self._admin = psycopg.connect(PG_SERVER, autocommit=True)
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._poll(started=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _poll(self, started: bool = False) -> None:
+        rows = self._admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+        ).fetchall()
+        for (pid,) in rows:
+            if (fields := _proc_stat(int(pid))) is not None:
+                self._first.setdefault(int(pid), _cpu_s(fields) if started else 0.0)
+                self._last[int(pid)] = _cpu_s(fields)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.POLL_S):
+            self._poll()
+
+    def stop(self) -> float:
+        """Stop polling; the CPU seconds used by the database's backends meanwhile."""
+        self._stop.set()
+        self._thread.join()
+        self._poll()
+        self._admin.close()
+        return sum(self._last[pid] - self._first[pid] for pid in self._last)
 
 
 def drive_server(
@@ -521,7 +548,7 @@ def drive_server(
     cpu_self = time.process_time()
     load_before = os.getloadavg()
     server_before = server_process_cpu(proc.pid)
-    pg_before = 0.0 if pg_database is None else pg_backend_cpu(pg_database)
+    pg_cpu = None if pg_database is None else PgBackendCpu(pg_database)
     try:
         t0 = time.perf_counter()
         uvloop.run(drive(port, tokens, truth, run))
@@ -529,7 +556,7 @@ def drive_server(
         client_cpu = time.process_time() - cpu_self
         load_after = os.getloadavg()
         server_after = server_process_cpu(proc.pid)
-        pg_after = 0.0 if pg_database is None else pg_backend_cpu(pg_database)
+        pg_used = None if pg_cpu is None else pg_cpu.stop()
     finally:
         proc.terminate()
         try:
@@ -547,15 +574,13 @@ def drive_server(
         "requests_per_s": round(requests / wall, 1),
         "client_cpu_ms_per_request": round(1000 * client_cpu / max(requests, 1), 3),
         # CPU during the run (after start-up), per acknowledged label: the web workers, the
-        # learner, and PostgreSQL's backends of the project's database (those open at the
-        # end). Less sensitive to neighbours on a shared host than latency and throughput.
+        # learner, and PostgreSQL's backends of the project's database (PgBackendCpu). Less
+        # sensitive to neighbours on a shared host than latency and throughput.
         "web_cpu_ms_per_label": round(
             1000 * (server_after["web"] - server_before["web"]) / labels, 3
         ),
         "learner_cpu_s": round(server_after["learner"] - server_before["learner"], 1),
-        "pg_cpu_ms_per_label": None
-        if pg_database is None
-        else round(1000 * max(pg_after - pg_before, 0.0) / labels, 3),
+        "pg_cpu_ms_per_label": None if pg_used is None else round(1000 * pg_used / labels, 3),
         # Web workers and learner together, from start-up to shutdown.
         "server_cpu_s": round(server_cpu, 1),
         "loadavg_before": [round(x, 2) for x in load_before],
