@@ -121,3 +121,35 @@ def test_budget_spent_before_the_first_model_is_reported_in_whole_labels(tmp_pat
         assert outcome.status == "stopped" and outcome.cycle == 0
         assert outcome.message == "label budget of 20 reached"  # was "20.0"
         assert _n_labeled(project) == 20
+
+
+def test_select_checks_the_budget_again_in_its_enqueueing_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exemplar.loop.engine import LoopEngine
+    from exemplar.store.pool import STALE_PREFIX, pool_items
+    from exemplar.store.queue import enqueue
+
+    with make_project(tmp_path / "p", oracle="human", budget=25, n=200) as project:
+        assert project.run().status == "waiting"  # cycle 0: 20 entries
+        _submit(project, _lease_all(project))
+        estimate = LoopEngine._budget_left
+        raced: list[int] = []
+
+        def race(engine: LoopEngine) -> int:
+            # Once, after select's estimate (5 left): another enqueuer queues 5 items that
+            # annotators lease at once (a refill elsewhere), before select enqueues.
+            room = estimate(engine)
+            if not raced:
+                with project.db.session() as s:
+                    _, ids = pool_items(s)
+                    labeled = set(s.scalars(select(Label.item_id)))
+                    others = [int(i) for i in ids[::-1] if int(i) not in labeled][:5]
+                    enqueue(s, None, [(i, f"{STALE_PREFIX}elsewhere", None) for i in others])
+                raced.append(len(_lease_all(project)))
+            return room
+
+        monkeypatch.setattr(LoopEngine, "_budget_left", race)
+        project.run()
+        assert raced == [5]
+        assert _spent(project) == 25  # 20 labeled + 5 leased: select queued nothing more
