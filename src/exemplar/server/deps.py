@@ -12,6 +12,7 @@ The routers (:mod:`exemplar.server.routes`) import this module and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -111,27 +112,52 @@ class ServerState:
         self.users: TtlCache[tuple[str, str | int], User | None] = TtlCache(AUTH_CACHE_SECONDS)
         self.inline_store = project.db.dialect == "sqlite"
         self._turn_busy_until = 0.0
-        #: PostgreSQL: the hot path's async queue on this process's event loop, while the
-        #: app runs (:meth:`open_queue`); None elsewhere (calls go through :meth:`run_store`).
-        self.queue: AsyncQueue | None = None
+        #: PostgreSQL: per event loop running the app, its async queue and how many
+        #: lifespans opened it (:meth:`open_queue`).
+        self._queues: dict[asyncio.AbstractEventLoop, tuple[AsyncQueue, int]] = {}
+
+    @property
+    def queue(self) -> AsyncQueue | None:
+        """The async queue of the running event loop (PostgreSQL, while the app runs on it);
+        None elsewhere: calls then go through :meth:`run_store`. Outside an event loop, the
+        first queue opened (for inspection)."""
+        try:
+            found = self._queues.get(asyncio.get_running_loop())
+        except RuntimeError:
+            found = next(iter(self._queues.values()), None)
+        return None if found is None else found[0]
 
     async def open_queue(self) -> None:
-        """On PostgreSQL, open the async queue (:mod:`exemplar.store.pg_async`) on this loop.
+        """On PostgreSQL, open an async queue (:mod:`exemplar.store.pg_async`) on this loop.
 
         The hot routes then await the database on the event loop instead of handing each
-        lease and submit to a worker thread (docs/benchmarks.md).
+        lease and submit to a worker thread (docs/benchmarks.md). Its connections belong to
+        this loop: an app run on two loops at once (two test clients) gets one per loop.
         """
-        if self.project.db.dialect == "postgresql" and self.queue is None:
-            from exemplar.store.pg_async import AsyncQueue
+        if self.project.db.dialect != "postgresql":
+            return
+        loop = asyncio.get_running_loop()
+        if loop in self._queues:
+            queue, depth = self._queues[loop]
+            self._queues[loop] = (queue, depth + 1)
+            return
+        from exemplar.store.pg_async import AsyncQueue
 
-            self.queue = AsyncQueue(self.project.db)
-            await self.queue.open()
+        queue = AsyncQueue(self.project.db)
+        await queue.open()
+        self._queues[loop] = (queue, 1)
 
     async def close_queue(self) -> None:
-        """Close the async queue's connections (at shutdown)."""
-        queue, self.queue = self.queue, None
-        if queue is not None:
-            await queue.close()
+        """Close this loop's async queue when its last lifespan ends (at shutdown)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._queues:
+            return
+        queue, depth = self._queues[loop]
+        if depth > 1:
+            self._queues[loop] = (queue, depth - 1)
+            return
+        del self._queues[loop]
+        await queue.close()
 
     def user_for_token(self, token: str) -> User | None:
         """The active user of an API token, from the cache or the database."""

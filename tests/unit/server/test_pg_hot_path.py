@@ -121,3 +121,20 @@ def test_sqlite_serves_without_an_async_queue(tmp_path: Path, calls: Counter[str
         assert app.state.exemplar.queue is None
         assert client.get(NEXT, headers=_auth(app)).status_code == 200
     assert calls == {"run_store": 1}
+
+
+def test_an_app_served_on_two_event_loops_gets_a_queue_on_each(pg_root: Path) -> None:
+    # Two test clients at once run the app on two loops: each must use (and close) its own
+    # queue; a queue's connections cannot be awaited from another loop.
+    app = create_app(pg_root)
+    with TestClient(app, base_url="http://127.0.0.1") as outer:
+        auth = _auth(app)
+        first = app.state.exemplar.queue
+        with TestClient(app, base_url="http://127.0.0.1") as inner:
+            item = inner.get(NEXT, headers=auth).json()
+            truth = ground_truth(pg_root, item["item_id"])
+            body = {"entry_id": item["entry_id"], "label": truth}
+            assert inner.post(LABELS, json=body, headers=auth).status_code == 200
+        assert app.state.exemplar.queue is first  # the outer loop's queue is still open
+        assert outer.get(NEXT, headers=auth).status_code == 200
+    assert app.state.exemplar.queue is None
