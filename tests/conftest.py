@@ -15,6 +15,11 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+
+# The CLI's rich consoles take their width from COLUMNS when they are created (on import);
+# xdist workers have no terminal, so tests that read tables set one width for every worker.
+os.environ.setdefault("COLUMNS", "200")
+
 from sqlalchemy import Connection
 
 from exemplar.store.db import _alembic_config
