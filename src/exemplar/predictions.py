@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exemplar.errors import InvalidPredictionsError, MissingPredictionsError, SingleClassError
+from exemplar.objects import ObjectPredictions
 
 __all__ = ["Predictions"]
 
@@ -26,6 +27,9 @@ class Predictions:
         A representation of each item used by diversity and density strategies.
     classes : ndarray of shape (c,), optional
         The class label of each probability column.
+    objects : ObjectPredictions, optional
+        Detection and segmentation: the objects the model found on each item (an image),
+        with stochastic passes and augmented views for object strategies.
 
     Notes
     -----
@@ -37,6 +41,7 @@ class Predictions:
     samples: np.ndarray | None = None
     embeddings: np.ndarray | None = None
     classes: np.ndarray | None = None
+    objects: ObjectPredictions | None = None
 
     def __post_init__(self) -> None:
         if self.proba is None and self.samples is not None:
@@ -50,6 +55,8 @@ class Predictions:
             )
             if arr is not None
         }
+        if self.objects is not None:
+            sizes["objects"] = len(self.objects)
         if self.proba is not None and np.ndim(self.proba) != 2:
             raise InvalidPredictionsError(
                 f"proba must have shape (n_items, n_classes), got {np.shape(self.proba)}"
@@ -76,6 +83,8 @@ class Predictions:
                 return int(arr.shape[0])
         if self.samples is not None:
             return int(self.samples.shape[1])
+        if self.objects is not None:
+            return len(self.objects)
         return 0
 
     def take(self, rows: np.ndarray) -> Predictions:
@@ -85,6 +94,7 @@ class Predictions:
             samples=None if self.samples is None else self.samples[:, rows],
             embeddings=None if self.embeddings is None else self.embeddings[rows],
             classes=self.classes,
+            objects=None if self.objects is None else self.objects.take(rows),
         )
 
     def require_proba(self, rows: np.ndarray | None = None) -> np.ndarray:
@@ -113,6 +123,15 @@ class Predictions:
             raise SingleClassError("the committee predicts a single class; label more classes")
         _check_finite(samples, "samples")
         return samples
+
+    def require_objects(self, rows: np.ndarray | None = None) -> ObjectPredictions:
+        """Return the predicted objects (of ``rows`` if given) or raise a clear error."""
+        if self.objects is None:
+            raise MissingPredictionsError(
+                "this strategy needs object predictions (boxes): use it on a detection or "
+                "segmentation task with a detector model"
+            )
+        return self.objects if rows is None else self.objects.take(rows)
 
     def require_embeddings(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Return finite embeddings ``(n, d)`` or raise a clear error."""
