@@ -30,6 +30,9 @@ class Predictions:
     objects : ObjectPredictions, optional
         Detection and segmentation: the objects the model found on each item (an image),
         with stochastic passes and augmented views for object strategies.
+    counts : ndarray of shape (n,), optional
+        Detection and segmentation: the expected number of objects on each item. What a
+        scored pool keeps of the objects (with a strategy's utility), for stopping criteria.
 
     Notes
     -----
@@ -42,6 +45,7 @@ class Predictions:
     embeddings: np.ndarray | None = None
     classes: np.ndarray | None = None
     objects: ObjectPredictions | None = None
+    counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.proba is None and self.samples is not None:
@@ -52,6 +56,7 @@ class Predictions:
                 ("proba", self.proba),
                 ("samples", self.samples),
                 ("embeddings", self.embeddings),
+                ("counts", self.counts),
             )
             if arr is not None
         }
@@ -78,7 +83,7 @@ class Predictions:
     @property
     def n_items(self) -> int:
         """Number of items (rows) these predictions describe."""
-        for arr in (self.proba, self.embeddings):
+        for arr in (self.proba, self.embeddings, self.counts):
             if arr is not None:
                 return int(arr.shape[0])
         if self.samples is not None:
@@ -95,6 +100,7 @@ class Predictions:
             embeddings=None if self.embeddings is None else self.embeddings[rows],
             classes=self.classes,
             objects=None if self.objects is None else self.objects.take(rows),
+            counts=None if self.counts is None else self.counts[rows],
         )
 
     def require_proba(self, rows: np.ndarray | None = None) -> np.ndarray:

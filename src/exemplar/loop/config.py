@@ -50,6 +50,11 @@ __all__ = [
 
 CONFIG_NAME = "exemplar.toml"
 
+#: Model families whose models find objects (detection and segmentation projects).
+OBJECT_FAMILIES = frozenset({"detector", "external"})
+#: The strategy a detection or segmentation project starts with.
+DEFAULT_OBJECT_STRATEGY = "box_entropy"
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -59,10 +64,26 @@ class ProjectSection(_Section):
     """What is being labeled and where its state lives."""
 
     name: str = Field(min_length=1)
-    task: Literal["classification"] = "classification"
-    classes: list[str] = Field(min_length=2)
+    #: "classification": one class per item. "detection": boxes on images.
+    #: "segmentation": outlines (instance masks) on images. See docs/detection.md.
+    task: Literal["classification", "detection", "segmentation"] = "classification"
+    classes: list[str] = Field(min_length=1)
     database_url: str = ""
     seed: int = 0
+
+    @property
+    def objects(self) -> bool:
+        """Whether items hold objects (detection or segmentation), not one class."""
+        return self.task != "classification"
+
+    @model_validator(mode="after")
+    def _enough_classes(self) -> ProjectSection:
+        if self.task == "classification" and len(self.classes) < 2:
+            raise ValueError(
+                "classes: a classification project needs at least two classes "
+                "(a detection or segmentation project may have one)"
+            )
+        return self
 
     @field_validator("classes")
     @classmethod
@@ -87,6 +108,11 @@ class DataSection(_Section):
     #: Images with more pixels are not imported (reported per file); larger ones are
     #: decoded at a reduced scale or strip by strip, never whole (see docs/project.md).
     max_image_pixels: int = Field(default=200_000_000, ge=1)
+    #: Detection and segmentation: each image is scaled to fit ``image_side`` pixels and
+    #: padded to a square (a multiple of 32); the detector reads these pixels.
+    image_side: int = Field(default=256, ge=32, le=2048, multiple_of=32)
+    #: Detection and segmentation: 1 (grey) or 3 (RGB) channels.
+    channels: Literal[1, 3] = 1
 
 
 class ModelCandidate(_Section):
@@ -104,7 +130,9 @@ class ModelSection(_Section):
     """The Model Selector: candidates, criterion, validation protocol, checkpoints."""
 
     candidates: list[ModelCandidate] = Field(default_factory=_default_candidates, min_length=1)
-    criterion: Literal["accuracy", "macro_f1", "log_loss"] = "accuracy"
+    #: Classification: accuracy, macro_f1 or log_loss. Detection and segmentation:
+    #: map50 (mAP at IoU 0.5) or map (mAP averaged over IoU 0.5:0.95), on the validation split.
+    criterion: Literal["accuracy", "macro_f1", "log_loss", "map50", "map"] = "accuracy"
     validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     min_validation_labels: int = Field(default=50, ge=2)
     cv_folds: int = Field(default=3, ge=2, le=20)
@@ -153,7 +181,7 @@ class OracleSection(_Section):
 class KPISection(_Section):
     """The target the Compare step checks on each newly labeled batch."""
 
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    metric: Literal["accuracy", "macro_f1", "map50", "box_f1"] = "accuracy"
     target: float = Field(default=0.9, gt=0.0, le=1.0)
 
 
@@ -254,6 +282,9 @@ class StoppingSection(_Section):
     """Stopping criteria (any of them stops the loop); see ``exemplar.stopping``."""
 
     criteria: list[CriterionConfig] = Field(default_factory=_default_criteria)
+    #: What a ``label_budget`` counts: labeled items, or objects (boxes or outlines
+    #: confirmed or drawn), where an expert's time goes in detection.
+    budget_unit: Literal["items", "objects"] = "items"
 
     @property
     def label_budget(self) -> int | None:
@@ -276,6 +307,66 @@ class ProjectConfig(_Section):
     oracle: OracleSection = Field(default_factory=OracleSection)
     kpi: KPISection = Field(default_factory=KPISection)
     stopping: StoppingSection = Field(default_factory=StoppingSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, raw: Any) -> Any:
+        """Detection and segmentation start from their own defaults (a detector, mAP@0.5,
+        an object strategy) wherever the file leaves a key out."""
+        if not isinstance(raw, dict):
+            return raw
+        task = (raw.get("project") or {}).get("task", "classification")
+        if task not in ("detection", "segmentation"):
+            return raw
+        raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+        model = raw.setdefault("model", {})
+        if isinstance(model, dict):
+            recipe = "centernet-seg" if task == "segmentation" else "centernet"
+            model.setdefault("candidates", [{"recipe": recipe, "params": {}}])
+            model.setdefault("criterion", "map50")
+        kpi = raw.setdefault("kpi", {})
+        if isinstance(kpi, dict):
+            kpi.setdefault("metric", "map50")
+            kpi.setdefault("target", 0.9)
+        selection = raw.setdefault("selection", {})
+        if isinstance(selection, dict):
+            selection.setdefault("strategy", DEFAULT_OBJECT_STRATEGY)
+        return raw
+
+    @model_validator(mode="after")
+    def _task_fits(self) -> ProjectConfig:
+        """Models, criteria and the budget unit must suit the task."""
+        from exemplar.models import MODEL_RECIPES
+
+        objects = self.project.objects
+        for cand in self.model.candidates:
+            recipe = MODEL_RECIPES.get(cand.recipe)
+            if recipe is not None and (recipe.family in OBJECT_FAMILIES) != objects:
+                want = (
+                    "a detector (centernet, centernet-seg, external)"
+                    if objects
+                    else ("a classifier")
+                )
+                raise ValueError(
+                    f"[model].candidates: recipe {cand.recipe!r} does not suit a "
+                    f"{self.project.task} project; use {want}"
+                )
+        box_metrics = {"map50", "map"}
+        if (self.model.criterion in box_metrics) != objects:
+            raise ValueError(
+                f"[model].criterion {self.model.criterion!r} does not suit a {self.project.task} "
+                "project; use " + ("map50 or map" if objects else "accuracy, macro_f1 or log_loss")
+            )
+        if (self.kpi.metric in {"map50", "box_f1"}) != objects:
+            raise ValueError(
+                f"[kpi].metric {self.kpi.metric!r} does not suit a {self.project.task} project; "
+                "use " + ("map50 or box_f1" if objects else "accuracy or macro_f1")
+            )
+        if self.stopping.budget_unit == "objects" and not objects:
+            raise ValueError(
+                '[stopping].budget_unit = "objects" needs a detection or segmentation project'
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_names(self) -> ProjectConfig:

@@ -14,6 +14,12 @@ only these are kept:
 A strategy that reads samples without a row-wise utility (not a
 :class:`~exemplar.strategies.ScoringStrategy`) gets the whole samples array, memory-mapped
 on disk like the embeddings.
+
+A detector's chunk outputs are objects (:class:`~exemplar.objects.ObjectPredictions`), not
+class probabilities. Of them only each item's expected object count (``counts``) and the
+strategy's row-wise utility are kept, so scoring a pool of tiles also runs in memory bounded
+by the chunk size; the boxes of the items a cycle queues are predicted again at selection,
+as proposals.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import numpy as np
 
 from exemplar.errors import ModelError
 from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
+from exemplar.objects import ObjectPredictions
 from exemplar.predictions import Predictions
 from exemplar.store.arrays import ArrayStore
 from exemplar.strategies.base import ReducedSamples, ScoringStrategy, Strategy, top_k
@@ -33,7 +40,15 @@ from exemplar.strategies.base import ReducedSamples, ScoringStrategy, Strategy, 
 __all__ = ["SCORED_KINDS", "ScoredPool", "drop_scored", "load_scored", "save_scored", "score_pool"]
 
 #: Per-model-version arrays a project stores (``arrays/<kind>-<version>.npy``), proba first.
-SCORED_KINDS = ("proba", "embeddings", "samples", "utility", "candidates", "candidate-samples")
+SCORED_KINDS = (
+    "proba",
+    "counts",
+    "embeddings",
+    "samples",
+    "utility",
+    "candidates",
+    "candidate-samples",
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +72,12 @@ def save_scored(arrays: ArrayStore, version: str, scored: ScoredPool) -> None:
     """Store what scoring kept for model ``version`` (a reduction, never whole samples,
     for a scoring strategy)."""
     pred, reduced = scored.predictions, scored.reduced
-    kept = {"proba": pred.proba, "embeddings": pred.embeddings, "samples": pred.samples}
+    kept = {
+        "proba": pred.proba,
+        "counts": pred.counts,
+        "embeddings": pred.embeddings,
+        "samples": pred.samples,
+    }
     if reduced is not None:
         kept |= {
             "utility": reduced.utility,
@@ -75,15 +95,17 @@ def load_scored(arrays: ArrayStore, version: str) -> ScoredPool:
     Raises
     ------
     StoreError
-        The probabilities of ``version`` are not stored.
+        Neither the probabilities nor the object counts of ``version`` are stored.
     """
     found = {
         kind: arrays.load(f"{kind}-{version}")
-        for kind in SCORED_KINDS[1:]
+        for kind in SCORED_KINDS[2:]
         if arrays.exists(f"{kind}-{version}")
     }
+    objects = arrays.exists(f"counts-{version}")  # a detector's scores
     predictions = Predictions(
-        proba=arrays.load(f"proba-{version}"),
+        proba=None if objects else arrays.load(f"proba-{version}"),
+        counts=arrays.load(f"counts-{version}") if objects else None,
         embeddings=found.get("embeddings"),
         samples=found.get("samples"),
     )
@@ -142,24 +164,33 @@ def score_pool(
     if chunk_size < 1:
         raise ModelError(f"chunk_size must be at least 1, got {chunk_size}")
     n = X.shape[0]
+    finds_objects = bool(getattr(model, "finds_objects", False))
     want_samples = "samples" in strategy.requires
     want_embeddings = "embeddings" in strategy.requires
-    # A scoring strategy reads samples through its row-wise utility only.
-    scorer = strategy if want_samples and isinstance(strategy, ScoringStrategy) else None
+    extra = {"views": True} if finds_objects and "views" in strategy.requires else {}
+    # A scoring strategy reads samples (and objects) through its row-wise utility only.
+    reduces = want_samples or finds_objects
+    scorer = strategy if reduces and isinstance(strategy, ScoringStrategy) else None
     top = None
-    if scorer is not None and scorer.candidate_pool > 0:
+    if scorer is not None and scorer.candidate_pool > 0 and not finds_objects:
         top = _TopRows(scorer.candidate_pool, n, unlabeled)
-    proba = utility = embeddings = samples = None
+    proba = counts = utility = embeddings = samples = None
     embeddings_are_x = want_embeddings  # an adapter may return the feature rows themselves
     for start in range(0, n, chunk_size):
         block = X[start : start + chunk_size]
         stop = start + block.shape[0]
-        pred = model.predict(block, samples=want_samples, embeddings=want_embeddings)
-        _check_outputs(pred, block.shape[0], want_samples, want_embeddings)
-        assert pred.proba is not None
-        if proba is None:
-            proba = np.empty((n, pred.proba.shape[1]), dtype=np.float32)
-        proba[start:stop] = pred.proba
+        pred = model.predict(block, samples=want_samples, embeddings=want_embeddings, **extra)
+        _check_outputs(pred, block.shape[0], want_samples, want_embeddings, finds_objects)
+        if finds_objects:
+            assert pred.objects is not None
+            if counts is None:
+                counts = np.empty(n, dtype=np.float32)
+            counts[start:stop] = _object_counts(pred.objects)
+        else:
+            assert pred.proba is not None
+            if proba is None:
+                proba = np.empty((n, pred.proba.shape[1]), dtype=np.float32)
+            proba[start:stop] = pred.proba
         if pred.embeddings is not None:
             embeddings_are_x &= pred.embeddings is block
             if not embeddings_are_x:
@@ -177,15 +208,19 @@ def score_pool(
             if top is not None:
                 assert pred.samples is not None
                 top.add(start, block_utility, pred.samples)
-        elif pred.samples is not None:
+        elif pred.samples is not None and not finds_objects:
             if samples is None:
                 t, _, c = pred.samples.shape
                 samples = _disk_array((t, n, c), pred.samples.dtype, tmp_dir)
             samples[:, start:stop] = pred.samples
-    if proba is None:  # an empty pool
+    if finds_objects:
+        if counts is None:  # an empty pool
+            counts = np.empty(0, dtype=np.float32)
+    elif proba is None:  # an empty pool
         proba = np.empty((0, np.asarray(model.classes_).size), dtype=np.float32)
     predictions = Predictions(
         proba=proba,
+        counts=counts,
         samples=samples,
         embeddings=X if embeddings_are_x else embeddings,
         classes=np.asarray(model.classes_),
@@ -240,10 +275,23 @@ def _disk_array(shape: tuple[int, ...], dtype: np.dtype, tmp_dir: str | Path | N
         return np.memmap(fh, dtype=dtype, mode="w+", shape=shape)
 
 
-def _check_outputs(pred: Predictions, rows: int, samples: bool, embeddings: bool) -> None:
+def _object_counts(objects: ObjectPredictions) -> np.ndarray:
+    """Each image's expected object count: the model's own, else the sum of box scores."""
+    if objects.counts is not None:
+        return np.asarray(objects.counts, dtype=np.float32)
+    return np.asarray(
+        [float(o.scores.sum()) if o.scores is not None else len(o) for o in objects.images],
+        dtype=np.float32,
+    )
+
+
+def _check_outputs(
+    pred: Predictions, rows: int, samples: bool, embeddings: bool, objects: bool = False
+) -> None:
     """Raise ModelError unless the adapter returned what was asked, for ``rows`` rows."""
     for name, asked, value in (
-        ("proba", True, pred.proba),
+        ("objects", objects, pred.objects),
+        ("proba", not objects, pred.proba),
         ("samples", samples, pred.samples),
         ("embeddings", embeddings, pred.embeddings),
     ):

@@ -194,7 +194,7 @@ def pick_batch(
             batch - n_control,
             y_labeled=y_labeled,
             random_state=np.random.default_rng(seeds[0] if len(seeds) == 1 else seeds),
-            reduced=reduced if "samples" in strategy.requires else None,
+            reduced=reduced if strategy.requires & {"samples", "objects"} else None,
         )
         picks = [
             Pick(int(row), selection.strategy, float(score))

@@ -56,7 +56,10 @@ def test_saved_config_keeps_the_toml_shape(tmp_path: Path) -> None:
     out = tmp_path / "again.toml"
     save_config(cfg, out)  # type: ignore[arg-type]
     raw = tomllib.loads(out.read_text())
-    assert raw["stopping"] == {"criteria": [{"name": "label_budget", "budget": 150}]}
+    assert raw["stopping"] == {
+        "criteria": [{"name": "label_budget", "budget": 150}],
+        "budget_unit": "items",
+    }
     assert load_config(out) == cfg
 
 
