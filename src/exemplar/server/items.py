@@ -101,6 +101,9 @@ def item_payload(project: Project, leased: LeasedItem) -> dict[str, Any]:
         "rank": leased.rank,
         "lease_expires": leased.lease_expires.isoformat(),
         "classes": project.classes,
+        # detection and segmentation: the client fetches the item's objects
+        # (GET /api/v1/items/{item_id}/objects) and submits them as a set
+        "task": project.config.project.task,
     }
 
 

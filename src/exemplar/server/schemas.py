@@ -7,7 +7,8 @@ with the same models and document them by hand.
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -15,11 +16,19 @@ from exemplar.store.accounts import Role
 
 __all__ = [
     "MAX_DB_ID",
+    "MAX_OBJECTS",
     "MIN_DB_ID",
+    "ItemObjectsOut",
     "LabelIn",
     "LabelOut",
     "LoginIn",
     "NextQuery",
+    "ObjectHistoryOut",
+    "ObjectIn",
+    "ObjectOut",
+    "ObjectPatchIn",
+    "ObjectsIn",
+    "ObjectsOut",
     "ReviewIn",
     "ReviewOut",
     "SessionOut",
@@ -152,3 +161,210 @@ class ReviewOut(BaseModel):
     label: str | None
     status: str
     annotator: str | None
+
+
+# -- objects (detection and segmentation) ----------------------------------------------------
+
+#: A finite pixel coordinate (NaN and infinities are a 422).
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
+#: A box ``[x0, y0, x1, y1]`` in the item's pixel coordinates.
+Box = Annotated[list[Coordinate], Field(min_length=4, max_length=4)]
+#: How an object's outline is given: its box only, polygons, or a run-length mask.
+Geometry = Literal["box", "polygon", "mask"]
+#: Most objects accepted in one submission, and most points of one polygon.
+MAX_OBJECTS = 5000
+MAX_POLYGON_VALUES = 20000
+
+_BOX_EXAMPLE = [12.0, 30.5, 64.0, 88.0]
+_POLYGON_EXAMPLE = [[12.0, 30.5, 64.0, 30.5, 64.0, 88.0, 12.0, 88.0]]
+
+
+class RleIn(BaseModel):
+    """A COCO run-length encoded mask: ``size`` is ``[height, width]`` of the item, ``counts``
+    the compressed string of :mod:`pycocotools.mask`."""
+
+    size: list[Annotated[int, Field(ge=1, le=1_000_000)]] = Field(min_length=2, max_length=2)
+    counts: str = Field(min_length=1, max_length=2_000_000, pattern=r"^[0-o]+$")
+
+
+class ObjectShapeIn(BaseModel):
+    """The outline fields of an object: ``polygons`` (geometry ``polygon``, COCO's
+    ``[[x, y, x, y, ...], ...]``) or ``rle`` (geometry ``mask``); neither for ``box``."""
+
+    polygons: (
+        list[Annotated[list[Coordinate], Field(min_length=6, max_length=MAX_POLYGON_VALUES)]] | None
+    ) = Field(default=None, min_length=1, max_length=100)
+    rle: RleIn | None = None
+
+
+class ObjectIn(ObjectShapeIn):
+    """One object of a submitted set.
+
+    ``object_id`` names an existing object of the item (a proposal being verified, moved
+    or rejected, or an earlier annotation); without it the object is new (drawn).
+    ``status`` is the annotator's decision: ``verified`` (a real object), ``rejected`` (a
+    wrong proposal) or ``hard_negative`` (looks like an object of the class but is not one:
+    kept as a negative example).
+    """
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"object_id": 17, "label": "cell", "box": _BOX_EXAMPLE, "status": "verified"},
+                {
+                    "label": "cell",
+                    "box": _BOX_EXAMPLE,
+                    "geometry": "polygon",
+                    "polygons": _POLYGON_EXAMPLE,
+                    "status": "verified",
+                },
+            ]
+        }
+    }
+
+    object_id: int | None = Field(default=None, ge=MIN_DB_ID, le=MAX_DB_ID)
+    label: str = Field(min_length=1, max_length=255)
+    box: Box
+    geometry: Geometry = "box"
+    status: Literal["verified", "rejected", "hard_negative"] = "verified"
+
+
+class ObjectsIn(BaseModel):
+    """The whole object set of a leased item, submitted at once.
+
+    Every model proposal of the item that the set does not mention is recorded as
+    rejected. Send an ``Idempotency-Key`` header to make a retry return the first answer.
+    """
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "objects": [
+                        {"object_id": 17, "label": "cell", "box": _BOX_EXAMPLE},
+                        {
+                            "object_id": 18,
+                            "label": "cell",
+                            "box": _BOX_EXAMPLE,
+                            "status": "rejected",
+                        },
+                        {"label": "debris", "box": [100.0, 4.0, 120.0, 30.0]},
+                    ]
+                }
+            ]
+        }
+    }
+
+    objects: list[ObjectIn] = Field(max_length=MAX_OBJECTS)
+
+
+class ObjectPatchIn(ObjectShapeIn):
+    """A change to one object: a move or resize (``box``), a new class (``label``) or a
+    new outline (``polygons``/``rle``, matching the object's geometry). At least one field."""
+
+    model_config = {"json_schema_extra": {"examples": [{"box": _BOX_EXAMPLE}, {"label": "cell"}]}}
+
+    label: str | None = Field(default=None, min_length=1, max_length=255)
+    box: Box | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ObjectPatchIn:
+        if self.label is None and self.box is None and self.polygons is None and self.rle is None:
+            raise ValueError("nothing to change: send label, box, polygons or rle")
+        return self
+
+
+class ObjectOut(BaseModel):
+    """One object as it stands now (its newest history row), or one row of its history.
+
+    ``annotation_id`` is the row; ``object_id`` stays the same across the object's
+    history. ``shape`` is ``{"polygons": [...]}``, ``{"rle": {...}}`` or null (a box).
+    ``confidence`` and ``model_version`` are set for a model's proposals.
+    """
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "annotation_id": 41,
+                    "object_id": 17,
+                    "item_id": 5,
+                    "label": "cell",
+                    "geometry": "box",
+                    "box": _BOX_EXAMPLE,
+                    "shape": None,
+                    "status": "proposed",
+                    "source": "model",
+                    "annotator": None,
+                    "model_version": "c0003-logreg",
+                    "confidence": 0.87,
+                    "cycle_id": 3,
+                    "created_at": "2026-12-06T20:15:03+00:00",
+                }
+            ]
+        }
+    }
+
+    annotation_id: int
+    object_id: int
+    item_id: int
+    label: str
+    geometry: str
+    box: list[float]
+    shape: dict[str, Any] | None
+    status: str
+    source: str
+    annotator: str | None
+    model_version: str | None
+    confidence: float | None
+    cycle_id: int | None
+    created_at: datetime
+
+
+class ItemObjectsOut(BaseModel):
+    """An item's current objects (proposals and people's decisions), its size in pixels,
+    the project's task and classes."""
+
+    item_id: int
+    width: int | None
+    height: int | None
+    task: str
+    classes: list[str]
+    objects: list[ObjectOut]
+
+
+class ObjectHistoryOut(BaseModel):
+    """Every row of one object's append-only history, oldest first."""
+
+    object_id: int
+    item_id: int
+    history: list[ObjectOut]
+
+
+class ObjectsOut(BaseModel):
+    """What a submitted object set did: the item's label row and the objects per decision
+    (``drawn``: new objects; ``verified``: existing ones confirmed, moved or relabeled)."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "entry_id": 9,
+                    "item_id": 5,
+                    "label_id": 120,
+                    "verified": 1,
+                    "drawn": 1,
+                    "rejected": 1,
+                    "hard_negative": 0,
+                }
+            ]
+        }
+    }
+
+    entry_id: int
+    item_id: int
+    label_id: int
+    verified: int
+    drawn: int
+    rejected: int
+    hard_negative: int
