@@ -1,4 +1,4 @@
-"""Pure metrics: learning-curve statistics and the cost model."""
+"""Pure metrics: learning-curve statistics, the cost model and detection metrics."""
 
 from exemplar.metrics.cost import CostEstimate, estimate_cost
 from exemplar.metrics.curves import (
@@ -8,12 +8,15 @@ from exemplar.metrics.curves import (
     paired_difference,
     win_tie_loss,
 )
+from exemplar.metrics.detection import match_boxes, mean_average_precision
 
 __all__ = [
     "CostEstimate",
     "PairedDifference",
     "estimate_cost",
     "labels_to_reach",
+    "match_boxes",
+    "mean_average_precision",
     "normalized_aulc",
     "paired_difference",
     "win_tie_loss",

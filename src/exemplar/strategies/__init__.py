@@ -14,13 +14,19 @@ from exemplar.strategies.base import (
     top_k,
 )
 from exemplar.strategies.batchbald import BatchBald
+from exemplar.strategies.box_committee import BoxCommittee
+from exemplar.strategies.box_entropy import BoxEntropy
+from exemplar.strategies.box_margin import BoxMargin
+from exemplar.strategies.box_uncertain_diverse import BoxUncertainThenDiverse
 from exemplar.strategies.class_balanced import ClassBalanced
 from exemplar.strategies.cluster_margin import ClusterMargin
 from exemplar.strategies.consensus_kl import ConsensusKL
 from exemplar.strategies.coreset import CoreSet
 from exemplar.strategies.entropy import Entropy
+from exemplar.strategies.expected_count import ExpectedCount
 from exemplar.strategies.information_density import InformationDensity
 from exemplar.strategies.least_confidence import LeastConfidence
+from exemplar.strategies.localization_stability import LocalizationStability
 from exemplar.strategies.margin import Margin
 from exemplar.strategies.mean_std import MeanSTD
 from exemplar.strategies.probcover import ProbCover
@@ -52,6 +58,12 @@ for _cls in (
     ProbCover,
     ClassBalanced,
     UncertainThenDiverse,
+    BoxEntropy,
+    BoxMargin,
+    LocalizationStability,
+    BoxCommittee,
+    ExpectedCount,
+    BoxUncertainThenDiverse,
 ):
     register(_cls)
 
@@ -61,13 +73,19 @@ __all__ = [
     "Badge",
     "Bald",
     "BatchBald",
+    "BoxCommittee",
+    "BoxEntropy",
+    "BoxMargin",
+    "BoxUncertainThenDiverse",
     "ClassBalanced",
     "ClusterMargin",
     "ConsensusKL",
     "CoreSet",
     "Entropy",
+    "ExpectedCount",
     "InformationDensity",
     "LeastConfidence",
+    "LocalizationStability",
     "Margin",
     "MeanSTD",
     "ProbCover",
