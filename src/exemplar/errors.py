@@ -54,6 +54,13 @@ class DatasetError(ExemplarError):
     """A dataset could not be found, read or parsed."""
 
 
+class FormatError(DatasetError):
+    """An annotation file (COCO, YOLO, Pascal VOC, Label Studio) cannot be parsed at all.
+
+    The message names the file. Single bad objects are reported as problems, not raised.
+    """
+
+
 class ModelError(ExemplarError):
     """A model adapter could not fit or predict."""
 
