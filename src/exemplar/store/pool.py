@@ -19,12 +19,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import delete, exists, func, select, text, union
 from sqlalchemy.orm import Session, aliased
 
+from exemplar.errors import ConfigError
+from exemplar.store.annotations import objects_labeled
 from exemplar.store.db import Database
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
@@ -58,6 +60,9 @@ BUDGET_SPLITS = (Split.POOL, Split.TRAIN)
 _ENQUEUE_LOCK = 0x0E7A_B0D6
 
 Entry = tuple[int, str | None, float | None]
+#: What a label budget counts: labeled items, or objects people (or simulation) labeled.
+BudgetUnit = Literal["items", "objects"]
+BUDGET_UNITS = ("items", "objects")
 
 
 def pool_items(session: Session) -> tuple[np.ndarray, np.ndarray]:
@@ -159,14 +164,26 @@ def still_free(session: Session, entries: Sequence[Entry]) -> list[Entry]:
     return [e for e in entries if e[0] not in busy]
 
 
-def budget_spent(session: Session, *, keep_droppable: bool = True) -> int:
-    """Items that count against the label budget: labeled or with an open queue entry.
+def budget_spent(
+    session: Session, *, keep_droppable: bool = True, unit: BudgetUnit = "items"
+) -> int:
+    """What counts against the label budget, in ``unit``.
 
-    Labeled means any label row (also a vote of an unfinished overlap item, a disputed or a
-    rejected one) of a pool- or train-split item. With ``keep_droppable=False``, open
-    entries that :func:`drop_stale_entries` would delete do not count (a selection that
-    drops them before it enqueues).
+    ``items``: items labeled or with an open queue entry. Labeled means any label row (also
+    a vote of an unfinished overlap item, a disputed or a rejected one) of a pool- or
+    train-split item. With ``keep_droppable=False``, open entries that
+    :func:`drop_stale_entries` would delete do not count (a selection that drops them
+    before it enqueues).
+
+    ``objects``: objects of pool- or train-split items whose current state is ``verified``
+    or ``hard_negative`` from a person or simulation
+    (:func:`exemplar.store.annotations.objects_labeled`). Queued items count nothing until
+    labeled (how many objects they hold is not known), so a batch may overshoot the budget
+    by its own objects.
     """
+    if unit != "items":
+        _check_unit(unit)
+        return objects_labeled(session, splits=[str(s) for s in BUDGET_SPLITS])
     labeled = (
         select(Label.item_id)
         .join(Item, Item.id == Label.item_id)
@@ -180,9 +197,14 @@ def budget_spent(session: Session, *, keep_droppable: bool = True) -> int:
 
 
 def budget_room(
-    session: Session, budget: float | None, *, keep_droppable: bool = True, lock: bool = True
+    session: Session,
+    budget: float | None,
+    *,
+    keep_droppable: bool = True,
+    lock: bool = True,
+    unit: BudgetUnit = "items",
 ) -> int:
-    """How many more items may be queued without exceeding ``budget`` (0 when spent).
+    """How many more items (or objects, ``unit="objects"``) ``budget`` leaves (0 when spent).
 
     ``budget`` is None or ``inf`` when the project has none (then :data:`NO_BUDGET`). Call it in
     the transaction that enqueues, so the count and the insert see the same queue: on
@@ -191,9 +213,17 @@ def budget_room(
     refill``, even on other machines) never both spend the same room. ``lock=False``
     only estimates (in a read transaction; the enqueueing transaction checks again).
     """
+    _check_unit(unit)
     if budget is None or budget == float("inf"):
         return NO_BUDGET
     conn = session.connection()
     if lock and conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ENQUEUE_LOCK})
-    return max(0, int(budget) - budget_spent(session, keep_droppable=keep_droppable))
+    return max(0, int(budget) - budget_spent(session, keep_droppable=keep_droppable, unit=unit))
+
+
+def _check_unit(unit: str) -> None:
+    if unit not in BUDGET_UNITS:
+        raise ConfigError(
+            f"unknown label budget unit {unit!r}; expected one of {', '.join(BUDGET_UNITS)}"
+        )

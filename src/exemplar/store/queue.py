@@ -38,7 +38,7 @@ API for the labeling server.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -327,18 +327,32 @@ def submit_in_transaction(
     status: LabelStatus | str = LabelStatus.VERIFIED,
     source: LabelSource | str = LabelSource.HUMAN,
     now: datetime | None = None,
+    on_write: Callable[[Connection, Label], None] | None = None,
 ) -> Label:
     """:func:`submit` without PostgreSQL's one-statement path: every case, in one transaction.
 
     The async hot path (:mod:`exemplar.store.pg_async`) calls it when its one statement
-    wrote nothing (a retry, an overlap vote, or an error to report).
+    wrote nothing (a retry, an overlap vote, or an error to report). ``on_write`` is called
+    with the transaction's connection and the label once the label is written and before
+    the entry is marked done (not on a retry that returns the first label): what it writes
+    commits with the label, and what it raises rolls the whole submit back
+    (:func:`exemplar.store.annotations.submit_objects` writes an item's objects so).
     """
     if label is not None:
         validate_class(label, classes)
     try:
         with db.write_turn():
             return _submit(
-                db, entry_id, annotator, label, classes, idempotency_key, status, source, _utc(now)
+                db,
+                entry_id,
+                annotator,
+                label,
+                classes,
+                idempotency_key,
+                status,
+                source,
+                _utc(now),
+                on_write,
             )
     except db.engine.dialect.loaded_dbapi.Error as exc:
         raise StoreError(f"queue database error: {exc}") from exc
@@ -394,6 +408,7 @@ def _submit(
     status: LabelStatus | str,
     source: LabelSource | str,
     now: datetime,
+    on_write: Callable[[Connection, Label], None] | None = None,
 ) -> Label:
     # A Core transaction, not an ORM session: this runs inside the queue's write turn,
     # and the session's unit-of-work bookkeeping cost more than the two writes.
@@ -461,6 +476,8 @@ def _submit(
                 raise QueueError(
                     f"idempotency key {idempotency_key!r} was already used for another item"
                 )
+            if on_write is not None:
+                on_write(session, written)
             cur.execute(
                 _ENTRY_DONE[dialect.name], {"entry_id": entry_id, "now": bind_time(dialect, now)}
             )

@@ -27,6 +27,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "OPEN_QUEUE_STATUSES",
+    "Annotation",
+    "AnnotationStatus",
     "Base",
     "Cycle",
     "CycleState",
@@ -77,6 +79,23 @@ class LabelStatus(StrEnum):
     VERIFIED = "verified"
     REJECTED = "rejected"
     DISPUTED = "disputed"
+
+
+class AnnotationStatus(StrEnum):
+    """Review state of one object (box, polygon or mask) of an image item.
+
+    ``hard_negative`` marks a region a person confirmed holds no object of any class (a
+    model's false positive worth training against); ``deleted`` hides an object from every
+    current view; ``ground_truth`` rows are hidden truth for simulation (like
+    ``items.ground_truth``), never training data.
+    """
+
+    PROPOSED = "proposed"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+    HARD_NEGATIVE = "hard_negative"
+    DELETED = "deleted"
+    GROUND_TRUTH = "ground_truth"
 
 
 class QueueStatus(StrEnum):
@@ -137,6 +156,10 @@ class Item(Base):
     #: Image items: ``<st_dev>:<st_ino>:<st_size>:<st_mtime_ns>`` of the real file at import,
     #: so the server can refuse a file replaced since (None: not recorded).
     file_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: Image items: the size in pixels (None: not recorded); object boxes are checked
+    #: against it.
+    width: Mapped[int | None] = mapped_column(Integer, default=None)
+    height: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Label(Base):
@@ -156,6 +179,38 @@ class Label(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_labels_item_id_id", "item_id", "id"),)
+
+
+class Annotation(Base):
+    """One entry of an object's append-only history (detection and segmentation).
+
+    ``object_id`` names the object across its history: it is the ``id`` of the object's
+    first row. A change (a moved box, a new class, a verdict) is a new row with the same
+    ``object_id``; the object's current state is its newest row. ``geometry`` is ``box``
+    (``x0, y0, x1, y1`` in pixels), ``polygon`` (``shape = {"polygons": [[x, y, ...]]}``)
+    or ``mask`` (``shape = {"rle": {"size": [h, w], "counts": str}}``, COCO run-length
+    encoding); polygons and masks keep their bounding box in ``x0..y1``.
+    """
+
+    __tablename__ = "annotations"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    object_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    label: Mapped[str] = mapped_column(String(255))
+    geometry: Mapped[str] = mapped_column(String(16), default="box")
+    x0: Mapped[float] = mapped_column(Float)
+    y0: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    shape: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    annotator: Mapped[str | None] = mapped_column(String(255), default=None)
+    model_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(160), unique=True, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ModelVersion(Base):
