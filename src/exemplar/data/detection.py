@@ -45,6 +45,8 @@ __all__ = [
     "Normalize",
     "box_of_mask",
     "crop_rle",
+    "dataset_from_arrays",
+    "dataset_to_arrays",
     "decode_rle",
     "encode_mask",
     "fit_to_side",
@@ -611,3 +613,69 @@ def split(
         parts.append(dataset.take(np.sort(order[start:end])))
         start = int(end)
     return parts
+
+
+# --- cache ---------------------------------------------------------------------------------
+
+
+def dataset_to_arrays(dataset: DetectionDataset) -> dict[str, np.ndarray]:
+    """A dataset as plain arrays (no objects, no pickles) for :mod:`exemplar.data.cache`.
+
+    Scores and class probabilities are not kept (datasets hold ground truth); masks are kept
+    when every image has them.
+    """
+    with_masks = all(o.masks is not None for o in dataset.objects)
+    n_objects = [len(o) for o in dataset.objects]
+    masks = [str(m["counts"]) for o in dataset.objects for m in (o.masks or [])]
+    return {
+        "pixels": np.concatenate([im.reshape(-1) for im in dataset.images])
+        if dataset.images
+        else np.empty(0, np.uint8),
+        "shapes": np.array(
+            [(*im.shape[:2], im.shape[2] if im.ndim == 3 else 0) for im in dataset.images], np.int64
+        ).reshape(-1, 3),
+        "boxes": np.concatenate([o.boxes for o in dataset.objects]).reshape(-1, 4)
+        if dataset.objects
+        else np.empty((0, 4), np.float32),
+        "classes": np.concatenate([o.classes for o in dataset.objects])
+        if dataset.objects
+        else np.empty(0, np.int64),
+        "n_objects": np.asarray(n_objects, np.int64),
+        "masks": np.array(masks if with_masks else [], dtype=str),
+        "class_names": np.array(dataset.classes, dtype=str),
+        "names": np.array(dataset.names, dtype=str),
+        "synthetic": np.array(dataset.synthetic),
+    }
+
+
+def dataset_from_arrays(arrays: dict[str, np.ndarray]) -> DetectionDataset:
+    """The inverse of :func:`dataset_to_arrays`."""
+    shapes = arrays["shapes"]
+    images, objects = [], []
+    pixel_at = object_at = 0
+    with_masks = arrays["masks"].size == arrays["boxes"].shape[0]
+    for (h, w, c), k in zip(shapes.tolist(), arrays["n_objects"].tolist(), strict=True):
+        shape = (h, w, c) if c else (h, w)
+        size = int(np.prod(shape))
+        images.append(arrays["pixels"][pixel_at : pixel_at + size].reshape(shape))
+        pixel_at += size
+        masks = (
+            [{"size": [h, w], "counts": str(s)} for s in arrays["masks"][object_at : object_at + k]]
+            if with_masks
+            else None
+        )
+        objects.append(
+            Objects(
+                arrays["boxes"][object_at : object_at + k],
+                arrays["classes"][object_at : object_at + k],
+                masks=masks,
+            )
+        )
+        object_at += k
+    return DetectionDataset(
+        images,
+        objects,
+        [str(c) for c in arrays["class_names"]],
+        [str(n) for n in arrays["names"]],
+        bool(arrays["synthetic"]),
+    )
