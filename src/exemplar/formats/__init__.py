@@ -85,9 +85,16 @@ def write_annotations(
     COCO writes ``dest/annotations.json``, YOLO ``dest/labels/`` with ``data.yaml``, VOC
     ``dest/Annotations/``, Label Studio ``dest/tasks.json``. With ``copy_images`` the image
     files are copied beside them; otherwise they are referenced where they are (YOLO lists
-    them in ``dest/images.txt``). Single files are written atomically.
+    them in ``dest/images.txt``). Every label must be in ``classes`` (checked before anything
+    is written). Single files are written atomically.
     """
-    return _WRITERS[_check(fmt)](images, list(classes), Path(dest), copy_images=copy_images)
+    fmt = _check(fmt)
+    known = set(classes)
+    for im in images:
+        for obj in im.objects:
+            if obj.label not in known:
+                raise FormatError(f"{im.path}: class {obj.label!r} is not in the given classes")
+    return _WRITERS[fmt](images, list(classes), Path(dest), copy_images=copy_images)
 
 
 def detect_format(path: Path | str) -> str:

@@ -205,7 +205,8 @@ def _object(
     else:
         raise Skip("has neither a bbox nor a segmentation")
     score = None if ann.get("score") is None else finite([ann["score"]], "score")[0]
-    meta = ann.get("exemplar") if isinstance(ann.get("exemplar"), dict) else {}
+    raw_meta = ann.get("exemplar")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     status = meta.get("status")
     source = meta.get("source")
     kept = {k: v for k, v in ann.items() if k not in _ANN_KEYS - {"id"}}

@@ -264,8 +264,8 @@ def _parse_line(
     values = finite(tokens[1:], "coordinates")
     if len(values) in (4, 5):
         cx, cy, w, h = values[:4]
-        box = ((cx - w / 2) * width, (cy - h / 2) * height)
-        box = check_box([box[0], box[1], box[0] + w * width, box[1] + h * height], width, height)
+        x0, y0 = (cx - w / 2) * width, (cy - h / 2) * height
+        box = check_box([x0, y0, x0 + w * width, y0 + h * height], width, height)
         score = values[4] if len(values) == 5 else None
         return _record(label, box, None, score)
     pixels = [v * (width if i % 2 == 0 else height) for i, v in enumerate(values)]
