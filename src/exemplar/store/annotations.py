@@ -643,7 +643,10 @@ def submit_objects(
                 f"{where}: unknown verdict {obj.status!r}; expected one of "
                 f"{', '.join(SUBMITTED_STATUSES)}"
             )
-        _check_object(where, obj.box, obj.geometry, obj.shape, None, None)
+        if obj.object_id is None or obj.shape is not None:
+            _check_object(where, obj.box, obj.geometry, obj.shape, None, None)
+        else:  # an existing object keeps its shape: only its box is given
+            _check_box(where, obj.box, None, None)
         if obj.object_id is not None:
             if obj.object_id in mentioned:
                 raise AnnotationError(f"{where}: object {obj.object_id} is named twice")

@@ -435,9 +435,10 @@ def test_retry_with_the_same_key_writes_nothing_and_returns_the_first_result(db:
     (proposal,) = _proposals(db, item, [(1, 1, 9, 9)])
     lease(db, "ann", lease_seconds=60)
     objects = [SubmittedObject(None, "cell", (5, 5, 15, 15))]
-    first = submit_objects(db, entry, "ann", objects, classes=CLASSES, idempotency_key="same")
+    key = "re_try%1"  # LIKE's wildcards in a key match only themselves
+    first = submit_objects(db, entry, "ann", objects, classes=CLASSES, idempotency_key=key)
     rows, labels = _count(db, Annotation), _count(db, Label)
-    again = submit_objects(db, entry, "ann", objects, classes=CLASSES, idempotency_key="same")
+    again = submit_objects(db, entry, "ann", objects, classes=CLASSES, idempotency_key=key)
     assert (_count(db, Annotation), _count(db, Label)) == (rows, labels)
     assert again.label.id == first.label.id
     assert [a.id for a in again.annotations] == [a.id for a in first.annotations]
@@ -571,3 +572,57 @@ def test_budget_in_objects(db: Database) -> None:
         assert budget_spent(s) == budget_spent(s, unit="items") == 2
         assert budget_room(s, 10) == 8
         assert objects_labeled(s) == 5
+
+
+def test_submitted_polygon_without_shape_keeps_its_shape(db: Database) -> None:
+    (item,), (entry,) = _queued(db)
+    polygon = {"polygons": [[1.0, 1.0, 10.0, 1.0, 10.0, 10.0]]}
+    with db.session() as s:
+        (row,) = add_annotations(
+            s,
+            item,
+            [AnnotationIn("cell", (1, 1, 10, 10), "polygon", polygon)],
+            status="proposed",
+            source="model",
+            classes=CLASSES,
+        )
+    lease(db, "ann", lease_seconds=60)
+    result = submit_objects(
+        db,
+        entry,
+        "ann",
+        [SubmittedObject(row.object_id, "debris", (1, 1, 10, 10), geometry="polygon")],
+        classes=CLASSES,
+    )
+    (written,) = result.annotations
+    assert (written.object_id, written.label, written.status) == (
+        row.object_id,
+        "debris",
+        "verified",
+    )
+    assert written.shape == polygon and written.geometry == "polygon"
+    assert (result.verified, result.drawn) == (1, 0)
+
+
+def test_overlap_items_take_one_objects_submit_per_annotator(db: Database) -> None:
+    (item,) = _items(db, 1)
+    with db.session() as s:
+        cycle = Cycle(number=1, seed=0, strategy="box-entropy", batch_size=1)
+        s.add(cycle)
+        s.flush()
+        assert enqueue(s, cycle.id, [(item, "box-entropy", 1.0)], overlap=2) == 2
+    (proposal,) = _proposals(db, item, [(1, 1, 9, 9)])
+    for who, box in (("ann", (1, 1, 9, 9)), ("bob", (2, 2, 9, 9))):
+        got = lease(db, who, lease_seconds=60)
+        assert got is not None and got.item_id == item
+        submit_objects(
+            db, got.entry_id, who, [SubmittedObject(proposal, "cell", box)], classes=CLASSES
+        )
+    with db.read() as s:
+        labels = current_labels(s)
+        history = object_history(s, proposal)
+        statuses = list(s.scalars(select(QueueEntry.status)))
+    assert statuses == ["done", "done"]
+    # Both votes say "<objects>": the item is agreed, and each annotator's box is kept.
+    assert [(x.item_id, x.label, x.status) for x in labels] == [(item, OBJECTS_LABEL, "verified")]
+    assert [(h.annotator, h.x0) for h in history] == [(None, 1.0), ("ann", 1.0), ("bob", 2.0)]
