@@ -288,7 +288,8 @@ def scale_objects(
     Boxes are multiplied by ``factor``. Masks are resized with nearest-neighbour sampling to
     ``round(h * factor) x round(w * factor)`` (the size :func:`to_rows` gives the image) and,
     when ``canvas`` (``S`` or ``(height, width)``) is given, placed top-left on a zero canvas
-    of that size (the letterbox frame). Boxes are clipped to the new frame.
+    of that size (the letterbox frame); a mask that the resize would empty keeps the one
+    pixel at its box's centre. Boxes are clipped to the new frame.
     """
     if factor <= 0:
         raise DatasetError(f"scale factor must be positive, got {factor}")
@@ -308,6 +309,9 @@ def scale_objects(
                 )
                 > 0
             )
+            if not small.any():  # a tiny object keeps one pixel, at its box centre
+                bx0, by0, bx1, by1 = (float(v) for v in boxes[len(masks)])
+                small[min(int((by0 + by1) / 2), nh - 1), min(int((bx0 + bx1) / 2), nw - 1)] = True
             ch, cw = (canvas, canvas) if isinstance(canvas, int) else (canvas or (nh, nw))
             if ch < nh or cw < nw:
                 raise DatasetError(f"canvas {ch}x{cw} is smaller than the scaled mask {nh}x{nw}")
