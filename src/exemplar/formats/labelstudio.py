@@ -4,7 +4,7 @@ Each task names its image in ``data`` and holds ``annotations`` (people's work) 
 ``predictions`` (a model's). Regions are ``rectanglelabels`` (``x, y, width, height`` in
 percent of the image, rotated by ``rotation`` degrees about the top-left corner) and
 ``polygonlabels`` (``points`` in percent). Annotations are read as verified human labels
-with ``completed_by`` as the annotator; predictions as model proposals with their score and
+with ``completed_by`` (an id or ``{"email": ...}``) as the annotator; predictions as model proposals with their score and
 ``model_version``. Other region types are reported and skipped; non-region results
 (choices, text, ratings) are ignored.
 
@@ -12,7 +12,11 @@ Image references ``/data/local-files/?d=...``, ``/data/upload/...``, plain paths
 are looked up as files: as given, relative to the JSON file, and in an ``images/`` folder
 beside it (nothing is downloaded). Written tasks reference images as
 ``/data/local-files/?d=<absolute path>``, which Label Studio serves with local file serving
-on and ``LOCAL_FILES_DOCUMENT_ROOT=/``.
+on and ``LOCAL_FILES_DOCUMENT_ROOT=/``. Label Studio refuses an import whose ``completed_by``
+is not a member of the organization, so written annotations leave it out (the importing user
+becomes their annotator) and exemplar's annotator names go in the task's
+``meta.exemplar.annotators``, one per annotation, which the reader uses when
+``completed_by`` is absent.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from exemplar.errors import FormatError
 from exemplar.formats.base import (
@@ -72,13 +76,13 @@ def read_labelstudio(path: Path, classes: Sequence[str] | None = None) -> ReadRe
             problems.add(path, f"task {task_id}", f"{exc}; its regions are skipped")
             continue
         objects: list[ObjectRecord] = []
-        for kind, group in _groups(task):
+        for kind, group, annotator in _groups(task):
             for r, result in enumerate(group.get("result") or []):
-                name = f"task {task_id} result {result.get('id', r) if isinstance(result, dict) else r}"
+                rid = result.get("id", r) if isinstance(result, dict) else r
                 try:
-                    obj = _object(result, kind, group, width, height, classes)
+                    obj = _object(result, kind, group, annotator, width, height, classes)
                 except Skip as exc:
-                    problems.add(path, name, str(exc))
+                    problems.add(path, f"task {task_id} result {rid}", str(exc))
                     continue
                 if obj is not None:
                     objects.append(obj)
@@ -121,17 +125,15 @@ def write_labelstudio(
             else:
                 annotations.setdefault(obj.annotator, []).append(result)
         task_id = im.extra.get("labelstudio", {}).get("id")
-        tasks.append(
-            {
-                "id": task_id if isinstance(task_id, int) else i + 1,
-                "data": {"image": "/data/local-files/?d=" + image.as_posix().lstrip("/")},
-                "annotations": [
-                    {"completed_by": who, "result": res} if who is not None else {"result": res}
-                    for who, res in annotations.items()
-                ],
-                "predictions": [_prediction(version, res) for version, res in predictions.items()],
-            }
-        )
+        task: dict[str, Any] = {
+            "id": task_id if isinstance(task_id, int) else i + 1,
+            "data": {"image": "/data/local-files/?d=" + quote(image.as_posix().lstrip("/"))},
+            "annotations": [{"result": res} for res in annotations.values()],
+            "predictions": [_prediction(version, res) for version, res in predictions.items()],
+        }
+        if any(who is not None for who in annotations):
+            task["meta"] = {"exemplar": {"annotators": list(annotations)}}
+        tasks.append(task)
     out = dest / "tasks.json"
     atomic_write_text(out, json.dumps(tasks, indent=1, ensure_ascii=False))
     return out
@@ -146,12 +148,22 @@ def _load(path: Path) -> Any:
     return data
 
 
-def _groups(task: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    groups: list[tuple[str, dict[str, Any]]] = []
+def _groups(task: dict[str, Any]) -> list[tuple[str, dict[str, Any], str | None]]:
+    """(kind, annotation or prediction, annotator) for each group that is not cancelled."""
+    meta = task.get("meta")
+    ours = meta.get("exemplar") if isinstance(meta, dict) else None
+    listed = ours.get("annotators") if isinstance(ours, dict) else None
+    listed = listed if isinstance(listed, list) else []
+    groups: list[tuple[str, dict[str, Any], str | None]] = []
     for kind in ("annotations", "predictions"):
-        for group in task.get(kind) or []:
-            if isinstance(group, dict) and not group.get("was_cancelled"):
-                groups.append((kind, group))
+        for i, group in enumerate(task.get(kind) or []):
+            if not isinstance(group, dict) or group.get("was_cancelled"):
+                continue
+            who = group.get("completed_by")
+            who = who.get("email", who.get("id")) if isinstance(who, dict) else who
+            if who is None and kind == "annotations" and i < len(listed):
+                who = listed[i]
+            groups.append((kind, group, None if who is None else str(who)))
     return groups
 
 
@@ -177,7 +189,7 @@ def _resolve(ref: str, base: Path) -> Path:
     parts = urlsplit(ref)
     candidates: list[Path] = []
     if parts.path.startswith("/data/local-files"):
-        d = unquote(parse_qs(parts.query).get("d", [""])[0])
+        d = parse_qs(parts.query).get("d", [""])[0]
         candidates += [Path("/" + d.lstrip("/")), base / d]
         name = Path(d).name
     elif parts.scheme in ("", "file") and not parts.path.startswith("/data/upload"):
@@ -199,6 +211,7 @@ def _object(
     result: Any,
     kind: str,
     group: dict[str, Any],
+    annotator: str | None,
     width: int,
     height: int,
     classes: Sequence[str] | None,
@@ -234,15 +247,13 @@ def _object(
     if value.get("rotation"):
         extra["rotation"] = value["rotation"]
     if kind == "annotations":
-        who = group.get("completed_by")
-        annotator = who.get("email", who.get("id")) if isinstance(who, dict) else who
         return ObjectRecord(
             label,
             box,
             polygons,
             status="verified",
             source="human",
-            annotator=None if annotator is None else str(annotator),
+            annotator=annotator,
             extra={"labelstudio": extra},
         )
     raw = result.get("score", group.get("score"))
