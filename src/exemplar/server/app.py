@@ -25,7 +25,16 @@ from exemplar.errors import StoreError
 from exemplar.project import Project
 from exemplar.server.deps import API_PREFIX, CSRF_HEADER, ServerState
 from exemplar.server.middleware import MAX_BODY_BYTES, install_middleware
-from exemplar.server.routes import accounts, dashboard, items, labeling, pages, review, session
+from exemplar.server.routes import (
+    accounts,
+    dashboard,
+    items,
+    labeling,
+    objects,
+    pages,
+    review,
+    session,
+)
 from exemplar.server.security import (
     LoginRateLimiter,
     swagger_ui_page,
@@ -108,7 +117,7 @@ def create_app(
     )
     app.state.learner = learner
     app.state.exemplar = state
-    for module in (session, accounts, items, pages, review, dashboard):
+    for module in (session, accounts, items, objects, pages, review, dashboard):
         app.include_router(module.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
