@@ -7,16 +7,16 @@ are read directly; mnfinder itself is never imported (it imports TensorFlow).
 Layout (found under ``mnfinder_root()``): ``<set>-data/<batch>/images/<name>.png`` with
 ``nucleus_masks/<name>.png`` and ``mn_masks/<name>.png`` of the same name, for the sets
 ``training`` (30 images), ``validation`` (3) and ``test`` (16). Images are 8-bit (mode
-``L``) or 16-bit (mode ``I;16``; the seven U2OS images), 768x869, 512x512 or 1024x1024.
+``L``) or 16-bit (mode ``I;16``; the eight U2OS images), 768x869, 512x512 or 1024x1024.
 
 Mask encoding (checked on every file): masks are RGBA ``uint8`` with alpha 0 or 255. In a
 nucleus mask, red is 255 wherever alpha is, and the **blue** channel is the nucleus id.
 In a micronucleus mask, blue is the id of the parent nucleus and **green** a colour, so a
 micronucleus is a (green, blue) pair. Two findings matter:
 
-- one id is not always one object: 61 (green, blue) pairs cover two or more separate
-  blobs (one image draws every micronucleus green 255, so all micronuclei of a cell share
-  a pair), and 30 nucleus ids cover two separate regions (one image reuses ids 9-28 for
+- one id is not always one object: 596 of the 1,800 (green, blue) pairs cover two or more
+  separate 8-connected blobs (one image draws every micronucleus green 255, so all micronuclei of a cell share
+  a pair), and 28 nucleus ids cover two separate regions (one image reuses ids 9-28 for
   two nuclei each). mnfinder's own training code labels connected components of each
   pair (``skimage.measure.label``), so by default an instance here is an 8-connected
   component of one id (``instances="components"``); ``instances="ids"`` keeps one
