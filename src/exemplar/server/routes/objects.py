@@ -23,7 +23,7 @@ review any item's label). Hidden ground truth (status ``ground_truth``) is never
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException
@@ -86,7 +86,7 @@ IdempotencyKey = Annotated[
 
 def project_task(project: Project) -> str:
     """The project's task: ``classification``, ``detection`` or ``segmentation``."""
-    return str(getattr(project.config.project, "task", "classification"))
+    return str(project.config.project.task)
 
 
 def _holds(s: Session, user: User, item_id: int) -> bool:
@@ -450,7 +450,7 @@ def router() -> APIRouter:
         except ExemplarError as exc:
             raise _http_error(exc) from exc
 
-    def decide(status: str) -> Any:
+    def decide(status: str) -> Callable[..., ObjectOut]:
         def endpoint(object_id: PathId, user: Labeler, state: State) -> ObjectOut:
             try:
                 return revise_object(state.project, user, object_id, status=status)
