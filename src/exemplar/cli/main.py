@@ -39,18 +39,27 @@ def _deprecated_alias(old: str, old_value: int | None, new: str, value: int, def
 @one_line_errors
 def simulate(
     dataset: Annotated[
-        str, typer.Option(help="Built-in name (see `exemplar datasets`) or a .csv/.npy/.npz path.")
+        str,
+        typer.Option(
+            help="Built-in name (see `exemplar datasets`) or a .csv/.npy/.npz path; "
+            "detection and segmentation: cells (synthetic) or nuclei (mnfinder tiles)."
+        ),
     ],
+    task: Annotated[
+        str,
+        typer.Option(help="classification (default), detection or segmentation."),
+    ] = "classification",
     strategies: Annotated[
         str, typer.Option(help="Comma-separated strategy names; 'default' is the default strategy.")
     ] = "default,random",
     model: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Model recipe (see `exemplar models`): logreg, random_forest, cnn, "
-            "cnn-ensemble, mlp, mlp-ensemble, minilm-logreg, minilm-mlp."
+            help="Model recipe (see `exemplar models`): logreg (default), random_forest, cnn, "
+            "cnn-ensemble, mlp, mlp-ensemble, minilm-logreg, minilm-mlp; detection: "
+            "centernet (default), segmentation: centernet-seg (default)."
         ),
-    ] = "logreg",
+    ] = None,
     model_param: Annotated[
         list[str] | None,
         typer.Option(
@@ -62,11 +71,18 @@ def simulate(
         str, typer.Option(help="Deep models: cpu (default), cuda, cuda:N or auto.")
     ] = "cpu",
     seeds: Annotated[int, typer.Option(help="Paired seeds per strategy.")] = 5,
-    initial: Annotated[int, typer.Option(help="Random labels before the first query.")] = 20,
+    initial: Annotated[
+        int | None,
+        typer.Option(help="Random labels before the first query (default 20; detection 10)."),
+    ] = None,
     batch_size: Annotated[
-        int, typer.Option(help="Labels added per cycle (a project's selection batch_size).")
-    ] = 10,
-    cycles: Annotated[int, typer.Option(help="Query cycles after the initial set.")] = 30,
+        int | None,
+        typer.Option(help="Labels added per cycle (a project's selection batch_size; default 10)."),
+    ] = None,
+    cycles: Annotated[
+        int | None,
+        typer.Option(help="Query cycles after the initial set (default 30; detection 5)."),
+    ] = None,
     batch: Annotated[
         int | None, typer.Option(hidden=True, help="Deprecated alias of --batch-size.")
     ] = None,
@@ -88,8 +104,56 @@ def simulate(
         str | None, typer.Option(help="Label column of a user CSV (name) or .npy (index).")
     ] = None,
     jobs: Annotated[int, typer.Option(help="Parallel workers (-1: all cores).")] = -1,
+    image_side: Annotated[
+        int, typer.Option(help="Detection/segmentation: the detector's image side S.")
+    ] = 128,
+    epochs: Annotated[
+        int, typer.Option(help="Detection/segmentation: detector training epochs per round.")
+    ] = 10,
+    images: Annotated[
+        int, typer.Option(help="Detection/segmentation on cells: synthetic images generated.")
+    ] = 120,
 ) -> None:
-    """Compare strategies against random on a fully labeled dataset, with paired seeds."""
+    """Compare strategies against random on a fully labeled dataset, with paired seeds.
+
+    With --task detection or segmentation, the items are annotated images and the labels
+    their objects: curves are COCO mAP against images and boxes labeled.
+    """
+    if task not in ("classification", "detection", "segmentation"):
+        from exemplar.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown task {task!r}; choose classification, detection or segmentation"
+        )
+    objects = task != "classification"
+    default_cycles = 5 if objects else 30
+    initial = (10 if objects else 20) if initial is None else initial
+    batch_size = _deprecated_alias(
+        "--batch", batch, "--batch-size", 10 if batch_size is None else batch_size, 10
+    )
+    cycles = _deprecated_alias(
+        "--rounds", rounds, "--cycles", default_cycles if cycles is None else cycles, default_cycles
+    )
+    if objects:
+        _simulate_objects(
+            task,
+            dataset,
+            strategies=strategies,
+            model=model,
+            model_params=parse_params(model_param or []),
+            device=device,
+            seeds=seeds,
+            initial=initial,
+            batch_size=batch_size,
+            cycles=cycles,
+            test_size=test_size,
+            jobs=jobs,
+            image_side=image_side,
+            epochs=epochs,
+            images=images,
+            out=out,
+        )
+        return
     from exemplar.data import load_dataset
     from exemplar.simulate import (
         SimulationConfig,
@@ -99,8 +163,7 @@ def simulate(
         write_outputs,
     )
 
-    batch_size = _deprecated_alias("--batch", batch, "--batch-size", batch_size, 10)
-    cycles = _deprecated_alias("--rounds", rounds, "--cycles", cycles, 30)
+    model = "logreg" if model is None else model
     names = tuple(s.strip() for s in strategies.split(",") if s.strip())
     column: str | int | None = label_column
     if label_column is not None and label_column.lstrip("-").isdigit():
@@ -133,8 +196,8 @@ def simulate(
         TimeRemainingColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task(f"{data.name} · {', '.join(names)}", total=total)
-        result = run_simulation(config, data, on_progress=lambda k: progress.advance(task, k))
+        bar = progress.add_task(f"{data.name} · {', '.join(names)}", total=total)
+        result = run_simulation(config, data, on_progress=lambda k: progress.advance(bar, k))
     summary = summarize(result)
     paths = write_outputs(result, summary, out)
     table = Table(title=f"{data.name}: normalized AULC over {seeds} seeds")
@@ -157,6 +220,78 @@ def simulate(
             f"{s['query_seconds_mean'] * 1000:.1f}",
         )
     console.print(table)
+    console.print(summary["verdict"], highlight=False)
+    console.print(
+        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
+    )
+
+
+def _simulate_objects(
+    task: str,
+    dataset: str,
+    *,
+    strategies: str,
+    model: str | None,
+    model_params: dict[str, object],
+    device: str,
+    seeds: int,
+    initial: int,
+    batch_size: int,
+    cycles: int,
+    test_size: float,
+    jobs: int,
+    image_side: int,
+    epochs: int,
+    images: int,
+    out: Path,
+) -> None:
+    """``exemplar simulate --task detection|segmentation``: the object simulator."""
+    from exemplar.simulate.objects import (
+        ObjectSimulationConfig,
+        load_object_dataset,
+        run_object_simulation,
+        summarize_objects,
+        validate_object_config,
+        write_object_outputs,
+    )
+
+    names = tuple(s.strip() for s in strategies.split(",") if s.strip())
+    pool, test = load_object_dataset(dataset, image_side=image_side, n_images=images)
+    config = ObjectSimulationConfig(
+        dataset=dataset,
+        task=task,  # type: ignore[arg-type]
+        model=model,
+        model_params=model_params,
+        device=device,
+        strategies=names,
+        seeds=seeds,
+        initial=initial,
+        batch_size=batch_size,
+        cycles=cycles,
+        test_size=test_size,
+        image_side=image_side,
+        epochs=epochs,
+        jobs=jobs,
+    )
+    validate_object_config(config, pool, test)
+    total = len(names) * seeds * (cycles + 1)
+    with Progress(
+        TextColumn("[bold]simulating[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("cycles"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task(f"{dataset} ({task}) · {', '.join(names)}", total=total)
+        result = run_object_simulation(
+            config, pool, test, on_progress=lambda k: progress.advance(bar, k)
+        )
+    summary = summarize_objects(result)
+    paths = write_object_outputs(result, summary, out)
+    for line in summary["lines"].values():
+        console.print(line, highlight=False)
     console.print(summary["verdict"], highlight=False)
     console.print(
         f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
