@@ -236,15 +236,48 @@ def _rle(seg: dict[str, Any], width: int, height: int) -> dict[str, Any]:
             raise Skip(f"uncompressed RLE counts sum to {sum(counts)}, not {width * height}")
         rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
     elif isinstance(counts, str | bytes):
-        rle = {"size": [height, width], "counts": counts}
-        try:
-            mask_utils.decode(rle)
-        except ValueError as exc:
-            raise Skip(f"invalid RLE counts: {exc}") from None
+        text = counts.decode("ascii", "replace") if isinstance(counts, bytes) else counts
+        total = _rle_string_total(text)
+        if total != width * height:
+            got = "cannot be parsed" if total is None else f"cover {total} pixels"
+            raise Skip(f"invalid RLE counts: they {got}, not {width * height}")
+        rle = {"size": [height, width], "counts": text}
     else:
         raise Skip("RLE counts must be a string or a list of integers")
     c = rle["counts"]
     return {"size": [height, width], "counts": c.decode("ascii") if isinstance(c, bytes) else c}
+
+
+def _rle_string_total(counts: str) -> int | None:
+    """Pixels covered by the runs of a compressed COCO RLE string, or None if malformed.
+
+    Only a check before :mod:`pycocotools.mask` takes the string: its decoder does not notice
+    runs that stop short of ``h * w`` (it leaves the rest of the mask unset). The string
+    holds 5-bit groups offset by 48, continued while bit 0x20 is set, sign in bit 0x10 of
+    the last group; from the third run on, each value is a delta from the run two before
+    (``rleFrString`` in pycocotools' ``maskApi.c``).
+    """
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(counts) or not 48 <= ord(counts[p]) < 112:
+                return None
+            c = ord(counts[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x -= 1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            return None
+        runs.append(x)
+    return sum(runs)
 
 
 def _annotation(obj: ObjectRecord, im: AnnotatedImage, index: dict[str, int]) -> dict[str, Any]:

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from formats_helpers import CLASSES, assert_boxes, by_name, decode, make_image, polygon_mask
+from pycocotools import mask as mask_utils
 
 from exemplar.errors import DatasetError, FormatError
 from exemplar.formats import AnnotatedImage, read_annotations, write_annotations
+from exemplar.formats.coco import _rle_string_total
 
 
 def test_round_trip_keeps_boxes_masks_and_provenance(
@@ -144,6 +146,8 @@ def test_bad_objects_are_reported_and_skipped(tmp_path: Path) -> None:
                 "segmentation": {"size": [40, 50], "counts": [3, 4]},
             },
             {"id": 21, "image_id": 2, "category_id": 1, "bbox": [1, 1, 2, 2]},
+            _ann(22, [1, 1, 5, 5], segmentation={"size": [40, 50], "counts": "zzzz"}),
+            _ann(23, [1, 1, 5, 5], segmentation={"size": [50, 40], "counts": [2000]}),
         ],
     )
     result = read_annotations(path, classes=["cat"])
@@ -151,7 +155,7 @@ def test_bad_objects_are_reported_and_skipped(tmp_path: Path) -> None:
     assert [o.extra["coco"]["id"] for o in objects] == [10, 12]
     assert objects[1].box == pytest.approx((49.5, 5, 50, 15))
     problems = {p.object: p for p in result.problems}
-    assert set(problems) == {f"annotation id {i}" for i in (11, 13, 14, 15, 16, 17, 18, 19, 20, 21)}
+    assert set(problems) == {f"annotation id {i}" for i in (*range(11, 24),) if i != 12}
     assert all(p.file == str(path) for p in result.problems)
     assert "outside" in problems["annotation id 11"].message
     assert "zero or negative" in problems["annotation id 13"].message
@@ -162,6 +166,8 @@ def test_bad_objects_are_reported_and_skipped(tmp_path: Path) -> None:
     assert "unknown class 'dog'" in problems["annotation id 19"].message
     assert "sum to 7" in problems["annotation id 20"].message
     assert "unknown image id 2" in problems["annotation id 21"].message
+    assert "invalid RLE counts" in problems["annotation id 22"].message
+    assert "does not match the image" in problems["annotation id 23"].message
     assert str(problems["annotation id 11"]).startswith(f"{path}: annotation id 11: ")
     assert result.classes == ["cat"]
 
@@ -198,3 +204,14 @@ def test_json_without_coco_keys_is_refused(tmp_path: Path) -> None:
     path.write_text('{"hello": 1}')
     with pytest.raises(FormatError, match="other.json.*not a COCO file"):
         read_annotations(path, "coco")
+
+
+def test_rle_string_check_agrees_with_pycocotools() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        mask = rng.random((h, w)) < rng.random()
+        counts = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+        assert _rle_string_total(counts) == h * w
+        assert _rle_string_total(counts[:-1]) != h * w or len(counts) == 1
+    assert _rle_string_total("!!") is None
