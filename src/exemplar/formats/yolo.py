@@ -177,7 +177,10 @@ def _pairs(
         for split in _SPLITS:
             value = config.get(split)
             for entry in value if isinstance(value, list) else [value] if value else []:
-                pairs += _source(base / str(entry), root, problems)
+                source = base / str(entry)
+                if not source.exists() and str(entry).startswith("../"):
+                    source = base / str(entry)[3:]  # Roboflow's "../train/images" from the root
+                pairs += _source(source, root, problems)
     elif (root / "images").is_dir():
         pairs = _source(root / "images", root, problems)
     elif (root / "images.txt").is_file():

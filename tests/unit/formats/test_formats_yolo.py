@@ -167,3 +167,18 @@ def test_unparseable_yaml_and_missing_names_raise(tmp_path: Path) -> None:
     (root / "data.yaml").unlink()
     with pytest.raises(FormatError, match="no class names"):
         read_annotations(root, "yolo")
+
+
+def test_roboflow_style_relative_splits(tmp_path: Path) -> None:
+    root = tmp_path / "export"
+    make_image(root / "train" / "images" / "t.png", 10, 10)
+    make_image(root / "valid" / "images" / "v.png", 10, 10)
+    (root / "train" / "labels").mkdir()
+    (root / "train" / "labels" / "t.txt").write_text("0 0.5 0.5 0.4 0.4\n")
+    (root / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['cat']\n"
+    )
+    result = read_annotations(root)
+    assert result.problems == []
+    images = by_name(result.images)
+    assert len(images["t"].objects) == 1 and images["v"].objects == []
