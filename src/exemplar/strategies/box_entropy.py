@@ -34,8 +34,9 @@ class BoxEntropy(ObjectScoringStrategy):
 
     Each box counted (score ``>= min_score``) gets the Shannon entropy (nats) of its
     class probabilities, ``-Σ_c p_c log p_c``; the image score aggregates them (``max``
-    by default: the image's most uncertain box, as Brust et al. found best for
-    single-box aggregation, ``sum`` to also favour images with many uncertain boxes).
+    by default: the image's most uncertain box). Brust et al. found ``sum`` best per
+    labeled image, noting that it selects images with many objects; where the cost is
+    per drawn box, ``max`` or ``mean`` does not reward crowding by itself.
 
     Without per-box class probabilities (or with one class, as a one-class cell detector)
     the box's uncertainty is the binary entropy of its detection score,

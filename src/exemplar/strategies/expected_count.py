@@ -64,6 +64,8 @@ class ExpectedCount(ObjectScoringStrategy):
     name: ClassVar[str] = "expected_count"
     summary: ClassVar[str] = "images whose object count is uncertain (count variance)"
     reference: ClassVar[str] = "Seung et al. 1992, COLT; Roy et al. 2018, BMVC; Wang 1993"
+    #: Count samples come with the detector's stochastic passes (used when present).
+    object_passes: ClassVar[frozenset[str]] = frozenset({"samples"})
 
     def __init__(
         self,
