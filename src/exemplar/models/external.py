@@ -583,6 +583,7 @@ class ExternalAdapter:
             "copy_images": self.copy_images,
             "env": self.env,
             "seed": self.seed,
+            "image_side": self.image_side,
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:

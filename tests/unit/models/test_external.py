@@ -422,11 +422,13 @@ def test_rows_must_be_positions_in_the_bound_items(tmp_path, images) -> None:
 
 def test_checkpoint_round_trips(tmp_path, images) -> None:
     paths, truth = images
-    model = _model(tmp_path, seed=5).bind_items(paths).fit(np.arange(4), truth[:4])
+    y = [Objects(_scaled(t, 0.5, 0.5), t.classes) for t in truth[:4]]
+    model = _model(tmp_path, seed=5, image_side=32).bind_items(paths).fit(np.arange(4), y)
     path = model.save(tmp_path / "v1.json")
     np.testing.assert_array_equal(checkpoint_classes(path), CLASSES)
     loaded = ExternalAdapter.load(path, chunk_size=2)
     assert loaded.weights_path_ == model.weights_path_ and loaded.seed == 5
+    assert loaded.image_side == 32  # the frame: predictions below would be twice as large
     assert loaded.train == model.train and loaded.predict_command == model.predict_command
     with pytest.raises(ModelError, match="bind_items"):
         loaded.predict(np.arange(4, 8))
@@ -581,3 +583,29 @@ def test_reader_takes_rle_masks_compressed_or_not(tmp_path) -> None:
         {"size": [10, 20], "counts": parsed[1].objects.masks[0]["counts"].encode()}
     )
     assert second.sum() == sum(runs[1::2])
+
+
+def test_fit_writes_masks_to_coco_in_file_pixels(tmp_path, images) -> None:
+    paths, truth = images
+    # Items twice the file's size; each mask is the object's square, drawn in the item frame.
+    item = (WIDTH * 2, HEIGHT * 2)
+    y = []
+    for t in truth[:2]:
+        masks = []
+        for x0, y0, x1, y1 in (t.boxes * 2).astype(int):
+            grid = np.zeros((item[1], item[0]), np.uint8, order="F")
+            grid[y0:y1, x0:x1] = 1
+            masks.append(mask_utils.encode(grid))
+        y.append(Objects(t.boxes * 2, t.classes, masks=masks))
+    model = _model(tmp_path, train=TRAIN_COCO, format="coco").bind_items(paths, [item] * 8)
+    model.fit(np.arange(2), y)
+    doc = json.loads(Path(model.coco_json_).read_text())
+    anns = [a for a in doc["annotations"] if a["image_id"] == doc["images"][0]["id"]]
+    assert len(anns) == len(truth[0])
+    for ann, (x0, y0, x1, y1) in zip(anns, truth[0].boxes.astype(int), strict=True):
+        seg = ann["segmentation"]
+        assert seg["size"] == [HEIGHT, WIDTH]
+        grid = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()})
+        want = np.zeros((HEIGHT, WIDTH), np.uint8)
+        want[y0:y1, x0:x1] = 1
+        np.testing.assert_array_equal(grid, want)
