@@ -23,7 +23,7 @@ import numpy as np
 
 from exemplar.errors import InvalidPredictionsError
 
-__all__ = ["ObjectPredictions", "Objects", "box_iou"]
+__all__ = ["ObjectPredictions", "Objects", "box_iou", "outline_mask", "rescale_objects"]
 
 #: A COCO run-length encoded mask: ``{"size": [height, width], "counts": str}``.
 RLE = dict[str, object]
@@ -189,3 +189,69 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)
+
+
+def rescale_objects(objects: Objects, factor: float, size: tuple[int, int]) -> Objects:
+    """``objects`` in a frame scaled by ``factor`` whose image is ``size = (height, width)``.
+
+    Boxes are multiplied by ``factor`` (and clipped to the new frame); masks are resampled
+    (nearest neighbour) into the new frame, which crops or pads them as needed: the model's
+    frame is the image scaled by ``factor`` and padded to a square at the bottom and right.
+    """
+    height, width = size
+    boxes = objects.boxes * np.float32(factor)
+    if len(objects):
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height)
+    masks = None
+    if objects.masks is not None:
+        from pycocotools import mask as rle
+
+        masks = []
+        for m in objects.masks:
+            src = rle.decode(dict(m))  # type: ignore[arg-type]
+            rows = np.minimum((np.arange(height) / factor).astype(np.int64), src.shape[0] - 1)
+            cols = np.minimum((np.arange(width) / factor).astype(np.int64), src.shape[1] - 1)
+            out = src[rows[:, None], cols[None, :]]
+            out[np.arange(height) / factor >= src.shape[0]] = 0
+            out[:, np.arange(width) / factor >= src.shape[1]] = 0
+            masks.append(_encode(out))
+    return Objects(boxes, objects.classes, objects.scores, objects.class_proba, masks)
+
+
+def outline_mask(
+    polygons: Sequence[Sequence[float]] | None,
+    mask: RLE | None,
+    box: Sequence[float],
+    factor: float,
+    size: tuple[int, int],
+) -> RLE:
+    """One object's outline as a COCO RLE mask of a frame scaled by ``factor``.
+
+    The outline is its polygons (``[x, y, x, y, ...]`` in image pixels), else its mask
+    (an RLE of the image), else its box filled.
+    """
+    from pycocotools import mask as rle
+
+    height, width = size
+    if polygons:
+        scaled = [[float(v) * factor for v in poly] for poly in polygons]
+        return dict(rle.merge(rle.frPyObjects(scaled, height, width)))  # type: ignore[arg-type]
+    if mask is not None:
+        whole = Objects(np.asarray([box], np.float32), np.zeros(1, np.int64), masks=[mask])
+        return dict(rescale_objects(whole, factor, size).masks[0])  # type: ignore[index]
+    x0, y0, x1, y1 = (float(v) * factor for v in box)
+    filled = np.zeros((height, width), np.uint8)
+    filled[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = 1
+    return _encode(filled)
+
+
+def _encode(mask: np.ndarray) -> RLE:
+    from pycocotools import mask as rle
+
+    encoded = rle.encode(np.asfortranarray(mask.astype(np.uint8)))
+    counts = encoded["counts"]
+    return {
+        "size": [int(v) for v in encoded["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }

@@ -20,7 +20,12 @@ ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="The project f
 def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
     classes: Annotated[str, typer.Option(help="Comma-separated class names.")],
-    task: Annotated[str, typer.Option(help="Task kind.")] = "classification",
+    task: Annotated[
+        str,
+        typer.Option(
+            help="classification (a class per item), detection (boxes) or segmentation (outlines)."
+        ),
+    ] = "classification",
     name: Annotated[str | None, typer.Option(help="Project name (default: folder name).")] = None,
     database_url: Annotated[
         str, typer.Option(help="SQLAlchemy URL (default: SQLite file in the project folder).")
@@ -31,6 +36,12 @@ def init(
     ] = "default",
     batch_size: Annotated[int, typer.Option(help="Items selected per cycle.")] = 10,
     budget: Annotated[int, typer.Option(help="Stop after this many labels.")] = 200,
+    budget_unit: Annotated[
+        str, typer.Option(help="What --budget counts: items, or objects (detection).")
+    ] = "items",
+    image_side: Annotated[
+        int, typer.Option(help="Detection: images are scaled to fit this many pixels.")
+    ] = 256,
 ) -> None:
     """Create a project: exemplar.toml plus an empty database."""
     from exemplar.project import Project
@@ -44,7 +55,11 @@ def init(
         database_url=database_url,
         oracle={"kind": oracle},
         selection={"strategy": strategy, "batch_size": batch_size},
-        stopping={"criteria": [{"name": "label_budget", "budget": budget}]},
+        stopping={
+            "criteria": [{"name": "label_budget", "budget": budget}],
+            "budget_unit": budget_unit,
+        },
+        **({"data": {"image_side": image_side}} if task != "classification" else {}),
     ) as project:
         console.print(
             f"created project [bold]{project.config.project.name}[/] in {directory} "
@@ -55,7 +70,13 @@ def init(
 @app.command("import")
 @one_line_errors
 def import_(
-    source: Annotated[Path, typer.Argument(help="Image folder, .csv, .parquet, .npy or .npz.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Image folder, .csv, .parquet, .npy or .npz; for detection: a COCO or Label "
+            "Studio JSON, a YOLO or VOC folder, or a folder of images."
+        ),
+    ],
     project: ProjectDir = Path("."),
     label_column: Annotated[str | None, typer.Option(help="Label column name.")] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column (text items).")] = None,
@@ -70,6 +91,12 @@ def import_(
     ] = 2000,
     batch_size: Annotated[
         int | None, typer.Option(hidden=True, help="Former name of --rows-per-transaction.")
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="Detection: coco, yolo, voc or labelstudio (detected if omitted)."
+        ),
     ] = None,
 ) -> None:
     """Import items; re-importing the same content adds nothing."""
@@ -90,6 +117,7 @@ def import_(
             text_column=text_column,
             labels_as=labels_as,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            **({"annotation_format": fmt} if fmt is not None else {}),
         )
     for line in report.lines():
         console.print(line, highlight=False, markup=False)
@@ -104,16 +132,40 @@ def import_(
 @app.command()
 @one_line_errors
 def export(
-    destination: Annotated[Path, typer.Argument(help="Output .csv or .json file.")],
+    destination: Annotated[
+        Path, typer.Argument(help="Output .csv or .json file, or a folder with --format.")
+    ],
     project: ProjectDir = Path("."),
     history: Annotated[
         bool, typer.Option(help="Every label row, not just current labels.")
+    ] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Detection: write the labeled objects as coco, yolo, voc or labelstudio.",
+        ),
+    ] = None,
+    proposals: Annotated[
+        bool, typer.Option(help="With --format: the model's open proposals too.")
+    ] = False,
+    copy_images: Annotated[
+        bool, typer.Option(help="With --format: copy the images into the folder.")
     ] = False,
 ) -> None:
     """Export labels with provenance (cycle, strategy, score, annotator, time)."""
     from exemplar.project import Project
 
     with Project.open(project) as proj:
+        if fmt is not None:
+            exported = proj.export_objects(
+                destination, fmt, proposals=proposals, copy_images=copy_images
+            )
+            console.print(
+                f"wrote {exported.objects} object(s) on {exported.images} image(s) as {fmt} "
+                f"to {exported.path}"
+            )
+            return
         n = proj.export(destination, history=history)
     console.print(f"wrote {n} label row(s) to {destination}")
 

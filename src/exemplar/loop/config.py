@@ -138,6 +138,9 @@ class ModelSection(_Section):
     cv_folds: int = Field(default=3, ge=2, le=20)
     keep_checkpoints: int = Field(default=3, ge=1)
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda|cuda:\d+|auto)$")
+    #: Detection and segmentation: objects the model scores below this are not proposed
+    #: on the items a cycle queues (annotators see the rest, to verify or reject).
+    proposal_threshold: float = Field(default=0.3, ge=0.0, le=1.0)
 
 
 class SelectionSection(_Section):
@@ -329,8 +332,8 @@ class ProjectConfig(_Section):
             kpi.setdefault("metric", "map50")
             kpi.setdefault("target", 0.9)
         selection = raw.setdefault("selection", {})
-        if isinstance(selection, dict):
-            selection.setdefault("strategy", DEFAULT_OBJECT_STRATEGY)
+        if isinstance(selection, dict) and selection.get("strategy", "default") == "default":
+            selection["strategy"] = DEFAULT_OBJECT_STRATEGY
         return raw
 
     @model_validator(mode="after")

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 from filelock import FileLock, Timeout
-from sklearn.metrics import accuracy_score, f1_score
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
@@ -28,14 +27,12 @@ from exemplar.errors import ConfigError, ModelError, ProjectError, StoreError
 from exemplar.loop.context import LoopContext
 from exemplar.loop.faults import crash_point
 from exemplar.loop.model_selector import (
-    Candidate,
-    CandidateResult,
     best_candidate,
-    evaluate_candidates,
 )
 from exemplar.loop.oracle import Oracle, make_oracle
 from exemplar.loop.scoring import drop_scored, load_scored, save_scored, score_pool
 from exemplar.loop.selection import pick_batch
+from exemplar.loop.tasks import LabeledSet, ObjectTask, make_task, write_proposals
 from exemplar.models import (
     ModelAdapter,
     checkpoint_suffix,
@@ -43,10 +40,11 @@ from exemplar.models import (
     load_model,
     save_model,
 )
+from exemplar.objects import Objects
 from exemplar.predictions import Predictions
 from exemplar.stopping import Observation
-from exemplar.store.labels import current_labels
-from exemplar.store.pool import PoolIndex, budget_room, drop_stale_entries, still_free
+from exemplar.store.annotations import objects_labeled
+from exemplar.store.pool import NO_BUDGET, PoolIndex, budget_room, drop_stale_entries, still_free
 from exemplar.store.queue import enqueue
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
@@ -80,13 +78,6 @@ class RunOutcome:
     message: str
 
 
-@dataclass
-class _Labeled:
-    item_ids: np.ndarray
-    rows: np.ndarray
-    y: np.ndarray
-
-
 class LoopEngine:
     """Drives one project's cycles. Use :meth:`run`; it takes the project lock.
 
@@ -114,6 +105,7 @@ class LoopEngine:
         self.project = project
         self.cfg = project.config
         self.oracle: Oracle = make_oracle(project, project.config.oracle)
+        self.task = make_task(project)
         self.wait = wait
         self.poll_seconds = poll_seconds
         self.on_event = on_event or (lambda _msg: None)
@@ -167,13 +159,13 @@ class LoopEngine:
         t0 = time.perf_counter()
         labeled = self._labeled()
         previous = self._cycle(cycle.number - 1)
-        missing = sorted(set(self.project.classes) - set(labeled.y.tolist()))
+        missing = sorted(set(self.project.classes) - set(self._labeled_classes(labeled)))
         if missing:
             self.on_event(
                 f"warning: no labels yet for class(es) {', '.join(missing)}; the model cannot "
                 "predict them until some are labeled"
             )
-        if np.unique(labeled.y).size < 2:
+        if not self.task.trainable(labeled):
             self._advance(cycle, CycleState.SELECT, decision_note="cold_start")
             return
         if previous is not None and previous.decision == "skip" and previous.model_version_id:
@@ -185,8 +177,11 @@ class LoopEngine:
             )
             return
         X = np.asarray(self.project.features()[labeled.rows])
-        with threadpool_limits(limits=1):  # small fits: a second BLAS thread only contends
-            results = self._evaluate(X, labeled.y, cycle.seed)
+        if isinstance(self.task, ObjectTask):  # a detector uses every core
+            results = self.task.evaluate(self.project, labeled, X, cycle.seed)
+        else:
+            with threadpool_limits(limits=1):  # small fits: a second BLAS thread only contends
+                results = self.task.evaluate(self.project, labeled, X, cycle.seed)
         versions = []
         for k, res in enumerate(results):
             version = f"c{cycle.number:04d}-m{k}"
@@ -198,8 +193,8 @@ class LoopEngine:
                     recipe=res.candidate.recipe,
                     params=res.candidate.params,
                     path=str(path.relative_to(self.project.root)),
-                    n_labels=int(labeled.y.size),
-                    metrics={**res.metrics, "protocol": res.protocol},
+                    n_labels=int(labeled.size),
+                    metrics={**res.metrics, "protocol": res.protocol, **self._units(labeled)},
                 )
             )
         crash_point(f"train:{cycle.number}:saved")
@@ -209,19 +204,6 @@ class LoopEngine:
             s.flush()
             s.add_all(versions)
             self._transition(s, cycle, CycleState.SELECT_MODEL, timing=("train", t0))
-
-    def _evaluate(self, X: np.ndarray, y: np.ndarray, seed: int) -> list[CandidateResult]:
-        mcfg = self.cfg.model
-        return evaluate_candidates(
-            X,
-            y,
-            [Candidate(c.recipe, dict(c.params)) for c in mcfg.candidates],
-            validation_fraction=mcfg.validation_fraction,
-            min_validation_labels=mcfg.min_validation_labels,
-            cv_folds=mcfg.cv_folds,
-            seed=seed,
-            device=mcfg.device,
-        )
 
     def _select_model(self, cycle: Cycle) -> None:
         t0 = time.perf_counter()
@@ -282,12 +264,13 @@ class LoopEngine:
         # The recorded cycle is the source of truth: its batch size and strategy, not the
         # config as it reads now (a user may edit exemplar.toml between cycles).
         scored = labeled.rows < n_scored
+        objects = isinstance(self.task, ObjectTask)
         picks = pick_batch(
             predictions,
             self._strategy(cycle),
             pool_rows,
             labeled.rows[scored],
-            labeled.y[scored],
+            None if objects else labeled.y[scored],
             batch_size=cycle.batch_size,
             seed=cycle.seed,
             cold_start=version is None,
@@ -301,11 +284,25 @@ class LoopEngine:
         entries: list[tuple[int, str | None, float | None]] = [
             (int(pool_ids[k]), p.strategy, p.score) for k, p in zip(position, picks, strict=True)
         ]
+        proposals = (
+            self._proposals(version, cycle, [p.row for p in picks], pool_ids[position])
+            if objects and version is not None
+            else {}
+        )
         with self.project.db.session() as s:
             drop_stale_entries(s)
             # The budget once more in the enqueueing transaction: it is a hard limit.
-            free = still_free(s, entries)[: budget_room(s, self._budget())]
+            free = still_free(s, entries)[: self._room(s)]
             enqueue(s, cycle.id, free, overlap=self.cfg.oracle.overlap)
+            if proposals:
+                queued = {item_id for item_id, _, _ in free}
+                write_proposals(
+                    s,
+                    {i: objs for i, objs in proposals.items() if i in queued},
+                    self.project,
+                    model_version=version.version if version is not None else None,
+                    cycle_id=cycle.id,
+                )
             self._transition(s, cycle, CycleState.LABEL, timing=("select", t0))
 
     def _label(self, cycle: Cycle) -> str | None:
@@ -324,27 +321,17 @@ class LoopEngine:
     def _compare(self, cycle: Cycle) -> None:
         t0 = time.perf_counter()
         with self.project.db.read() as s:
-            batch_ids = set(
-                s.scalars(select(QueueEntry.item_id).where(QueueEntry.cycle_id == cycle.id))
+            batch_ids = sorted(
+                set(s.scalars(select(QueueEntry.item_id).where(QueueEntry.cycle_id == cycle.id)))
             )
-            labels = {
-                c.item_id: (c.row, c.label) for c in current_labels(s) if c.item_id in batch_ids
-            }
         decision, batch_metrics = "retrain", {}
-        if cycle.model_version_id and labels:
+        if cycle.model_version_id and batch_ids:
             version = self._version(cycle)
             model = self._load_model(version, cycle, committee=False)
-            rows = np.asarray([r for r, _ in labels.values()], dtype=np.int64)
-            truth = np.asarray([lab for _, lab in labels.values()])
-            order = np.argsort(rows)
-            pred = model.predict_labels(np.asarray(self.project.features()[rows[order]]))
-            batch_metrics = {
-                "accuracy": float(accuracy_score(truth[order], pred)),
-                "macro_f1": float(f1_score(truth[order], pred, average="macro")),
-                "n": int(rows.size),
-            }
+            batch_metrics = self.task.batch_metrics(self.project, model, batch_ids)
             kpi = self.cfg.kpi
-            decision = "skip" if batch_metrics[kpi.metric] >= kpi.target else "retrain"
+            if batch_metrics:
+                decision = "skip" if batch_metrics[kpi.metric] >= kpi.target else "retrain"
         with self.project.db.session() as s:
             row = s.get_one(Cycle, cycle.id)
             row.decision = decision
@@ -356,10 +343,10 @@ class LoopEngine:
         previous = self._cycle(cycle.number - 1)
         if previous is not None and previous.stopping_state:
             criteria.load_state_dict(previous.stopping_state)
-        labeled = self._labeled()
+        spent = self._spent()
         if cycle.model_version_id is None:
             state = previous.stopping_state if previous is not None else {}
-            if labeled.y.size >= self._budget():
+            if spent >= self._budget():
                 with self.project.db.session() as s:
                     self._stop(s, cycle, f"label budget of {self._budget():.0f} reached")
                 return
@@ -368,15 +355,17 @@ class LoopEngine:
             return
         version = self._version(cycle)
         self._rescore_if_lost(version)
-        proba = self.project.arrays.load(f"proba-{version.version}")
+        objects = isinstance(self.task, ObjectTask)
+        kind = "counts" if objects else "proba"
+        scores = self.project.arrays.load(f"{kind}-{version.version}")
         classes = np.asarray(self._load_model(version, cycle, committee=False).classes_)
-        pool_rows, _ = self._pool(proba.shape[0])
-        stop_rows = self._stop_set(proba.shape[0])
+        pool_rows, _ = self._pool(scores.shape[0])
+        stop_rows = self._stop_set(scores.shape[0])
         obs = Observation(
             round=cycle.number,
-            n_labeled=int(labeled.y.size),
-            stop_set_predictions=classes[np.asarray(proba[stop_rows]).argmax(axis=1)],
-            pool_proba=np.asarray(proba[pool_rows]) if pool_rows.size else None,
+            n_labeled=int(spent),
+            stop_set_predictions=self.task.stop_predictions(scores[stop_rows], classes),
+            pool_proba=np.asarray(scores[pool_rows]) if pool_rows.size and not objects else None,
             metrics=_flat_metrics(cycle.metrics),
         )
         decision = criteria.update(obs)
@@ -407,14 +396,18 @@ class LoopEngine:
         with self.project.db.read() as s:
             return s.scalar(select(Cycle).where(Cycle.number == number))
 
-    def _labeled(self) -> _Labeled:
-        with self.project.db.read() as s:
-            rows = current_labels(s, splits=(Split.POOL, Split.TRAIN))
-        return _Labeled(
-            np.asarray([c.item_id for c in rows], dtype=np.int64),
-            np.asarray([c.row for c in rows], dtype=np.int64),
-            np.asarray([c.label for c in rows], dtype=object).astype(str),
-        )
+    def _labeled(self) -> LabeledSet:
+        return self.task.labeled(self.project)
+
+    def _labeled_classes(self, labeled: LabeledSet) -> set[str]:
+        if labeled.objects is None:
+            return set(labeled.y.tolist())
+        classes = self.project.classes
+        return {classes[int(c)] for objs in labeled.objects for c in objs.classes}
+
+    def _units(self, labeled: LabeledSet) -> dict[str, int]:
+        """What a model was trained on, beyond its items: its objects, for object tasks."""
+        return {} if labeled.objects is None else {"n_objects": labeled.n_objects}
 
     def _pool(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows (ascending) and item ids of pool items below ``n_rows`` with no label and no
@@ -461,17 +454,37 @@ class LoopEngine:
         budget = self.cfg.stopping.label_budget
         return float(budget) if budget is not None else float("inf")
 
+    def _unit(self) -> str:
+        return self.cfg.stopping.budget_unit
+
     def _budget_left(self) -> int:
         """Items a fresh batch may still queue: the budget less labeled and queued items.
 
-        Stale entries that the fresh batch replaces (never leased) do not count.
+        Stale entries that the fresh batch replaces (never leased) do not count. With a
+        budget in objects, a batch may be queued while objects are left (its size in items
+        is the cycle's batch size).
         """
         with self.project.db.read() as s:
-            return budget_room(s, self._budget(), keep_droppable=False, lock=False)
+            room = budget_room(
+                s, self._budget(), keep_droppable=False, lock=False, unit=self._unit()
+            )
+        return room if self._unit() == "items" or room < 1 else NO_BUDGET
+
+    def _room(self, s: Session) -> int:
+        """The budget's room in the enqueueing transaction (items; see :meth:`_budget_left`)."""
+        room = budget_room(s, self._budget(), unit=self._unit())
+        return room if self._unit() == "items" or room < 1 else NO_BUDGET
+
+    def _spent(self) -> int:
+        """Labels used so far, in the budget's unit (labeled items, or objects)."""
+        if self._unit() == "items":
+            return self._labeled().size
+        with self.project.db.read() as s:
+            return objects_labeled(s)
 
     def _check_budget(self) -> None:
         budget = self._budget()
-        if budget == float("inf"):
+        if budget == float("inf") or self._unit() == "objects":
             return
         with self.project.db.read() as s:
             n_pool = (
@@ -538,6 +551,7 @@ class LoopEngine:
             unlabeled=pool_rows,
             chunk_size=self.cfg.selection.chunk_size,
             tmp_dir=self.project.arrays.root,
+            objects=isinstance(self.task, ObjectTask),
         )
         save_scored(self.project.arrays, version.version, scored)
 
@@ -556,7 +570,8 @@ class LoopEngine:
         with self.project.db.read() as s:
             trained_in = s.get_one(Cycle, version.cycle_id)
         needs = self._strategy(trained_in).requires
-        missing: list[str] = [k for k in ("proba", "embeddings") if k in {"proba", *needs}]
+        first = "counts" if isinstance(self.task, ObjectTask) else "proba"
+        missing: list[str] = [k for k in (first, "embeddings") if k in {first, *needs}]
         missing = [k for k in missing if not store.exists(f"{k}-{name}")]
         if "samples" in needs and not any(
             store.exists(f"{k}-{name}") for k in ("utility", "samples")
@@ -604,6 +619,22 @@ class LoopEngine:
         self._rescore_if_lost(version)
         scored = load_scored(self.project.arrays, version.version)
         return scored.predictions, scored.reduced
+
+    def _proposals(
+        self, version: ModelVersion, cycle: Cycle, rows: Sequence[int], item_ids: np.ndarray
+    ) -> dict[int, Objects]:
+        """The model's objects on the picked items, in each image's own pixels: the
+        proposals an annotator verifies or rejects."""
+        if not rows:
+            return {}
+        model = self._load_model(version, cycle, committee=False)
+        order = np.argsort(rows)
+        sorted_rows = np.asarray(rows, dtype=np.int64)[order]
+        found = model.predict_objects(  # type: ignore[attr-defined]
+            np.asarray(self.project.features()[sorted_rows])
+        )
+        ids = [int(item_ids[k]) for k in order]
+        return dict(zip(ids, found, strict=True))
 
     def _prune_checkpoints(self, number: int) -> None:
         keep_from = number - self.cfg.model.keep_checkpoints + 1

@@ -17,9 +17,20 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from exemplar.metrics.detection import mean_average_precision
 from exemplar.models import ModelAdapter, make_model
+from exemplar.objects import Objects
 
-__all__ = ["Candidate", "CandidateResult", "best_candidate", "evaluate_candidates"]
+__all__ = [
+    "Candidate",
+    "CandidateResult",
+    "best_candidate",
+    "evaluate_candidates",
+    "evaluate_object_candidates",
+]
+
+#: Fewer labeled images than this: detectors are fitted on all of them, unvalidated.
+MIN_OBJECT_VALIDATION_IMAGES = 5
 
 #: Criteria where lower is better.
 _LOWER_IS_BETTER = frozenset({"log_loss"})
@@ -65,6 +76,72 @@ def evaluate_candidates(
     for cand in candidates:
         metrics = _validate(X, y, cand, splits, classes, seed, device) if splits else {}
         model = make_model(cand.recipe, seed, device=device, **cand.params).fit(X, y)
+        results.append(CandidateResult(cand, metrics, protocol, model))
+    return results
+
+
+def evaluate_object_candidates(
+    X: np.ndarray,
+    objects: Sequence[Objects],
+    candidates: Sequence[Candidate],
+    *,
+    classes: Sequence[str],
+    negatives: Sequence[Objects] | None = None,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    device: str = "cpu",
+    build: Mapping[str, Any] | None = None,
+    segmentation: bool = False,
+) -> list[CandidateResult]:
+    """Fit each detector candidate on the same labeled images and validate it by mAP.
+
+    A fraction of the labeled images (the same for every candidate, drawn from ``seed``)
+    is held out; each candidate is fitted on the rest and scored by COCO mAP@0.5 and
+    mAP@[.5:.95] (boxes, or masks with ``segmentation``) on the held-out images. Detectors
+    are slow to fit, so the validated fit is the checkpoint (no refit on all labels).
+    With fewer than :data:`MIN_OBJECT_VALIDATION_IMAGES` images, every candidate is fitted
+    on all of them, unvalidated, and the first one is kept.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, C * S * S)
+        The labeled images' pixel rows (the model's frame).
+    objects : sequence of Objects
+        Each image's verified objects, in the model's frame.
+    candidates : sequence of Candidate
+        Detector recipes and their parameters.
+    classes : sequence of str
+        The project's classes (``Objects.classes`` index them).
+    negatives : sequence of Objects, optional
+        Each image's hard negatives, passed to ``fit``.
+    build : mapping, optional
+        Parameters every candidate is built with (image side, channels); a candidate's own
+        parameters override them.
+    """
+    n = len(objects)
+    n_val = math.ceil(validation_fraction * n) if n >= MIN_OBJECT_VALIDATION_IMAGES else 0
+    order = np.random.default_rng(seed % (2**32)).permutation(n)
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    protocol = (
+        f"holdout: fitted on {train.size} image(s), validated on {n_val}"
+        if n_val
+        else f"none (fewer than {MIN_OBJECT_VALIDATION_IMAGES} labeled images to validate)"
+    )
+    results = []
+    for cand in candidates:
+        params = {**(build or {}), **cand.params}
+        model = make_model(cand.recipe, seed, device=device, classes=list(classes), **params)
+        fit_negatives = None if negatives is None else [negatives[i] for i in train]
+        model.fit(  # type: ignore[call-arg]
+            X[train], [objects[i] for i in train], negatives=fit_negatives
+        )
+        metrics: dict[str, float] = {}
+        if n_val:
+            predicted = model.predict_objects(X[val])  # type: ignore[attr-defined]
+            ap = mean_average_precision(
+                [objects[i] for i in val], predicted, classes, segm=segmentation
+            )
+            metrics = {"map50": float(ap["map50"]), "map": float(ap["map"]), "n_validation": n_val}
         results.append(CandidateResult(cand, metrics, protocol, model))
     return results
 

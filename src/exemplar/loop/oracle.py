@@ -19,15 +19,26 @@ from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from exemplar.errors import ConfigError, InvalidIndicesError, ProjectError
 from exemplar.loop.config import OracleSection
 from exemplar.loop.context import LoopContext
 from exemplar.loop.faults import crash_point
 from exemplar.loop.labels_file import apply_labels_file
+from exemplar.objects import box_iou
+from exemplar.store.annotations import (
+    OBJECTS_LABEL,
+    AnnotationIn,
+    AnnotationStatus,
+    add_annotations,
+    current_annotations,
+    revise,
+)
 from exemplar.store.labels import add_label
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
+    Annotation,
     Cycle,
     Item,
     LabelSource,
@@ -47,6 +58,8 @@ __all__ = [
 
 #: Annotator name of the labels the simulated oracle writes into a project.
 ORACLE_ANNOTATOR = "simulated-oracle"
+#: A proposal matches a true object (detection tasks) at this IoU or more.
+MATCH_IOU = 0.5
 
 
 class Oracle(Protocol):
@@ -149,6 +162,8 @@ class SimulatedOracle:
         cycle's ``oracle_cost``; crash point ``label:<cycle>:<k>`` follows the k-th commit.
         """
         context = self._context()
+        if context.config.project.objects:
+            return self._collect_objects(context, cycle, entries)
         for k, entry in enumerate(entries):
             with context.db.session() as s:
                 item = s.get_one(Item, entry.item_id)
@@ -178,6 +193,118 @@ class SimulatedOracle:
                 cyc.metrics = {**cyc.metrics, "oracle_cost": cost}
             crash_point(f"label:{cycle.number}:{k}")
         return None
+
+    def _collect_objects(
+        self, context: LoopContext, cycle: Cycle, entries: Sequence[QueueEntry]
+    ) -> None:
+        """Label each entry's image as an expert correcting the model's proposals would.
+
+        A proposal that matches a ground-truth object (same class, IoU at least
+        :data:`MATCH_IOU`, best confidence first) is verified, moved onto the true outline;
+        the other proposals are rejected; true objects no proposal found are drawn. With
+        ``noise_rate``, each true object is missed with that probability (seeded per item
+        and object). One transaction per image, as for classification.
+        """
+        for k, entry in enumerate(entries):
+            with context.db.session() as s:
+                item = s.get_one(Item, entry.item_id)
+                if item.ground_truth != OBJECTS_LABEL:
+                    raise ProjectError(
+                        f"item {item.id} ({item.uri}) has no ground-truth objects for the "
+                        "simulated oracle; import annotations with `--labels-as ground_truth`, "
+                        "or use oracle kind 'human'"
+                    )
+                truth = current_annotations(s, [item.id], statuses=(AnnotationStatus.GROUND_TRUTH,))
+                if self.noise_rate > 0:
+                    rng = np.random.default_rng([self.random_state, item.id])
+                    truth = [t for t in truth if rng.random() >= self.noise_rate]
+                proposals = current_annotations(s, [item.id], statuses=(AnnotationStatus.PROPOSED,))
+                self._settle(s, context, cycle, item.id, truth, proposals)
+                self.n_queries += 1
+                add_label(
+                    s,
+                    item.id,
+                    OBJECTS_LABEL,
+                    classes=[OBJECTS_LABEL],
+                    source=LabelSource.SIMULATED,
+                    annotator=ORACLE_ANNOTATOR,
+                    cycle_id=cycle.id,
+                    strategy=entry.strategy,
+                    score=entry.score,
+                )
+                row = s.get_one(QueueEntry, entry.id)
+                row.status = QueueStatus.DONE
+                row.annotator = ORACLE_ANNOTATOR
+                cyc = s.get_one(Cycle, cycle.id)
+                cost = float(cyc.metrics.get("oracle_cost", 0.0)) + self.cost_per_label
+                cyc.metrics = {**cyc.metrics, "oracle_cost": cost}
+            crash_point(f"label:{cycle.number}:{k}")
+
+    @staticmethod
+    def _settle(
+        s: Session,
+        context: LoopContext,
+        cycle: Cycle,
+        item_id: int,
+        truth: Sequence[Annotation],
+        proposals: Sequence[Annotation],
+    ) -> None:
+        """Verify matching proposals, reject the rest, draw what no proposal found."""
+        classes = context.classes
+        ranked = sorted(proposals, key=lambda p: -(p.confidence or 0.0))
+        iou = box_iou(
+            np.asarray([[p.x0, p.y0, p.x1, p.y1] for p in ranked], np.float32),
+            np.asarray([[t.x0, t.y0, t.x1, t.y1] for t in truth], np.float32),
+        )
+        taken: set[int] = set()
+        for i, proposal in enumerate(ranked):
+            best, best_iou = None, MATCH_IOU
+            for j, true in enumerate(truth):
+                if j not in taken and true.label == proposal.label and iou[i, j] >= best_iou:
+                    best, best_iou = j, float(iou[i, j])
+            if best is None:
+                revise(
+                    s,
+                    proposal.object_id,
+                    annotator=ORACLE_ANNOTATOR,
+                    status=AnnotationStatus.REJECTED,
+                    source=LabelSource.SIMULATED,
+                    classes=classes,
+                )
+                continue
+            taken.add(best)
+            true = truth[best]
+            revise(
+                s,
+                proposal.object_id,
+                annotator=ORACLE_ANNOTATOR,
+                status=AnnotationStatus.VERIFIED,
+                box=(true.x0, true.y0, true.x1, true.y1),
+                shape=true.shape,
+                source=LabelSource.SIMULATED,
+                classes=classes,
+            )
+        drawn = [
+            AnnotationIn(
+                label=t.label,
+                box=(t.x0, t.y0, t.x1, t.y1),
+                geometry=t.geometry,
+                shape=t.shape,
+            )
+            for j, t in enumerate(truth)
+            if j not in taken
+        ]
+        if drawn:
+            add_annotations(
+                s,
+                item_id,
+                drawn,
+                status=AnnotationStatus.VERIFIED,
+                source=LabelSource.SIMULATED,
+                annotator=ORACLE_ANNOTATOR,
+                cycle_id=cycle.id,
+                classes=classes,
+            )
 
     def _context(self) -> LoopContext:
         if self.context is None:

@@ -131,6 +131,7 @@ def score_pool(
     unlabeled: np.ndarray | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     tmp_dir: str | Path | None = None,
+    objects: bool | None = None,
 ) -> ScoredPool:
     """Predict every row of ``X`` in chunks and keep what ``strategy`` reads.
 
@@ -149,6 +150,9 @@ def score_pool(
     tmp_dir : path, optional
         Folder of the (unlinked) files behind memory-mapped outputs; defaults to the
         system's temporary folder.
+    objects : bool, optional
+        Whether the model is a detector (its outputs are objects). Default: the model's
+        ``finds_objects`` attribute, else False.
 
     Returns
     -------
@@ -164,12 +168,13 @@ def score_pool(
     if chunk_size < 1:
         raise ModelError(f"chunk_size must be at least 1, got {chunk_size}")
     n = X.shape[0]
-    finds_objects = bool(getattr(model, "finds_objects", False))
+    # A detector's outputs are objects, not class probabilities.
+    finds_objects = bool(getattr(model, "finds_objects", False)) if objects is None else objects
     want_samples = "samples" in strategy.requires
     want_embeddings = "embeddings" in strategy.requires
-    extra = {"views": True} if finds_objects and "views" in strategy.requires else {}
+    extra = {"views": True} if "views" in strategy.requires else {}
     # A scoring strategy reads samples (and objects) through its row-wise utility only.
-    reduces = want_samples or finds_objects
+    reduces = want_samples or "objects" in strategy.requires
     scorer = strategy if reduces and isinstance(strategy, ScoringStrategy) else None
     top = None
     if scorer is not None and scorer.candidate_pool > 0 and not finds_objects:

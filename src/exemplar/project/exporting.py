@@ -17,19 +17,23 @@ import json
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from sqlalchemy import func, select
 
-from exemplar.errors import DatasetError
-from exemplar.store.schema import Cycle, Item, Label
+from exemplar.errors import DatasetError, ProjectError
+from exemplar.formats import FORMATS, AnnotatedImage, ObjectRecord, write_annotations
+from exemplar.store.annotations import OBJECTS_LABEL, AnnotationStatus, current_annotations
+from exemplar.store.labels import current_labels
+from exemplar.store.schema import Annotation, Cycle, Item, Label
 
 if TYPE_CHECKING:  # the facade imports this module when it exports
     from exemplar.project.project import Project
 
-__all__ = ["EXPORT_COLUMNS", "export_labels"]
+__all__ = ["EXPORT_COLUMNS", "ObjectsExport", "export_labels", "export_objects"]
 
 #: Columns of an export, in order (``ground_truth`` is added last when asked for).
 EXPORT_COLUMNS = (
@@ -206,3 +210,83 @@ def _write_json(fh: TextIO, rows: Iterator[dict[str, Any]]) -> int:
         count += 1
     fh.write("\n]\n" if count else "]\n")
     return count
+
+
+@dataclass(frozen=True)
+class ObjectsExport:
+    """What :func:`export_objects` wrote: where, and how many images and objects."""
+
+    path: Path
+    images: int
+    objects: int
+
+
+def export_objects(
+    project: Project,
+    dest: Path | str,
+    fmt: str,
+    *,
+    proposals: bool = False,
+    copy_images: bool = False,
+) -> ObjectsExport:
+    """Write a detection or segmentation project's labeled objects in an annotation format.
+
+    Every labeled image is written with its current verified objects and hard negatives
+    (formats that carry a status keep it, with the source, annotator and model version:
+    COCO and Label Studio; YOLO and VOC hold the verified objects only). With
+    ``proposals``, the model's open proposals are written too, on any image (as Label
+    Studio predictions, or with a score in COCO), so another tool can review them.
+
+    Raises
+    ------
+    ProjectError
+        The project does not label objects, or ``fmt`` is not an annotation format.
+    """
+    if not project.config.project.objects:
+        raise ProjectError(
+            f"--format {fmt} exports objects; this project's task is "
+            f"{project.config.project.task!r} (export its labels as .csv or .json)"
+        )
+    if fmt not in FORMATS:
+        raise ProjectError(
+            f"unknown annotation format {fmt!r}; choose one of: {', '.join(FORMATS)}"
+        )
+    keep = {AnnotationStatus.VERIFIED.value, AnnotationStatus.HARD_NEGATIVE.value}
+    if fmt in ("yolo", "voc"):
+        keep = {AnnotationStatus.VERIFIED.value}
+    with project.db.read() as s:
+        labeled = {c.item_id for c in current_labels(s) if c.label == OBJECTS_LABEL}
+        statuses = [*keep, *([AnnotationStatus.PROPOSED.value] if proposals else [])]
+        found = current_annotations(s, None, statuses=statuses)
+        wanted = labeled | {a.item_id for a in found if a.status == "proposed"}
+        items = (
+            {item.id: item for item in s.scalars(select(Item).where(Item.id.in_(sorted(wanted))))}
+            if wanted
+            else {}
+        )
+    by_item: dict[int, list[ObjectRecord]] = {i: [] for i in items}
+    for ann in found:
+        if ann.item_id in items and (ann.item_id in labeled or ann.status == "proposed"):
+            by_item[ann.item_id].append(_record(ann))
+    images = [
+        AnnotatedImage(Path(items[i].uri), items[i].width or 0, items[i].height or 0, objs)
+        for i, objs in sorted(by_item.items())
+    ]
+    path = write_annotations(images, project.classes, Path(dest), fmt, copy_images=copy_images)
+    return ObjectsExport(path, len(images), sum(len(i.objects) for i in images))
+
+
+def _record(ann: Annotation) -> ObjectRecord:
+    shape = ann.shape or {}
+    return ObjectRecord(
+        label=ann.label,
+        box=(ann.x0, ann.y0, ann.x1, ann.y1),
+        polygons=shape.get("polygons"),
+        rle=shape.get("rle"),
+        score=ann.confidence,
+        status=ann.status,
+        source=ann.source,
+        annotator=ann.annotator,
+        model_version=ann.model_version,
+        extra={"exemplar": {"object_id": ann.object_id}},
+    )

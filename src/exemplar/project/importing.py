@@ -51,14 +51,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exemplar.errors import ConfigError
-from exemplar.sources.base import PROBLEM_KINDS, Problem, SourceOptions
+import numpy as np
+
+from exemplar.data.detection import to_rows
+from exemplar.errors import ConfigError, DatasetError
+from exemplar.sources.annotated import AnnotatedSource
+from exemplar.sources.base import PROBLEM_KINDS, Problem, Source, SourceOptions
 from exemplar.sources.features import TextFeaturizer, hashing_featurizer
 from exemplar.sources.registry import open_source
 from exemplar.sources.writer import BatchWriter, LabelsAs, Written, check_dim
@@ -101,6 +105,9 @@ class ImportReport:
         Items added by kind (``image``, ``text``, ``features``).
     notes : list of str
         Facts about how the input was read (ignored columns, the text column used, ...).
+    objects : int
+        Objects (boxes, outlines) stored with the images of a detection or segmentation
+        project.
     """
 
     added: int = 0
@@ -112,6 +119,7 @@ class ImportReport:
     labels_as: str = "labels"
     kinds: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    objects: int = 0
 
     def skip(self, problem: Problem) -> None:
         """Record a row or file not imported (the sources' :class:`~exemplar.sources.Log`)."""
@@ -124,6 +132,7 @@ class ImportReport:
 
     def add(self, written: Written) -> None:
         """Count what the writer committed."""
+        self.objects += written.objects
         self.added += written.added
         self.duplicates += written.duplicates
         if self.labels_as == "ground_truth":
@@ -141,6 +150,8 @@ class ImportReport:
         )
         if self.labels_as == "ground_truth":
             added += f", {self.ground_truth} with ground truth ({GROUND_TRUTH_MEANING})"
+        if self.objects:
+            added += f", {self.objects} object(s)"
         lines = [added]
         if self.duplicates:
             lines.append(
@@ -169,6 +180,7 @@ def import_path(
     on_progress: ProgressCallback | None = None,
     folder_labels: bool = True,
     batch_size: int | None = None,
+    annotation_format: str | None = None,
 ) -> ImportReport:
     """Import a folder of images, a CSV/Parquet table or an ``.npy``/``.npz`` file.
 
@@ -204,6 +216,11 @@ def import_path(
         by something other than class (every image is then unlabeled).
     batch_size : int, optional
         The former name of ``rows_per_transaction``, still accepted.
+    annotation_format : {"coco", "yolo", "voc", "labelstudio"}, optional
+        Detection and segmentation projects: the format of ``path`` (detected when None).
+        Each image's objects are stored as annotations with their status and provenance
+        (``labels_as="ground_truth"``: hidden, for the simulated oracle); a folder with no
+        annotation file imports its images unlabeled.
 
     Returns
     -------
@@ -238,7 +255,7 @@ def import_path(
         max_image_pixels=data.max_image_pixels,
         text_featurizer=lambda: text_featurizer(project),
     )
-    source = open_source(path, options, report)
+    source = _open(project, path, options, report, annotation_format)
     check_dim(project.feature_dim, source.dim, source.what)
     if labels_as == "ground_truth" and project.config.oracle.kind != "simulated":
         report.note(
@@ -253,6 +270,34 @@ def import_path(
                 on_progress(chunk.progress, source.total)
     report.skipped.sort(key=lambda entry: _natural_key(entry[0]))
     return report
+
+
+def _open(
+    project: Project,
+    path: Path,
+    options: SourceOptions,
+    report: ImportReport,
+    annotation_format: str | None,
+) -> Source:
+    """The source reading ``path``: annotated images for object tasks, else by file type."""
+    if not project.config.project.objects:
+        if annotation_format is not None:
+            raise ConfigError(
+                f"--format {annotation_format} imports objects; this project's task is "
+                f"{project.config.project.task!r} (start one with `exemplar init --task detection`)"
+            )
+        return open_source(path, options, report)
+    if not path.exists():
+        raise DatasetError(f"nothing to import: '{path}' does not exist")
+    data = project.config.data
+    side, channels = data.image_side, data.channels
+
+    def rows(images: Sequence[np.ndarray]) -> np.ndarray:
+        return to_rows(images, side, channels)[0]
+
+    return AnnotatedSource(
+        path, project.classes, rows, channels * side * side, report, annotation_format
+    )
 
 
 def text_featurizer(project: Project) -> TextFeaturizer:

@@ -30,6 +30,7 @@ from exemplar.store.schema import Meta
 if TYPE_CHECKING:
     from exemplar.loop.engine import RunOutcome
     from exemplar.loop.labels_file import LabelImport
+    from exemplar.project.exporting import ObjectsExport
     from exemplar.project.importing import ImportReport
     from exemplar.store.queue import LeasedItem, UndoneLabel
 
@@ -181,6 +182,12 @@ class Project:
         from exemplar.project.exporting import export_labels
 
         return export_labels(self, Path(path), **options)
+
+    def export_objects(self, path: Path | str, fmt: str, **options: Any) -> ObjectsExport:
+        """Write the labeled objects as COCO, YOLO, VOC or Label Studio (``export_objects``)."""
+        from exemplar.project.exporting import export_objects
+
+        return export_objects(self, Path(path), fmt, **options)
 
     def run(
         self,

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from exemplar.formats import ObjectRecord
 from exemplar.sources.features import TextFeaturizer
 
 __all__ = [
@@ -111,6 +112,11 @@ class Record:
     text: str | None = None
     path: Path | None = None
     file_id: str | None = None
+    #: Detection and segmentation: the image's objects as its annotation file states them
+    #: (None: the image is not annotated), and its size in pixels.
+    objects: list[ObjectRecord] | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 Featurize = Callable[[list[Record], ThreadPoolExecutor], tuple[list[int], np.ndarray]]

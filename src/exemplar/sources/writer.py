@@ -23,6 +23,12 @@ from sqlalchemy.orm import Session
 
 from exemplar.errors import ProjectError, StoreError
 from exemplar.sources.base import Chunk, Log, Problem, Record
+from exemplar.store.annotations import (
+    OBJECTS_LABEL,
+    AnnotationIn,
+    AnnotationStatus,
+    add_annotations,
+)
 from exemplar.store.arrays import ArrayStore
 from exemplar.store.db import Database
 from exemplar.store.labels import UnknownClassError, add_labels, validate_class
@@ -43,6 +49,7 @@ class Written:
     added: int = 0
     duplicates: int = 0
     labeled: int = 0
+    objects: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
 
 
@@ -96,7 +103,7 @@ class BatchWriter:
         seen: set[str] = set()
         duplicates = 0
         for i, rec in enumerate(records):
-            if rec.label is not None:
+            if rec.label is not None and rec.objects is None:
                 try:
                     validate_class(rec.label, self.classes)
                 except UnknownClassError as exc:
@@ -156,6 +163,7 @@ class BatchWriter:
         written.duplicates += len(stored)
         written.added += new
         written.labeled += labeled
+        written.objects += sum(len(r.objects or []) for r in records)
         for rec in records:
             written.kinds[rec.kind] = written.kinds.get(rec.kind, 0) + 1
 
@@ -176,22 +184,75 @@ class BatchWriter:
                     "ground_truth": r.label if ground_truth else None,
                     "created_at": now,
                     "file_id": r.file_id,
+                    "width": r.width,
+                    "height": r.height,
                 }
                 for j, r in enumerate(records)
             ],
         )
         labeled = [(j, r.label) for j, r in enumerate(records) if r.label is not None]
-        if ground_truth or not labeled:
-            return len(labeled)
+        with_objects = [j for j, r in enumerate(records) if r.objects is not None]
+        if not labeled and not with_objects:
+            return 0
         last_row = first_row + len(records)
         rows = select(Item.row, Item.id).where(Item.row >= first_row, Item.row < last_row)
         ids = {row: item_id for row, item_id in s.execute(rows)}
-        return add_labels(
+        for j in with_objects:
+            _store_objects(s, ids[first_row + j], records[j], self.classes, ground_truth)
+        if ground_truth or not labeled:
+            return len(labeled)
+        objects = [(ids[first_row + j], lab) for j, lab in labeled if lab == OBJECTS_LABEL]
+        classes = [(ids[first_row + j], lab) for j, lab in labeled if lab != OBJECTS_LABEL]
+        n = 0
+        if classes:
+            n += add_labels(
+                s,
+                classes,
+                classes=self.classes,
+                source=LabelSource.IMPORT,
+                status=LabelStatus.VERIFIED,
+            )
+        if objects:
+            n += add_labels(
+                s,
+                objects,
+                classes=[OBJECTS_LABEL],
+                source=LabelSource.IMPORT,
+                status=LabelStatus.VERIFIED,
+            )
+        return n
+
+
+def _store_objects(
+    s: Session, item_id: int, record: Record, classes: Sequence[str], ground_truth: bool
+) -> None:
+    """Store an imported image's objects: with their own status and provenance, or all as
+    hidden ground truth (proposals are then left out: a model's guess is no truth)."""
+    groups: dict[tuple[str, str, str | None, str | None], list[AnnotationIn]] = {}
+    for obj in record.objects or []:
+        if ground_truth and obj.status == AnnotationStatus.PROPOSED:
+            continue
+        status = AnnotationStatus.GROUND_TRUTH.value if ground_truth else obj.status
+        key = (status, obj.source, obj.annotator, obj.model_version)
+        shape: dict[str, object] | None = None
+        geometry = "box"
+        if obj.polygons:
+            geometry, shape = "polygon", {"polygons": obj.polygons}
+        elif obj.rle is not None:
+            geometry, shape = "mask", {"rle": obj.rle}
+        groups.setdefault(key, []).append(
+            AnnotationIn(obj.label, obj.box, geometry, shape, confidence=obj.score)
+        )
+    for (status, source, annotator, model_version), objs in groups.items():
+        add_annotations(
             s,
-            [(ids[first_row + j], label) for j, label in labeled],
-            classes=self.classes,
-            source=LabelSource.IMPORT,
-            status=LabelStatus.VERIFIED,
+            item_id,
+            objs,
+            status=status,
+            source=source,
+            annotator=annotator,
+            model_version=model_version,
+            classes=classes,
         )
 
 

@@ -158,6 +158,23 @@ def _corrupt_middle(db: Path) -> None:
         fh.write(bytes(rng.randrange(256) for _ in range(8192)))
 
 
+def _corrupt_table(db: Path, table: str) -> None:
+    """Garbage over the data pages of ``table`` (found with SQLite's dbstat table), so a
+    statement reading it hits them whatever else the schema holds."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = [n for (n,) in conn.execute("SELECT pageno FROM dbstat WHERE name = ?", (table,))]
+    conn.close()
+    assert pages, f"table {table} has no pages"
+    rng = __import__("random").Random(7)
+    with open(db, "r+b") as fh:
+        for page in pages[len(pages) // 2 :]:
+            fh.seek((page - 1) * page_size)
+            fh.write(bytes(rng.randrange(256) for _ in range(page_size)))
+
+
 @pytest.mark.parametrize(
     "args",
     [["status"], ["status", "--json"], ["export", "OUT"], ["run"], ["label"]],
@@ -186,7 +203,7 @@ def test_corruption_seen_by_a_statement_is_reported_too(project: Path) -> None:
     db = project / "exemplar.db"
     Project.open(project).close()  # checked and stamped as cleanly closed
     stat = db.stat()
-    _corrupt_middle(db)
+    _corrupt_table(db, "labels")
     os.utime(db, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, mtime and inode
     assert not needs_check(str(db))
     before = _digest(db)

@@ -1,0 +1,370 @@
+"""Tasks: what a cycle's train, compare and stop-check steps mean for each kind of labeling.
+
+DESIGN.md §2: a task fixes the label schema, the prediction outputs it needs and how item
+scores are aggregated. The loop engine runs the same recorded states for every task and asks
+the project's task for the parts that differ:
+
+* :class:`ClassificationTask`: one class per item; the Model Selector validates on class
+  labels (accuracy, macro F1, log loss), and Compare checks the model on the new labels.
+* :class:`ObjectTask` (detection and segmentation): an item's label is its set of objects
+  (the verified annotations), the detector is validated by mAP on held-out labeled images,
+  Compare measures mAP@0.5 and box F1 on the newly labeled batch, and the stop check reads
+  each item's expected object count.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from exemplar.loop.config import ModelSection
+from exemplar.loop.context import LoopContext
+from exemplar.loop.model_selector import (
+    Candidate,
+    CandidateResult,
+    evaluate_candidates,
+    evaluate_object_candidates,
+)
+from exemplar.metrics.detection import match_boxes, mean_average_precision
+from exemplar.models import ModelAdapter
+from exemplar.objects import Objects, outline_mask, rescale_objects
+from exemplar.store.annotations import (
+    OBJECTS_LABEL,
+    AnnotationIn,
+    AnnotationStatus,
+    add_annotations,
+    current_annotations,
+)
+from exemplar.store.labels import current_labels
+from exemplar.store.schema import Annotation, Item, LabelSource, Split
+
+__all__ = [
+    "ClassificationTask",
+    "LabeledSet",
+    "ObjectTask",
+    "Task",
+    "make_task",
+    "to_objects",
+    "write_proposals",
+]
+
+
+@dataclass
+class LabeledSet:
+    """The labeled items a cycle trains on.
+
+    Attributes
+    ----------
+    item_ids, rows : ndarray of int64
+        The items and their feature rows, by ascending row.
+    y : ndarray of str
+        Each item's class (classification) or the objects marker (object tasks).
+    objects : list of Objects, optional
+        Object tasks: each item's verified objects, in the model's pixel frame.
+    negatives : list of Objects, optional
+        Object tasks: each item's hard negatives (confident proposals a reviewer rejected).
+    """
+
+    item_ids: np.ndarray
+    rows: np.ndarray
+    y: np.ndarray
+    objects: list[Objects] | None = None
+    negatives: list[Objects] | None = None
+    validation: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    @property
+    def size(self) -> int:
+        """Labeled items."""
+        return int(self.rows.size)
+
+    @property
+    def n_objects(self) -> int:
+        """Labeled objects (0 for classification)."""
+        return sum(len(o) for o in self.objects or [])
+
+
+class Task(Protocol):
+    """What differs between kinds of labeling inside one cycle."""
+
+    def labeled(self, ctx: LoopContext) -> LabeledSet:
+        """The current training labels (pool and train splits)."""
+        ...
+
+    def trainable(self, labeled: LabeledSet) -> bool:
+        """Whether a model can be fitted yet (else the cycle picks a cold-start batch)."""
+        ...
+
+    def evaluate(
+        self, ctx: LoopContext, labeled: LabeledSet, X: np.ndarray, seed: int
+    ) -> list[CandidateResult]:
+        """Fit and validate every candidate of ``[model]``."""
+        ...
+
+    def batch_metrics(
+        self, ctx: LoopContext, model: ModelAdapter, item_ids: Sequence[int]
+    ) -> dict[str, float]:
+        """The model's quality on a newly labeled batch (the Compare step's KPI)."""
+        ...
+
+    def stop_predictions(self, predictions: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Per-item predictions the stabilizing criterion compares between cycles."""
+        ...
+
+
+class ClassificationTask:
+    """One class per item (DESIGN.md §2)."""
+
+    def labeled(self, ctx: LoopContext) -> LabeledSet:
+        with ctx.db.read() as s:
+            rows = current_labels(s, splits=(Split.POOL, Split.TRAIN))
+        return LabeledSet(
+            np.asarray([c.item_id for c in rows], dtype=np.int64),
+            np.asarray([c.row for c in rows], dtype=np.int64),
+            np.asarray([c.label for c in rows], dtype=object).astype(str),
+        )
+
+    def trainable(self, labeled: LabeledSet) -> bool:
+        return bool(np.unique(labeled.y).size >= 2)
+
+    def evaluate(
+        self, ctx: LoopContext, labeled: LabeledSet, X: np.ndarray, seed: int
+    ) -> list[CandidateResult]:
+        mcfg = ctx.config.model
+        return evaluate_candidates(
+            X,
+            labeled.y,
+            _candidates(mcfg),
+            validation_fraction=mcfg.validation_fraction,
+            min_validation_labels=mcfg.min_validation_labels,
+            cv_folds=mcfg.cv_folds,
+            seed=seed,
+            device=mcfg.device,
+        )
+
+    def batch_metrics(
+        self, ctx: LoopContext, model: ModelAdapter, item_ids: Sequence[int]
+    ) -> dict[str, float]:
+        wanted = set(item_ids)
+        with ctx.db.read() as s:
+            labels = {c.item_id: (c.row, c.label) for c in current_labels(s) if c.item_id in wanted}
+        if not labels:
+            return {}
+        rows = np.asarray([r for r, _ in labels.values()], dtype=np.int64)
+        truth = np.asarray([lab for _, lab in labels.values()])
+        order = np.argsort(rows)
+        pred = model.predict_labels(np.asarray(ctx.features()[rows[order]]))
+        return {
+            "accuracy": float(accuracy_score(truth[order], pred)),
+            "macro_f1": float(f1_score(truth[order], pred, average="macro")),
+            "n": int(rows.size),
+        }
+
+    def stop_predictions(self, predictions: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        return classes[np.asarray(predictions).argmax(axis=1)]
+
+
+class ObjectTask:
+    """Detection and segmentation: an item's label is its set of objects.
+
+    Annotations are stored in each image's own pixels; the model reads the image scaled by
+    ``image_side / max(width, height)`` and padded (``[data] image_side``), so objects are
+    scaled into that frame for training and back for proposals (:func:`to_objects`).
+    """
+
+    def __init__(self, segmentation: bool = False) -> None:
+        self.segmentation = segmentation
+
+    def labeled(self, ctx: LoopContext) -> LabeledSet:
+        classes = ctx.classes
+        side = ctx.config.data.image_side
+        with ctx.db.read() as s:
+            rows = current_labels(s, splits=(Split.POOL, Split.TRAIN))
+            rows = [c for c in rows if c.label == OBJECTS_LABEL]
+            ids = [c.item_id for c in rows]
+            sizes = _item_sizes(s, ids)
+            found = current_annotations(
+                s, ids, statuses=(AnnotationStatus.VERIFIED, AnnotationStatus.HARD_NEGATIVE)
+            )
+        positive: dict[int, list[Annotation]] = defaultdict(list)
+        negative: dict[int, list[Annotation]] = defaultdict(list)
+        for ann in found:
+            target = negative if ann.status == AnnotationStatus.HARD_NEGATIVE else positive
+            target[ann.item_id].append(ann)
+        scales = [side / max(sizes[i]) for i in ids]
+        return LabeledSet(
+            np.asarray(ids, dtype=np.int64),
+            np.asarray([c.row for c in rows], dtype=np.int64),
+            np.full(len(rows), OBJECTS_LABEL, dtype=object).astype(str),
+            objects=[
+                to_objects(positive[i], classes, scale, side if self.segmentation else None)
+                for i, scale in zip(ids, scales, strict=True)
+            ],
+            negatives=[
+                to_objects(negative[i], classes, scale, None)
+                for i, scale in zip(ids, scales, strict=True)
+            ],
+        )
+
+    def trainable(self, labeled: LabeledSet) -> bool:
+        return labeled.n_objects > 0
+
+    def evaluate(
+        self, ctx: LoopContext, labeled: LabeledSet, X: np.ndarray, seed: int
+    ) -> list[CandidateResult]:
+        mcfg = ctx.config.model
+        assert labeled.objects is not None
+        return evaluate_object_candidates(
+            X,
+            labeled.objects,
+            _candidates(mcfg),
+            classes=ctx.classes,
+            negatives=labeled.negatives,
+            validation_fraction=mcfg.validation_fraction,
+            seed=seed,
+            device=mcfg.device,
+            build=_detector_params(ctx),
+            segmentation=self.segmentation,
+        )
+
+    def batch_metrics(
+        self, ctx: LoopContext, model: ModelAdapter, item_ids: Sequence[int]
+    ) -> dict[str, float]:
+        labeled = self.labeled(ctx)
+        keep = np.isin(labeled.item_ids, np.asarray(list(item_ids), dtype=np.int64))
+        if not keep.any():
+            return {}
+        assert labeled.objects is not None
+        rows = labeled.rows[keep]
+        truth = [o for o, k in zip(labeled.objects, keep, strict=True) if k]
+        predicted = model.predict_objects(np.asarray(ctx.features()[rows]))  # type: ignore[attr-defined]
+        ap = mean_average_precision(truth, predicted, ctx.classes)
+        counts = match_boxes(truth, predicted, iou=0.5)
+        return {
+            "map50": float(ap["map50"]),
+            "box_f1": float(counts["f1"]),
+            "box_precision": float(counts["precision"]),
+            "box_recall": float(counts["recall"]),
+            "n": int(rows.size),
+            "n_objects": int(sum(len(t) for t in truth)),
+        }
+
+    def stop_predictions(self, predictions: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Each item's expected object count, rounded: stable when the model stops changing
+        how many objects it sees."""
+        return np.rint(np.asarray(predictions, dtype=np.float64)).astype(np.int64)
+
+
+def make_task(ctx: LoopContext) -> Task:
+    """The task of a project (``[project] task``)."""
+    task = ctx.config.project.task
+    if task == "classification":
+        return ClassificationTask()
+    return ObjectTask(segmentation=task == "segmentation")
+
+
+def to_objects(
+    annotations: Sequence[Annotation],
+    classes: Sequence[str],
+    scale: float = 1.0,
+    side: int | None = None,
+) -> Objects:
+    """Stored annotations as :class:`Objects`, boxes scaled by ``scale``.
+
+    With ``side`` (segmentation), each object's outline becomes a mask of the model's
+    ``side`` × ``side`` frame (COCO RLE).
+    """
+    if not annotations:
+        return Objects.empty()
+    index = {name: k for k, name in enumerate(classes)}
+    boxes = np.asarray([[a.x0, a.y0, a.x1, a.y1] for a in annotations], np.float32) * scale
+    labels = np.asarray([index[a.label] for a in annotations], np.int64)
+    masks = None
+    if side is not None:
+        masks = [
+            outline_mask(
+                (a.shape or {}).get("polygons"),
+                (a.shape or {}).get("rle"),
+                (a.x0, a.y0, a.x1, a.y1),
+                scale,
+                (side, side),
+            )
+            for a in annotations
+        ]
+    return Objects(boxes, labels, masks=masks)
+
+
+def write_proposals(
+    s: Session,
+    proposals: dict[int, Objects],
+    ctx: LoopContext,
+    *,
+    model_version: str | None,
+    cycle_id: int | None,
+) -> int:
+    """Store a model's objects (in its frame) as proposals on their items (image pixels).
+
+    Objects scoring below ``[model] proposal_threshold`` are left out. Returns the
+    proposals written.
+    """
+    min_score = ctx.config.model.proposal_threshold
+    side = ctx.config.data.image_side
+    classes = ctx.classes
+    sizes = _item_sizes(s, list(proposals))
+    written = 0
+    for item_id, found in proposals.items():
+        width, height = sizes[item_id]
+        scale = side / max(width, height)
+        kept = rescale_objects(found.above(min_score), 1.0 / scale, (height, width))
+        rows = [
+            AnnotationIn(
+                label=classes[int(c)],
+                box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+                geometry="box" if kept.masks is None else "mask",
+                shape=None if kept.masks is None else {"rle": dict(kept.masks[k])},
+                confidence=None if kept.scores is None else float(kept.scores[k]),
+            )
+            for k, (box, c) in enumerate(zip(kept.boxes, kept.classes, strict=True))
+        ]
+        if rows:
+            add_annotations(
+                s,
+                item_id,
+                rows,
+                status=AnnotationStatus.PROPOSED,
+                source=LabelSource.MODEL,
+                model_version=model_version,
+                cycle_id=cycle_id,
+                classes=classes,
+            )
+            written += len(rows)
+    return written
+
+
+def _item_sizes(s: Session, item_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    sizes: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(item_ids), 500):
+        part = list(item_ids[start : start + 500])
+        for item_id, width, height in s.execute(
+            select(Item.id, Item.width, Item.height).where(Item.id.in_(part))
+        ):
+            if not width or not height:
+                raise ValueError(f"item {item_id} has no recorded image size; import it again")
+            sizes[item_id] = (int(width), int(height))
+    return sizes
+
+
+def _candidates(mcfg: ModelSection) -> list[Candidate]:
+    return [Candidate(c.recipe, dict(c.params)) for c in mcfg.candidates]
+
+
+def _detector_params(ctx: LoopContext) -> dict[str, Any]:
+    """What every detector candidate of a project is built with."""
+    data = ctx.config.data
+    return {"image_side": data.image_side, "channels": data.channels}

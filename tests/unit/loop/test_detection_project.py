@@ -1,0 +1,194 @@
+"""A detection project end to end: import COCO ground truth, run cycles with the simulated
+oracle, and export what was labeled (issue #11)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from exemplar.data.cells import synthetic_cells
+from exemplar.errors import ConfigError, ProjectError
+from exemplar.formats import AnnotatedImage, ObjectRecord, read_annotations, write_annotations
+from exemplar.objects import box_iou
+from exemplar.project import Project
+from exemplar.store.annotations import OBJECTS_LABEL, AnnotationStatus, current_annotations
+from exemplar.store.labels import current_labels
+from exemplar.store.schema import Annotation, Cycle, Item, LabelSource, ModelVersion
+
+pytest.importorskip("torch")
+
+CLASSES = ["nucleus", "micronucleus"]
+
+
+def write_cells(folder: Path, n: int, *, size: int = 64, seed: int = 0) -> Path:
+    """A COCO folder of SYNTHETIC cell images (PNG files plus annotations.json)."""
+    data = synthetic_cells(n, size=size, seed=seed, objects_per_image=(2, 6))
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for k, (pixels, objs) in enumerate(zip(data.images, data.objects, strict=True)):
+        path = folder / f"cell{k:03d}.png"
+        Image.fromarray(pixels).save(path)
+        records = [
+            ObjectRecord(data.classes[int(c)], tuple(float(v) for v in box))  # type: ignore[arg-type]
+            for box, c in zip(objs.boxes, objs.classes, strict=True)
+        ]
+        images.append(AnnotatedImage(path, size, size, records))
+    return write_annotations(images, data.classes, folder, "coco")
+
+
+def detection_project(tmp_path: Path, **sections: dict[str, object]) -> Project:
+    return Project.init(
+        tmp_path / "proj",
+        CLASSES,
+        task="detection",
+        oracle={"kind": "simulated"},
+        data={"image_side": 64},
+        model={
+            "candidates": [{"recipe": "centernet", "params": {"epochs": 2}}],
+            "proposal_threshold": 0.0,
+        },
+        selection={"batch_size": 4, "initial_size": 6},
+        stopping={"criteria": [{"name": "label_budget", "budget": 14}]},
+        **sections,
+    )
+
+
+@pytest.fixture
+def coco(tmp_path: Path) -> Path:
+    return write_cells(tmp_path / "cells", 24)
+
+
+def test_import_coco_as_ground_truth_hides_the_objects(tmp_path: Path, coco: Path) -> None:
+    truth = read_annotations(coco)
+    with detection_project(tmp_path) as project:
+        report = project.import_(coco, labels_as="ground_truth")
+        assert report.added == 24
+        assert report.objects == sum(len(i.objects) for i in truth.images)
+        with project.db.read() as s:
+            assert s.scalar(select(func.count()).select_from(Item)) == 24
+            hidden = current_annotations(s, None, statuses=(AnnotationStatus.GROUND_TRUTH,))
+            assert len(hidden) == report.objects
+            assert not current_labels(s)  # nothing labeled: the truth is for the oracle
+            sizes = set(s.execute(select(Item.width, Item.height)).all())
+        assert sizes == {(64, 64)}
+        assert project.feature_dim == 64 * 64
+
+
+def test_import_coco_as_labels_labels_the_images(tmp_path: Path, coco: Path) -> None:
+    with detection_project(tmp_path) as project:
+        report = project.import_(coco)
+        assert report.labeled == 24
+        with project.db.read() as s:
+            labels = current_labels(s)
+            verified = current_annotations(s, None, statuses=(AnnotationStatus.VERIFIED,))
+        assert {c.label for c in labels} == {OBJECTS_LABEL}
+        assert len(verified) == report.objects
+        assert {a.source for a in verified} == {LabelSource.IMPORT.value}
+
+
+def test_a_bad_object_is_reported_and_the_rest_imported(tmp_path: Path, coco: Path) -> None:
+    import json
+
+    doc = json.loads(coco.read_text())
+    doc["annotations"][0]["bbox"] = [60.0, 60.0, 30.0, 30.0]  # far outside a 64 px image
+    doc["annotations"][1]["category_id"] = 999  # no such class
+    coco.write_text(json.dumps(doc))
+    with detection_project(tmp_path) as project:
+        report = project.import_(coco)
+        assert report.added == 24
+        assert report.objects == len(doc["annotations"]) - 2
+        assert len(report.skipped) == 2
+        assert all("annotations.json" in where for where, _ in report.skipped)
+
+
+def test_classification_project_refuses_an_annotation_format(tmp_path: Path, coco: Path) -> None:
+    with Project.init(tmp_path / "cls", CLASSES) as project, pytest.raises(ConfigError):
+        project.import_(coco, annotation_format="coco")
+
+
+def test_detection_cycles_train_select_propose_and_label(tmp_path: Path, coco: Path) -> None:
+    with detection_project(tmp_path) as project:
+        project.import_(coco, labels_as="ground_truth")
+        outcome = project.run()
+        assert outcome.status == "stopped", outcome
+        with project.db.read() as s:
+            cycles = list(s.scalars(select(Cycle).order_by(Cycle.number)))
+            versions = list(s.scalars(select(ModelVersion)))
+            labels = current_labels(s)
+            proposals = list(
+                s.scalars(select(Annotation).where(Annotation.source == LabelSource.MODEL))
+            )
+            verified = current_annotations(s, None, statuses=(AnnotationStatus.VERIFIED,))
+            truth = current_annotations(s, None, statuses=(AnnotationStatus.GROUND_TRUTH,))
+        assert len(labels) == 14  # the budget, in images
+        assert {c.label for c in labels} == {OBJECTS_LABEL}
+        assert cycles[0].metrics.get("note") == "cold_start"
+        trained = [v for v in versions if v.selected]
+        assert trained and all("map50" in v.metrics for v in trained)
+        assert all(v.metrics["n_objects"] > 0 for v in trained)
+        # proposals were made for the batches picked with a model, then settled
+        assert proposals, "a model picked a batch, so it proposed objects"
+        # the labeled images' verified objects are exactly their ground truth
+        labeled = {c.item_id for c in labels}
+        for item_id in labeled:
+            mine = [a for a in verified if a.item_id == item_id]
+            want = [a for a in truth if a.item_id == item_id]
+            assert len(mine) == len(want)
+            iou = box_iou(
+                np.asarray([[a.x0, a.y0, a.x1, a.y1] for a in mine], np.float32),
+                np.asarray([[a.x0, a.y0, a.x1, a.y1] for a in want], np.float32),
+            )
+            assert (iou.max(axis=1) > 0.999).all() if mine else True
+        batch = [c for c in cycles if c.metrics.get("batch")]
+        assert batch and "map50" in batch[0].metrics["batch"]
+
+
+def test_budget_in_objects_stops_on_objects(tmp_path: Path, coco: Path) -> None:
+    root = tmp_path / "obj"
+    with Project.init(
+        root,
+        CLASSES,
+        task="detection",
+        oracle={"kind": "simulated"},
+        data={"image_side": 64},
+        model={"candidates": [{"recipe": "centernet", "params": {"epochs": 1}}]},
+        selection={"batch_size": 3, "initial_size": 3},
+        stopping={"criteria": [{"name": "label_budget", "budget": 20}], "budget_unit": "objects"},
+    ) as project:
+        project.import_(coco, labels_as="ground_truth")
+        outcome = project.run()
+        assert outcome.status == "stopped"
+        with project.db.read() as s:
+            verified = current_annotations(s, None, statuses=(AnnotationStatus.VERIFIED,))
+            labeled = current_labels(s)
+        assert len(verified) >= 20
+        # it stopped once the objects were spent: one batch fewer would not reach 20
+        assert len(labeled) < 24
+
+
+def test_export_coco_and_yolo_round_trip(tmp_path: Path, coco: Path) -> None:
+    with detection_project(tmp_path) as project:
+        project.import_(coco, labels_as="ground_truth")
+        project.run(max_cycles=1)
+        with project.db.read() as s:
+            labeled = {c.item_id for c in current_labels(s)}
+            verified = [
+                a
+                for a in current_annotations(s, None, statuses=(AnnotationStatus.VERIFIED,))
+                if a.item_id in labeled
+            ]
+        for fmt in ("coco", "yolo"):
+            out = project.export_objects(tmp_path / f"out-{fmt}", fmt)
+            assert out.images == len(labeled)
+            assert out.objects == len(verified)
+            back = read_annotations(out.path, fmt)
+            assert sum(len(i.objects) for i in back.images) == len(verified)
+
+
+def test_export_objects_of_a_classification_project_is_refused(tmp_path: Path) -> None:
+    with Project.init(tmp_path / "cls", CLASSES) as project, pytest.raises(ProjectError):
+        project.export_objects(tmp_path / "x", "coco")
