@@ -91,6 +91,9 @@ OBJECT_RESULT_COLUMNS = (
     "query_seconds",
 )
 
+#: The detector's default training batch size (images per gradient step).
+DETECTOR_BATCH_SIZE = 16
+
 #: Default detector recipe of each task.
 DEFAULT_RECIPES = {"detection": "centernet", "segmentation": "centernet-seg"}
 
@@ -122,6 +125,10 @@ class ObjectSimulationConfig:
         The detector's frame (``S``) and channels; images are letterboxed into it.
     epochs : int
         Detector training epochs per round.
+    min_steps : int
+        At least this many gradient steps per fit: a round with few labeled images gets
+        more epochs (``ceil(min_steps / ceil(n_images / batch_size))``), the same for every
+        strategy, so the first rounds' detectors are not left untrained. 0 keeps ``epochs``.
     jobs : int
         Curves (strategy, seed) run side by side; -1 uses every core.
     """
@@ -141,6 +148,7 @@ class ObjectSimulationConfig:
     image_side: int = 128
     channels: int = 1
     epochs: int = 10
+    min_steps: int = 0
     jobs: int = 1
 
     @property
@@ -209,6 +217,8 @@ def validate_object_config(
         raise ConfigError(f"task must be detection or segmentation, got {config.task!r}")
     if not config.strategies:
         raise ConfigError("give at least one strategy")
+    if config.min_steps < 0:
+        raise ConfigError(f"min_steps must be >= 0, got {config.min_steps}")
     for key in ("seeds", "initial", "batch_size", "epochs"):
         if getattr(config, key) < 1:
             flag = key.replace("_", "-")
@@ -381,7 +391,7 @@ def _run_curve(
     segm = config.task == "segmentation"
     for rnd in range(config.cycles + 1):
         labeled = np.flatnonzero(is_labeled)
-        model = _make_detector(config, data.classes, seed)
+        model = _make_detector(config, data.classes, seed, labeled.size)
         t0 = time.perf_counter()
         model.fit(data.X_pool[labeled], [revealed[int(i)] for i in labeled])  # type: ignore[call-arg]
         fit_seconds = time.perf_counter() - t0
@@ -423,14 +433,17 @@ def _run_curve(
 
 
 def _make_detector(
-    config: ObjectSimulationConfig, classes: Sequence[str], seed: int
+    config: ObjectSimulationConfig, classes: Sequence[str], seed: int, n_images: int = 0
 ) -> ModelAdapter:
-    params = {
+    params: dict[str, Any] = {
         "image_side": config.image_side,
         "channels": config.channels,
         "epochs": config.epochs,
         **config.model_params,
     }
+    if config.min_steps and n_images:
+        batches = math.ceil(n_images / int(params.get("batch_size", DETECTOR_BATCH_SIZE)))
+        params["epochs"] = max(int(params["epochs"]), math.ceil(config.min_steps / batches))
     return make_model(config.recipe, seed, device=config.device, classes=list(classes), **params)
 
 

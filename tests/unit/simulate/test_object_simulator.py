@@ -302,3 +302,17 @@ def test_cli_errors_are_one_line(args: list[str], message: str, tmp_path: Path) 
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_min_steps_raises_epochs_for_small_labeled_sets() -> None:
+    from exemplar.simulate.objects import _make_detector
+
+    config = ObjectSimulationConfig(
+        dataset="cells", image_side=SIDE, epochs=5, min_steps=40, model_params={"batch_size": 4}
+    )
+    # 10 images in batches of 4: 3 steps per epoch, so 14 epochs give at least 40 steps
+    assert _make_detector(config, ["cell"], 0, 10).config.epochs == 14  # type: ignore[attr-defined]
+    # 100 images: 25 steps per epoch, so the 5 epochs asked already give 125 steps
+    assert _make_detector(config, ["cell"], 0, 100).config.epochs == 5  # type: ignore[attr-defined]
+    plain = ObjectSimulationConfig(dataset="cells", image_side=SIDE, epochs=5)
+    assert _make_detector(plain, ["cell"], 0, 10).config.epochs == 5  # type: ignore[attr-defined]

@@ -1,0 +1,201 @@
+"""Label efficiency for detection on real nuclei: boxes the default strategy needs vs random.
+
+    nice python -m bench.detection_efficiency [--seeds 5] [--strategies default,random]
+        [--image-side 128] [--epochs 30] [--min-steps 0] [--initial 10] [--batch-size 10]
+        [--cycles 5] [--jobs 1] [--device cpu]
+
+Data: the mnfinder nuclei and micronuclei (real DNA-stained fluorescence, two classes),
+2 x 2 tiles resized to ``--image-side`` (:func:`exemplar.data.nuclei.nuclei_tiles`): the 132
+tiles of the training and validation images are the pool, the 64 tiles of the 16 test
+images the fixed test split (no source image on both sides).
+
+Protocol: :func:`exemplar.simulate.objects.run_object_simulation` (paired seeds: the same
+random initial tiles for every strategy; the built-in CenterNet retrained from scratch each
+round with the same settings for every strategy; the oracle reveals the ground-truth boxes
+of picked tiles only; COCO mAP@0.5 and mAP@[.5:.95] on the test tiles).
+
+Goal (issue #11): the default object strategy (``DEFAULT_OBJECT_STRATEGY``) reaches random's
+final mAP@0.5 with at most 60% of random's boxes. Per seed, the boxes the strategy had
+labeled when its mAP@0.5 first reached random's final mAP@0.5 of the same seed
+(interpolated between rounds) divided by random's final boxes; mean and Student t 95% CI
+over seeds. Whatever it reaches is written: bench/results/detection_efficiency.json, a
+markdown table in bench/results/detection_efficiency.md, and the simulator's results.csv,
+summary.json and report.html in bench/results/detection_efficiency/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from exemplar.loop.config import DEFAULT_OBJECT_STRATEGY
+from exemplar.simulate.objects import (
+    ObjectSimulationConfig,
+    load_object_dataset,
+    run_object_simulation,
+    summarize_objects,
+    write_object_outputs,
+)
+
+RESULTS = Path(__file__).parent / "results"
+#: Largest share of random's boxes the default may need (issue #11).
+GOAL_RATIO = 0.6
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark and write its results; returns the JSON written."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--strategies", default="default,random")
+    parser.add_argument("--image-side", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--min-steps", type=int, default=0)
+    parser.add_argument("--detector-batch-size", type=int, default=16)
+    parser.add_argument("--initial", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--cycles", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--name", default="detection_efficiency")
+    args = parser.parse_args(argv)
+
+    names = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+    t0 = time.perf_counter()
+    pool, test = load_object_dataset("nuclei", image_side=args.image_side)
+    load_seconds = time.perf_counter() - t0
+    config = ObjectSimulationConfig(
+        dataset="nuclei",
+        model="centernet",
+        model_params={"batch_size": args.detector_batch_size},
+        device=args.device,
+        strategies=names,
+        seeds=args.seeds,
+        initial=args.initial,
+        batch_size=args.batch_size,
+        cycles=args.cycles,
+        image_side=args.image_side,
+        epochs=args.epochs,
+        min_steps=args.min_steps,
+        jobs=args.jobs,
+    )
+    total = len(names) * args.seeds * (args.cycles + 1)
+    done = 0
+
+    def progress(k: int) -> None:
+        nonlocal done
+        done += k
+        elapsed = time.perf_counter() - t0
+        print(f"  {done}/{total} rounds, {elapsed:.0f} s", file=sys.stderr, flush=True)
+
+    t1 = time.perf_counter()
+    result = run_object_simulation(config, pool, test, on_progress=progress)
+    run_seconds = time.perf_counter() - t1
+    summary = summarize_objects(result)
+    out_dir = RESULTS / args.name
+    write_object_outputs(result, summary, out_dir)
+
+    default = next((n for n in names if n == "default"), None) or next(
+        (n for n in names if n == DEFAULT_OBJECT_STRATEGY), None
+    )
+    goal: dict[str, Any] = {"ratio_at_most": GOAL_RATIO, "strategy": default}
+    if default is not None and "random" in names:
+        reach = summary["strategies"][default]["boxes_to_random_final"]
+        goal |= {
+            "ratio_mean": reach["ratio_mean"],
+            "ci_low": reach["ci_low"],
+            "ci_high": reach["ci_high"],
+            "seeds_reached": reach["seeds_reached"],
+            "met_on_mean": reach["ratio_mean"] is not None
+            and reach["seeds_reached"] == args.seeds
+            and reach["ratio_mean"] <= GOAL_RATIO,
+            "met_with_ci": reach["ci_high"] is not None
+            and reach["seeds_reached"] == args.seeds
+            and reach["ci_high"] <= GOAL_RATIO,
+        }
+    report = {
+        "benchmark": "detection_efficiency",
+        "command": "nice python -m bench.detection_efficiency " + " ".join(argv or sys.argv[1:]),
+        "default_object_strategy": DEFAULT_OBJECT_STRATEGY,
+        "goal": goal,
+        "lines": summary["lines"],
+        "verdict": summary["verdict"],
+        "dataset": summary["dataset"],
+        "config": summary["config"],
+        "strategies": summary["strategies"],
+        "curves": summary["curves"],
+        "rows": result.rows,
+        "seconds": {"load": load_seconds, "run": run_seconds},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_at_end": list(os.getloadavg()),
+        },
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (RESULTS / f"{args.name}.md").write_text(table)
+    print(table)
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The results as a markdown table, one row per strategy."""
+    cfg, data = report["config"], report["dataset"]
+    head = (
+        f"**nuclei** (mnfinder, real; pool {data['n_pool']} tiles / {data['pool_boxes']} "
+        f"objects, test {data['n_test']} tiles / {data['test_boxes']} objects; classes "
+        f"{', '.join(data['classes'])}), {cfg['model']} at {cfg['image_side']} px, "
+        f"{cfg['epochs']} epochs (min {cfg['min_steps']} steps), {cfg['seeds']} paired seeds, "
+        f"{cfg['initial']} + {cfg['cycles']}×{cfg['batch_size']} tiles; "
+        f"run {report['seconds']['run'] / 60:.1f} min\n\n"
+    )
+    lines = [
+        (
+            "| strategy | final mAP@0.5 (95% CI) | final mAP@[.5:.95] | final boxes | "
+            "boxes to random's final mAP@0.5 (share of random's, 95% CI) | fit s | query s |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in report["strategies"].items():
+        f50, fm = s["final_map50"], s["final_map"]
+        reach = s.get("boxes_to_random_final")
+        if reach is None or reach["ratio_mean"] is None:
+            reach_txt = "—" if reach is None else f"not reached (0/{cfg['seeds']})"
+        else:
+            ci = (
+                ""
+                if reach["ci_low"] is None
+                else f" [{reach['ci_low']:.0%}, {reach['ci_high']:.0%}]"
+            )
+            reach_txt = f"{reach['ratio_mean']:.0%}{ci} ({reach['seeds_reached']}/{cfg['seeds']})"
+        alias = f" ({s['resolves_to']})" if s["resolves_to"] != name else ""
+        lines.append(
+            f"| {name}{alias} | {_ci(f50)} | {_ci(fm)} | {s['final_boxes']['mean']:.0f} | "
+            f"{reach_txt} | {s['fit_seconds_mean']:.1f} | {s['query_seconds_mean']:.1f} |"
+        )
+    goal = report["goal"]
+    tail = ""
+    if "ratio_mean" in goal:
+        tail = (
+            f"\nGoal: {goal['strategy']} reaches random's final mAP@0.5 with at most "
+            f"{goal['ratio_at_most']:.0%} of random's boxes: "
+            f"{'met' if goal['met_with_ci'] else 'met on the mean only' if goal['met_on_mean'] else 'not met'}.\n"
+        )
+    return head + "\n".join(lines) + "\n" + tail + f"\n{report['verdict']}\n"
+
+
+def _ci(interval: dict[str, Any]) -> str:
+    if interval["ci_low"] is None:
+        return f"{interval['mean']:.3f}"
+    return f"{interval['mean']:.3f} [{interval['ci_low']:.3f}, {interval['ci_high']:.3f}]"
+
+
+if __name__ == "__main__":
+    main()
