@@ -26,9 +26,7 @@ from threadpoolctl import threadpool_limits
 from exemplar.errors import ConfigError, ModelError, ProjectError, StoreError
 from exemplar.loop.context import LoopContext
 from exemplar.loop.faults import crash_point
-from exemplar.loop.model_selector import (
-    best_candidate,
-)
+from exemplar.loop.model_selector import CandidateResult, best_candidate
 from exemplar.loop.oracle import Oracle, make_oracle
 from exemplar.loop.scoring import drop_scored, load_scored, save_scored, score_pool
 from exemplar.loop.selection import pick_batch
@@ -177,11 +175,7 @@ class LoopEngine:
             )
             return
         X = np.asarray(self.project.features()[labeled.rows])
-        if isinstance(self.task, ObjectTask):  # a detector uses every core
-            results = self.task.evaluate(self.project, labeled, X, cycle.seed)
-        else:
-            with threadpool_limits(limits=1):  # small fits: a second BLAS thread only contends
-                results = self.task.evaluate(self.project, labeled, X, cycle.seed)
+        results = self._evaluate(labeled, X, cycle.seed)
         versions = []
         for k, res in enumerate(results):
             version = f"c{cycle.number:04d}-m{k}"
@@ -204,6 +198,13 @@ class LoopEngine:
             s.flush()
             s.add_all(versions)
             self._transition(s, cycle, CycleState.SELECT_MODEL, timing=("train", t0))
+
+    def _evaluate(self, labeled: LabeledSet, X: np.ndarray, seed: int) -> list[CandidateResult]:
+        """Fit and validate every candidate on the labeled set (the task decides how)."""
+        if isinstance(self.task, ObjectTask):  # a detector uses every core
+            return self.task.evaluate(self.project, labeled, X, seed)
+        with threadpool_limits(limits=1):  # small fits: a second BLAS thread only contends
+            return self.task.evaluate(self.project, labeled, X, seed)
 
     def _select_model(self, cycle: Cycle) -> None:
         t0 = time.perf_counter()

@@ -15,6 +15,10 @@ stored (stochastic samples, which scoring reduces, or embeddings the model did n
 falls back to ``margin`` on the stored probabilities; before the first model, the refill
 draws at random. The label budget is a hard limit here too
 (:func:`~exemplar.store.pool.budget_room`, checked in the enqueueing transaction).
+
+Detection and segmentation projects rank with the utility their strategy stored while
+scoring (a reduction of the objects), and each refilled image gets the newest model's
+proposals, as a cycle's batch does.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from sqlalchemy import ColumnElement, func, select
 from exemplar.loop.context import LoopContext
 from exemplar.loop.scoring import load_scored
 from exemplar.loop.selection import query_batch
+from exemplar.loop.tasks import write_proposals
+from exemplar.models import load_model
+from exemplar.objects import Objects
 from exemplar.predictions import Predictions
 from exemplar.store.labels import current_labels
-from exemplar.store.pool import STALE_PREFIX, PoolIndex, budget_room, still_free
+from exemplar.store.pool import NO_BUDGET, STALE_PREFIX, PoolIndex, budget_room, still_free
 from exemplar.store.queue import enqueue
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
@@ -41,7 +48,7 @@ from exemplar.store.schema import (
     Split,
     utcnow,
 )
-from exemplar.strategies import RandomSampling, Strategy, get_strategy
+from exemplar.strategies import RandomSampling, ReducedSamples, Strategy, get_strategy
 
 __all__ = ["FALLBACK_STRATEGY", "Refill", "has_waiting_entries", "refill_queue", "waiting"]
 
@@ -129,7 +136,8 @@ def refill_queue(
             what = "wait for an annotator" if while_leased else "are open"
             return Refill(0, None, f"{busy} queue entries {what}; nothing to refill")
         budget = cfg.stopping.label_budget
-        room = budget_room(s, budget, lock=False)
+        unit = cfg.stopping.budget_unit
+        room = _items_room(budget_room(s, budget, lock=False, unit=unit), unit)
         versions = list(
             s.scalars(
                 select(ModelVersion)
@@ -142,7 +150,8 @@ def refill_queue(
     want = min(size or cfg.selection.batch_size, room)
     if want < 1:
         return Refill(0, None, f"the label budget of {budget} is spent (labeled or queued)")
-    predictions, strategy = _stored_ranking(context, versions)
+    objects = cfg.project.objects
+    predictions, strategy, reduced, version = _stored_ranking(context, versions)
     n_scored = predictions.n_items if predictions is not None else context.n_rows
     index = index or PoolIndex(context.db)
     pool_rows, pool_ids = index.free(n_scored, context.n_rows)
@@ -151,7 +160,7 @@ def refill_queue(
     labeled_rows = np.asarray([c.row for c in labels], dtype=np.int64)
     y = np.asarray([c.label for c in labels], dtype=object).astype(str)
     scored = labeled_rows < n_scored
-    if np.unique(y[scored]).size < 2 and not strategy.cold_start:
+    if not objects and np.unique(y[scored]).size < 2 and not strategy.cold_start:
         predictions, strategy = None, RandomSampling()  # labels were undone since the model
     selection = query_batch(
         predictions,
@@ -159,8 +168,9 @@ def refill_queue(
         pool_rows,
         labeled_rows[scored],
         min(want, pool_rows.size),
-        y_labeled=y[scored],
+        y_labeled=None if objects else y[scored],
         random_state=np.random.default_rng([cfg.project.seed, len(labels), _REFILL_SEED]),
+        reduced=reduced if strategy.requires & {"samples", "objects"} else None,
     )
     name = f"{STALE_PREFIX}{selection.strategy}"
     position = np.searchsorted(pool_rows, selection.indices)
@@ -169,31 +179,73 @@ def refill_queue(
         (int(pool_ids[p]), name, None if random else float(score))
         for p, score in zip(position, selection.scores, strict=True)
     ]
+    proposals = (
+        _proposals(context, version, selection.indices, pool_ids[position])
+        if objects and version is not None
+        else {}
+    )
     with context.db.session() as s:
         free = still_free(s, entries)
-        free = free[: budget_room(s, budget)]
+        free = free[: _items_room(budget_room(s, budget, unit=unit), unit)]
         added = enqueue(s, None, free, overlap=cfg.oracle.overlap)
+        queued = {item_id for item_id, _, _ in free}
+        if proposals:
+            write_proposals(
+                s,
+                {i: found for i, found in proposals.items() if i in queued},
+                context,
+                model_version=None if version is None else version.version,
+                cycle_id=None,
+            )
     return Refill(added, name if added else None, f"queued {added} entries ({name})")
+
+
+def _items_room(room: int, unit: str) -> int:
+    """Items a refill may queue: the budget's room, or (a budget in objects) any while
+    objects are left."""
+    return room if unit == "items" or room < 1 else NO_BUDGET
+
+
+def _proposals(
+    context: LoopContext, version: ModelVersion, rows: np.ndarray, item_ids: np.ndarray
+) -> dict[int, Objects]:
+    """The stored model's objects on the refilled images (its frame), when its checkpoint
+    is still there."""
+    path = context.root / version.path
+    if not path.exists() or not len(rows):
+        return {}
+    model = load_model(version.recipe, path, device=context.config.model.device)
+    order = np.argsort(rows)
+    found = model.predict_objects(  # type: ignore[attr-defined]
+        np.asarray(context.features()[np.asarray(rows, dtype=np.int64)[order]])
+    )
+    return {int(item_ids[k]): objs for k, objs in zip(order, found, strict=True)}
 
 
 def _stored_ranking(
     context: LoopContext, versions: list[ModelVersion]
-) -> tuple[Predictions | None, Strategy]:
-    """The newest stored scores and the strategy that can rank with them.
+) -> tuple[Predictions | None, Strategy, ReducedSamples | None, ModelVersion | None]:
+    """The newest stored scores, the strategy that can rank with them, and their model.
 
     The project's strategy when every array it reads is stored for that model version,
-    else :data:`FALLBACK_STRATEGY`; random sampling (no predictions) before any model.
+    else :data:`FALLBACK_STRATEGY` (for objects: random); random sampling (no predictions)
+    before any model.
     """
     arrays, sel = context.arrays, context.config.selection
+    objects = context.config.project.objects
+    first = "counts" if objects else "proba"
     for version in versions:
-        if not arrays.exists(f"proba-{version.version}"):
+        if not arrays.exists(f"{first}-{version.version}"):
             continue  # scores pruned or lost: an older model's, else random
-        predictions = load_scored(arrays, version.version).predictions
-        stored = {"proba"} | {
+        scored = load_scored(arrays, version.version)
+        predictions = scored.predictions
+        stored = {first} | {
             kind for kind in ("embeddings", "samples") if getattr(predictions, kind) is not None
         }
+        if objects and scored.reduced is not None:  # the utility the strategy stored
+            stored |= {"samples", "objects", "views"}
         strategy = get_strategy(sel.strategy, **sel.params)
         if not strategy.requires <= stored:
-            strategy = get_strategy(FALLBACK_STRATEGY)
-        return predictions, strategy
-    return None, RandomSampling()
+            strategy = RandomSampling() if objects else get_strategy(FALLBACK_STRATEGY)
+        return predictions, strategy, scored.reduced, version
+    return None, RandomSampling(), None, None

@@ -192,3 +192,69 @@ def test_export_coco_and_yolo_round_trip(tmp_path: Path, coco: Path) -> None:
 def test_export_objects_of_a_classification_project_is_refused(tmp_path: Path) -> None:
     with Project.init(tmp_path / "cls", CLASSES) as project, pytest.raises(ProjectError):
         project.export_objects(tmp_path / "x", "coco")
+
+
+def test_people_label_proposals_then_the_queue_refills_with_proposals(
+    tmp_path: Path,
+) -> None:
+    """The human oracle: a cycle waits with proposals on its batch; an annotator verifies
+    one proposal, draws one object and leaves the rest (rejected); once the batch is done,
+    a refill queues stale entries that carry the newest model's proposals too."""
+    from exemplar.loop.refill import refill_queue
+    from exemplar.store.annotations import SubmittedObject, submit_objects
+    from exemplar.store.queue import lease
+    from exemplar.store.schema import QueueEntry
+
+    labeled = write_cells(tmp_path / "labeled", 8, seed=1)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for k, pixels in enumerate(synthetic_cells(16, size=64, seed=2).images):
+        Image.fromarray(pixels).save(plain / f"p{k:02d}.png")
+    with Project.init(
+        tmp_path / "human",
+        CLASSES,
+        task="detection",
+        data={"image_side": 64},
+        model={
+            "candidates": [{"recipe": "centernet", "params": {"epochs": 2}}],
+            "proposal_threshold": 0.0,
+        },
+        selection={"batch_size": 3, "initial_size": 4},
+        stopping={"criteria": [{"name": "label_budget", "budget": 20}]},
+    ) as project:
+        assert project.import_(labeled).labeled == 8
+        assert project.import_(plain).labeled == 0
+        outcome = project.run(max_cycles=1)
+        assert outcome.status == "waiting"
+        leased = lease(project.db, "ann", lease_seconds=60)
+        assert leased is not None
+        with project.db.read() as s:
+            shown = current_annotations(s, [leased.item_id])
+        assert shown and {a.status for a in shown} == {"proposed"}
+        keep = shown[0]
+        submission = submit_objects(
+            project.db,
+            leased.entry_id,
+            "ann",
+            [
+                SubmittedObject(keep.object_id, keep.label, (keep.x0, keep.y0, keep.x1, keep.y1)),
+                SubmittedObject(None, "nucleus", (1.0, 1.0, 9.0, 9.0)),
+            ],
+            classes=CLASSES,
+        )
+        assert (submission.verified, submission.drawn) == (1, 1)
+        assert submission.rejected == len(shown) - 1
+        with project.db.read() as s:
+            now = {a.object_id: a for a in current_annotations(s, [leased.item_id])}
+        assert now[keep.object_id].status == "verified"
+        assert sum(a.status == "rejected" for a in now.values()) == len(shown) - 1
+        # the rest of the batch is labeled (nothing on them); no entry is open now
+        while (entry := lease(project.db, "ann", lease_seconds=60)) is not None:
+            submit_objects(project.db, entry.entry_id, "ann", [], classes=CLASSES)
+        refill = refill_queue(project, size=2)
+        assert refill.added == 2 and refill.strategy is not None
+        assert refill.strategy.startswith("stale:")
+        with project.db.read() as s:
+            stale = list(s.scalars(select(QueueEntry.item_id).where(QueueEntry.cycle_id.is_(None))))
+            proposed = current_annotations(s, stale, statuses=("proposed",))
+        assert {a.item_id for a in proposed} == set(stale)
