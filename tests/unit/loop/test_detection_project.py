@@ -258,3 +258,57 @@ def test_people_label_proposals_then_the_queue_refills_with_proposals(
             stale = list(s.scalars(select(QueueEntry.item_id).where(QueueEntry.cycle_id.is_(None))))
             proposed = current_annotations(s, stale, statuses=("proposed",))
         assert {a.item_id for a in proposed} == set(stale)
+
+
+def test_segmentation_project_trains_on_outlines_and_proposes_masks(tmp_path: Path) -> None:
+    """Outlines (COCO RLE masks) go in, the segmentation detector trains on them, and the
+    proposals it makes for a queued image are masks in that image's own pixels."""
+    from pycocotools import mask as rle
+
+    data = synthetic_cells(12, size=64, seed=3, objects_per_image=(2, 5))
+    folder = tmp_path / "seg"
+    folder.mkdir()
+    images = []
+    for k, (pixels, objs) in enumerate(zip(data.images, data.objects, strict=True)):
+        path = folder / f"s{k:02d}.png"
+        Image.fromarray(pixels).save(path)
+        assert objs.masks is not None
+        records = [
+            ObjectRecord(
+                data.classes[int(c)],
+                tuple(float(v) for v in box),  # type: ignore[arg-type]
+                rle=dict(m),
+            )
+            for box, c, m in zip(objs.boxes, objs.classes, objs.masks, strict=True)
+        ]
+        images.append(AnnotatedImage(path, 64, 64, records))
+    coco = write_annotations(images, data.classes, folder, "coco")
+    with Project.init(
+        tmp_path / "segproj",
+        CLASSES,
+        task="segmentation",
+        oracle={"kind": "simulated"},
+        data={"image_side": 64},
+        model={
+            "candidates": [{"recipe": "centernet-seg", "params": {"epochs": 2}}],
+            "proposal_threshold": 0.0,
+        },
+        selection={"batch_size": 3, "initial_size": 5},
+        stopping={"criteria": [{"name": "label_budget", "budget": 11}]},
+    ) as project:
+        assert project.config.model.criterion == "map50"
+        project.import_(coco, labels_as="ground_truth")
+        outcome = project.run()
+        assert outcome.status == "stopped"
+        with project.db.read() as s:
+            proposals = list(
+                s.scalars(select(Annotation).where(Annotation.source == LabelSource.MODEL))
+            )
+            verified = current_annotations(s, None, statuses=(AnnotationStatus.VERIFIED,))
+            versions = [v for v in s.scalars(select(ModelVersion)) if v.selected]
+        assert versions and all("map50" in v.metrics for v in versions)
+        assert proposals and {p.geometry for p in proposals} == {"mask"}
+        for p in proposals:
+            mask = rle.decode(p.shape["rle"])
+            assert mask.shape == (64, 64)  # the image's own pixels
+        assert verified and {a.geometry for a in verified} == {"mask"}
