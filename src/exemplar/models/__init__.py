@@ -4,8 +4,9 @@ Recipes (:mod:`~exemplar.models.recipes`, data only) name a model family
 (:mod:`~exemplar.models.families`), and the family builds, fits, saves and loads it.
 
 The PyTorch names (``TorchAdapter``, ``TrainingRecipe``, ``make_torch_model``,
-``TORCH_MODELS``, ``SmallCNN``, ``MLP``) are imported on first access, so importing
-this package never imports torch.
+``TORCH_MODELS``, ``SmallCNN``, ``MLP``, and the detector's ``DetectorAdapter``,
+``DetectorConfig``, ``make_detector``, ``CenterNet``) are imported on first access, so
+importing this package never imports torch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from exemplar.errors import ModelError
 from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
 from exemplar.models.families import (
     FAMILIES,
+    DetectorFamily,
     ModelFamily,
     SklearnFamily,
     TextFamily,
@@ -35,6 +37,10 @@ from exemplar.models.recipes import MODEL_RECIPES, ModelRecipe, get_recipe
 from exemplar.models.sklearn import CommitteeAdapter, SklearnAdapter
 
 if TYPE_CHECKING:
+    from exemplar.models.detector import DetectorAdapter as DetectorAdapter
+    from exemplar.models.detector import DetectorConfig as DetectorConfig
+    from exemplar.models.detector import make_detector as make_detector
+    from exemplar.models.detector_net import CenterNet as CenterNet
     from exemplar.models.nets import MLP as MLP
     from exemplar.models.nets import SmallCNN as SmallCNN
     from exemplar.models.torch_adapter import TORCH_MODELS as TORCH_MODELS
@@ -47,6 +53,7 @@ __all__ = [
     "FAMILIES",
     "MODEL_RECIPES",
     "CommitteeAdapter",
+    "DetectorFamily",
     "ModelAdapter",
     "ModelFamily",
     "ModelRecipe",
@@ -72,6 +79,10 @@ _TORCH_EXPORTS = {
     "make_torch_model": "exemplar.models.torch_adapter",
     "MLP": "exemplar.models.nets",
     "SmallCNN": "exemplar.models.nets",
+    "DetectorAdapter": "exemplar.models.detector",
+    "DetectorConfig": "exemplar.models.detector",
+    "make_detector": "exemplar.models.detector",
+    "CenterNet": "exemplar.models.detector_net",
 }
 
 

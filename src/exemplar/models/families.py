@@ -3,10 +3,10 @@
 A family knows how to build a fresh adapter from a recipe (:mod:`exemplar.models.recipes`
 names its family by key), fit it, save and load its checkpoints, read the classes of a
 checkpoint without building the model, and whether stochastic samples need a committee
-built around a loaded model. Adding a kind of model (next: detectors) means adding a
-family here, not a branch in the loop, the server or the recipes.
+built around a loaded model. Adding a kind of model means adding a family here, not a
+branch in the loop, the server or the recipes; the detector family is one.
 
-The torch and text families import their modules on first use, so ``import exemplar``
+The torch, text and detector families import their modules on first use, so ``import exemplar``
 never imports torch.
 """
 
@@ -28,6 +28,7 @@ from exemplar.models.sklearn import CommitteeAdapter, SklearnAdapter, is_fitted
 
 __all__ = [
     "FAMILIES",
+    "DetectorFamily",
     "ModelFamily",
     "SklearnFamily",
     "TextFamily",
@@ -399,9 +400,83 @@ class TextFamily:
         return model
 
 
+class DetectorFamily:
+    """The built-in CenterNet detector (:mod:`exemplar.models.detector`, torch extra).
+
+    Inputs are image rows and targets one :class:`~exemplar.objects.Objects` per image.
+    Checkpoints are the JSON config plus state dicts, loaded with ``weights_only=True``.
+    """
+
+    key: str = "detector"
+    suffix: str = ".pt"
+    needs_committee_for_samples: bool = False
+    uses_torch: bool = True
+
+    def build(
+        self,
+        recipe: ModelRecipe,
+        seed: int = 0,
+        *,
+        samples: bool = False,
+        committee_size: int = 5,
+        device: str = "cpu",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        params: dict[str, Any] | None = None,
+    ) -> ModelAdapter:
+        """A fresh :class:`~exemplar.models.detector.DetectorAdapter`; it samples itself."""
+        from exemplar.models.detector import make_detector
+
+        merged = {**recipe.defaults, **(params or {})}
+        model = make_detector(seed, device=device, chunk_size=chunk_size, **merged)
+        return model  # type: ignore[return-value]
+
+    def estimator(
+        self, recipe: ModelRecipe, seed: int = 0, params: dict[str, Any] | None = None
+    ) -> BaseEstimator:
+        """None exists: a ConfigError."""
+        raise ConfigError(f"model {recipe.name!r} is a detector, not a scikit-learn model")
+
+    fit = staticmethod(_fit)
+
+    def save(self, model: ModelAdapter, path: str | os.PathLike[str]) -> Path:
+        """:meth:`DetectorAdapter.save`."""
+        return Path(model.save(path))  # type: ignore[attr-defined]
+
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> ModelAdapter:
+        """:meth:`DetectorAdapter.load` (``torch.load(weights_only=True)``)."""
+        from exemplar.models.detector import DetectorAdapter
+
+        model = DetectorAdapter.load(path, device=device, chunk_size=chunk_size)
+        return model  # type: ignore[return-value]
+
+    def classes(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """The class names in the checkpoint's config (no network is built)."""
+        from exemplar.models.detector import checkpoint_classes
+
+        return checkpoint_classes(path)
+
+    def owns(self, model: object) -> bool:
+        """Whether ``model`` is a DetectorAdapter (never imports torch to find out)."""
+        module = sys.modules.get("exemplar.models.detector")
+        return module is not None and isinstance(model, module.DetectorAdapter)
+
+    def with_samples(
+        self, model: ModelAdapter, X: Any, y: np.ndarray, *, seed: int, committee_size: int = 5
+    ) -> ModelAdapter:
+        """``model`` itself: the detector samples by MC dropout or its ensemble members."""
+        return model
+
+
 #: Every model family, by the key recipes use.
 FAMILIES: dict[str, ModelFamily] = {
-    family.key: family for family in (SklearnFamily(), TorchFamily(), TextFamily())
+    family.key: family
+    for family in (SklearnFamily(), TorchFamily(), TextFamily(), DetectorFamily())
 }
 
 

@@ -3,14 +3,16 @@
 The same recipe is used for every strategy in a comparison, and a project's
 ``[[model.candidates]]`` name recipes from here. This module is data only: each recipe
 names its family by key, and the family (:mod:`exemplar.models.families`) builds, fits,
-saves and loads its models. Three families exist:
+saves and loads its models. Four families exist:
 
 * ``sklearn``: a scikit-learn estimator wrapped in :class:`SklearnAdapter` (or a bagged
   :class:`CommitteeAdapter` when a strategy reads stochastic samples);
 * ``torch``: a PyTorch network in :class:`~exemplar.models.torch_adapter.TorchAdapter`
   (MC-dropout or deep-ensemble samples; needs the ``torch`` extra);
 * ``text``: frozen MiniLM sentence embeddings with a classifier head (needs the ``text``
-  extra); its inputs are texts, not feature rows.
+  extra); its inputs are texts, not feature rows;
+* ``detector``: the built-in CenterNet (:mod:`exemplar.models.detector`, torch extra); its
+  inputs are image rows and its targets one ``Objects`` per image.
 """
 
 from __future__ import annotations
@@ -131,6 +133,19 @@ MODEL_RECIPES: dict[str, ModelRecipe] = {
             "torch",
             base="mlp",
             defaults={"uncertainty": "ensemble"},
+        ),
+        ModelRecipe(
+            "centernet",
+            "detector: small CenterNet (boxes; MC dropout, 8 passes); image rows, Objects targets",
+            "detector",
+            base="centernet",
+        ),
+        ModelRecipe(
+            "centernet-seg",
+            "detector: small CenterNet with a foreground head (boxes + instance masks)",
+            "detector",
+            base="centernet",
+            defaults={"segmentation": True},
         ),
         ModelRecipe(
             "minilm-logreg",
