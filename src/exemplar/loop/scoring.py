@@ -35,7 +35,7 @@ from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
 from exemplar.objects import ObjectPredictions
 from exemplar.predictions import Predictions
 from exemplar.store.arrays import ArrayStore
-from exemplar.strategies.base import ReducedSamples, ScoringStrategy, Strategy, top_k
+from exemplar.strategies.base import ReducedSamples, Strategy, top_k
 
 __all__ = ["SCORED_KINDS", "ScoredPool", "drop_scored", "load_scored", "save_scored", "score_pool"]
 
@@ -170,12 +170,15 @@ def score_pool(
     n = X.shape[0]
     # A detector's outputs are objects, not class probabilities.
     finds_objects = bool(getattr(model, "finds_objects", False)) if objects is None else objects
-    want_samples = "samples" in strategy.requires
+    # A strategy reads samples (and objects) through a row-wise utility when it has one
+    # (its own, or its pre-filter's), kept chunk by chunk.
+    reduces = "samples" in strategy.requires or "objects" in strategy.requires
+    scorer = strategy.row_scorer if reduces else None
+    # An object strategy names the detector's extra passes it reads (``object_passes``).
+    passes = strategy.requires | getattr(scorer or strategy, "object_passes", frozenset())
+    want_samples = "samples" in passes
     want_embeddings = "embeddings" in strategy.requires
-    extra = {"views": True} if "views" in strategy.requires else {}
-    # A scoring strategy reads samples (and objects) through its row-wise utility only.
-    reduces = want_samples or "objects" in strategy.requires
-    scorer = strategy if reduces and isinstance(strategy, ScoringStrategy) else None
+    extra = {"views": True} if "views" in passes else {}
     top = None
     if scorer is not None and scorer.candidate_pool > 0 and not finds_objects:
         top = _TopRows(scorer.candidate_pool, n, unlabeled)
@@ -297,7 +300,7 @@ def _check_outputs(
     for name, asked, value in (
         ("objects", objects, pred.objects),
         ("proba", not objects, pred.proba),
-        ("samples", samples, pred.samples),
+        ("samples", samples, pred.objects.samples if objects and pred.objects else pred.samples),
         ("embeddings", embeddings, pred.embeddings),
     ):
         if asked and value is None:

@@ -270,8 +270,14 @@ class Strategy(ABC):
                 )
         return QueryContext(predictions, unl, lab, int(batch_size), y, as_rng(random_state))
 
+    @property
+    def row_scorer(self) -> ScoringStrategy | None:
+        """The row-wise strategy whose utility streaming scoring keeps for this strategy
+        (:class:`ReducedSamples`), or None when it reads whole arrays."""
+        return None
+
     def _check_reduced(self, reduced: ReducedSamples, ctx: QueryContext) -> ReducedSamples:
-        if not isinstance(self, ScoringStrategy):
+        if self.row_scorer is None:
             raise StrategyError(f"strategy {self.name!r} reads whole samples, not reduced ones")
         n_items = ctx.predictions.n_items if ctx.predictions is not None else None
         if np.shape(reduced.utility) != (n_items,):
@@ -301,6 +307,11 @@ class ScoringStrategy(Strategy):
 
     #: Top-utility unlabeled rows whose samples ``_select`` also reads (0: utility only).
     candidate_pool: int = 0
+
+    @property
+    def row_scorer(self) -> ScoringStrategy:
+        """A scoring strategy's reduction is its own utility."""
+        return self
 
     @abstractmethod
     def utility(self, predictions: Predictions) -> np.ndarray:

@@ -53,18 +53,25 @@ class UncertainThenDiverse(Strategy):
         self.factor = factor
         self.diversity = diversity
 
+    @property
+    def row_scorer(self) -> ScoringStrategy:
+        """The base strategy: streaming scoring keeps its utility of every item."""
+        base = get_strategy(self.base)
+        if not isinstance(base, ScoringStrategy):
+            raise ConfigError(f"{self.name} needs a scoring strategy as base, not {self.base!r}")
+        return base
+
     def _select(self, ctx: QueryContext) -> tuple[np.ndarray, np.ndarray]:
         assert ctx.predictions is not None
         if self.factor < 1:
             raise ConfigError(f"factor must be at least 1, got {self.factor}")
         if self.diversity not in ("kmeans", "coreset"):
             raise ConfigError(f"diversity must be 'kmeans' or 'coreset', got {self.diversity!r}")
-        base = get_strategy(self.base)
-        if not isinstance(base, ScoringStrategy):
-            raise ConfigError(
-                f"uncertain_diverse needs a scoring strategy as base, not {self.base!r}"
-            )
-        scores = base.utility(ctx.predictions.take(ctx.unlabeled))
+        base = self.row_scorer
+        if ctx.reduced is not None:  # the base's utility, kept while the pool was scored
+            scores = np.asarray(ctx.reduced.utility[ctx.unlabeled], dtype=np.float64)
+        else:
+            scores = base.utility(ctx.predictions.take(ctx.unlabeled))
         emb = ctx.predictions.require_embeddings(ctx.unlabeled)
         m = min(scores.size, self.factor * ctx.batch_size)
         cand = top_k(scores, m)

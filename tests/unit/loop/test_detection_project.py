@@ -312,3 +312,34 @@ def test_segmentation_project_trains_on_outlines_and_proposes_masks(tmp_path: Pa
             mask = rle.decode(p.shape["rle"])
             assert mask.shape == (64, 64)  # the image's own pixels
         assert verified and {a.geometry for a in verified} == {"mask"}
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    ["box_committee", "localization_stability", "expected_count", "box_uncertain_diverse"],
+)
+def test_every_object_strategy_selects_in_a_project(tmp_path: Path, strategy: str) -> None:
+    """Scoring asks the detector for what each strategy reads (stochastic passes,
+    augmented views, embeddings), and the selection queues a batch from it."""
+    coco = write_cells(tmp_path / "few", 12, seed=4)
+    with Project.init(
+        tmp_path / "p",
+        CLASSES,
+        task="detection",
+        oracle={"kind": "simulated"},
+        data={"image_side": 64},
+        model={"candidates": [{"recipe": "centernet", "params": {"epochs": 1}}]},
+        selection={"strategy": strategy, "batch_size": 3, "initial_size": 4},
+        stopping={"criteria": [{"name": "label_budget", "budget": 10}]},
+    ) as project:
+        project.import_(coco, labels_as="ground_truth")
+        project.run(max_cycles=2)
+        with project.db.read() as s:
+            cycle = s.scalar(select(Cycle).where(Cycle.number == 1))
+            from exemplar.store.schema import QueueEntry
+
+            picked = list(s.scalars(select(QueueEntry).where(QueueEntry.cycle_id == cycle.id)))
+        assert cycle.model_version_id is not None
+        assert len(picked) == 3
+        assert {e.strategy for e in picked} == {strategy}
+        assert all(e.score is not None for e in picked)
