@@ -29,6 +29,7 @@ from exemplar.models.sklearn import CommitteeAdapter, SklearnAdapter, is_fitted
 __all__ = [
     "FAMILIES",
     "DetectorFamily",
+    "ExternalFamily",
     "ModelFamily",
     "SklearnFamily",
     "TextFamily",
@@ -473,10 +474,94 @@ class DetectorFamily:
         return model
 
 
+class ExternalFamily:
+    """Any detector run by the user's own commands (:mod:`exemplar.models.external`).
+
+    Inputs are positions in the item images bound with ``bind_items`` and targets one
+    :class:`~exemplar.objects.Objects` per image. Checkpoints are JSON files naming the run
+    folder and the weights the tool wrote (``docs/external_trainer.md``).
+    """
+
+    key: str = "external"
+    suffix: str = ".json"
+    needs_committee_for_samples: bool = False
+    uses_torch: bool = False
+
+    def build(
+        self,
+        recipe: ModelRecipe,
+        seed: int = 0,
+        *,
+        samples: bool = False,
+        committee_size: int = 5,
+        device: str = "cpu",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        params: dict[str, Any] | None = None,
+    ) -> ModelAdapter:
+        """An :class:`~exemplar.models.external.ExternalAdapter` (samples come from the tool)."""
+        import inspect
+
+        from exemplar.models.external import ExternalAdapter
+
+        merged = {**recipe.defaults, **(params or {})}
+        accepted = set(inspect.signature(ExternalAdapter).parameters) - {"seed", "device"}
+        unknown = sorted(set(merged) - accepted)
+        if unknown:
+            raise ConfigError(
+                f"model {recipe.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"it takes {', '.join(sorted(accepted - {'chunk_size'}))}"
+            )
+        merged.setdefault("chunk_size", chunk_size)
+        return ExternalAdapter(seed=seed, device=device, **merged)  # type: ignore[return-value]
+
+    def estimator(
+        self, recipe: ModelRecipe, seed: int = 0, params: dict[str, Any] | None = None
+    ) -> BaseEstimator:
+        """None exists: a ConfigError."""
+        raise ConfigError(
+            f"model {recipe.name!r} is an external detector, not a scikit-learn model"
+        )
+
+    fit = staticmethod(_fit)
+
+    def save(self, model: ModelAdapter, path: str | os.PathLike[str]) -> Path:
+        """:meth:`ExternalAdapter.save` (a JSON file; the weights stay in the run folder)."""
+        return Path(model.save(path))  # type: ignore[attr-defined]
+
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> ModelAdapter:
+        """:meth:`ExternalAdapter.load` (bind the items again before predicting)."""
+        from exemplar.models.external import ExternalAdapter
+
+        return ExternalAdapter.load(path, device=device, chunk_size=chunk_size)  # type: ignore[return-value]
+
+    def classes(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """The class names in the checkpoint (nothing is run)."""
+        from exemplar.models.external import checkpoint_classes
+
+        return checkpoint_classes(path)
+
+    def owns(self, model: object) -> bool:
+        """Whether ``model`` is an ExternalAdapter."""
+        module = sys.modules.get("exemplar.models.external")
+        return module is not None and isinstance(model, module.ExternalAdapter)
+
+    def with_samples(
+        self, model: ModelAdapter, X: Any, y: np.ndarray, *, seed: int, committee_size: int = 5
+    ) -> ModelAdapter:
+        """``model`` itself: stochastic passes are the predict command's ``samples``."""
+        return model
+
+
 #: Every model family, by the key recipes use.
 FAMILIES: dict[str, ModelFamily] = {
     family.key: family
-    for family in (SklearnFamily(), TorchFamily(), TextFamily(), DetectorFamily())
+    for family in (SklearnFamily(), TorchFamily(), TextFamily(), DetectorFamily(), ExternalFamily())
 }
 
 

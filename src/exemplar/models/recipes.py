@@ -3,7 +3,7 @@
 The same recipe is used for every strategy in a comparison, and a project's
 ``[[model.candidates]]`` name recipes from here. This module is data only: each recipe
 names its family by key, and the family (:mod:`exemplar.models.families`) builds, fits,
-saves and loads its models. Four families exist:
+saves and loads its models. Five families exist:
 
 * ``sklearn``: a scikit-learn estimator wrapped in :class:`SklearnAdapter` (or a bagged
   :class:`CommitteeAdapter` when a strategy reads stochastic samples);
@@ -12,7 +12,10 @@ saves and loads its models. Four families exist:
 * ``text``: frozen MiniLM sentence embeddings with a classifier head (needs the ``text``
   extra); its inputs are texts, not feature rows;
 * ``detector``: the built-in CenterNet (:mod:`exemplar.models.detector`, torch extra); its
-  inputs are image rows and its targets one ``Objects`` per image.
+  inputs are image rows and its targets one ``Objects`` per image;
+* ``external``: any detector trained and run by the user's own commands
+  (:mod:`exemplar.models.external`, ``docs/external_trainer.md``); its inputs are positions
+  in the item image files bound to it, and its targets one ``Objects`` per image.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from exemplar.errors import ConfigError
 
 __all__ = ["MODEL_RECIPES", "ModelRecipe", "get_recipe"]
 
-Inputs = Literal["rows", "texts"]
+Inputs = Literal["rows", "texts", "files"]
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ class ModelRecipe:
     ``build`` makes the scikit-learn estimator from a seed: the whole model (sklearn family)
     or the head on top of the sentence embeddings (text family). ``base`` names the network
     a deep recipe builds, and ``defaults`` are parameters every build of this recipe gets (a
-    caller's ``params`` override them). ``inputs`` says what ``X`` holds: feature rows or
-    raw texts.
+    caller's ``params`` override them). ``inputs`` says what ``X`` holds: feature rows,
+    raw texts, or positions in the item image files bound to the model (``files``).
     """
 
     name: str
@@ -61,6 +64,11 @@ class ModelRecipe:
     def reads_text(self) -> bool:
         """True when the model's inputs are raw texts rather than feature rows."""
         return self.inputs == "texts"
+
+    @property
+    def reads_files(self) -> bool:
+        """True when the model reads the item image files (rows are positions in them)."""
+        return self.inputs == "files"
 
 
 def _logreg(seed: int) -> BaseEstimator:
@@ -146,6 +154,12 @@ MODEL_RECIPES: dict[str, ModelRecipe] = {
             "detector",
             base="centernet",
             defaults={"segmentation": True},
+        ),
+        ModelRecipe(
+            "external",
+            "detector: your own train/predict commands (YOLO/COCO folder in, JSON objects out)",
+            "external",
+            inputs="files",
         ),
         ModelRecipe(
             "minilm-logreg",

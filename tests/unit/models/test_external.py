@@ -609,3 +609,56 @@ def test_fit_writes_masks_to_coco_in_file_pixels(tmp_path, images) -> None:
         want = np.zeros((HEIGHT, WIDTH), np.uint8)
         want[y0:y1, x0:x1] = 1
         np.testing.assert_array_equal(grid, want)
+
+
+# ---------------------------------------------------------------------- the model family
+
+
+def test_the_external_recipe_builds_saves_and_loads_through_its_family(tmp_path, images) -> None:
+    from exemplar.models import (
+        MODEL_RECIPES,
+        checkpoint_suffix,
+        family_of,
+        load_model,
+        make_model,
+        save_model,
+    )
+
+    paths, truth = images
+    family = family_of("external")
+    assert family.key == "external" and not family.uses_torch
+    assert MODEL_RECIPES["external"].reads_files and not MODEL_RECIPES["external"].reads_text
+    model = make_model(
+        "external",
+        seed=4,
+        device="cuda:0",
+        classes=CLASSES,
+        train=TRAIN_YOLO,
+        predict=PREDICT,
+        workdir=str(tmp_path / "runs"),
+    )
+    assert isinstance(model, ExternalAdapter) and family.owns(model)
+    assert (model.seed, model.device) == (4, "cuda:0")
+    model.bind_items(paths).fit(np.arange(4), truth[:4])
+    assert family.with_samples(model, None, None, seed=0) is model
+    path = save_model(model, tmp_path / f"v1{checkpoint_suffix('external')}")
+    np.testing.assert_array_equal(checkpoint_classes(path), CLASSES)
+    from exemplar.models import checkpoint_classes as any_checkpoint_classes
+
+    np.testing.assert_array_equal(any_checkpoint_classes(path), CLASSES)
+    loaded = load_model("external", path).bind_items(paths)
+    for a, b in zip(
+        model.predict_objects(np.arange(4, 8)), loaded.predict_objects(np.arange(4, 8)), strict=True
+    ):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_the_external_recipe_refuses_unknown_or_missing_params() -> None:
+    from exemplar.models import make_estimator, make_model
+
+    with pytest.raises(ConfigError, match="give a 'train' command"):
+        make_model("external")
+    with pytest.raises(ConfigError, match="no parameter 'epochs'.*train"):
+        make_model("external", train="t {weights}", predict="p", epochs=3)
+    with pytest.raises(ConfigError, match="not a scikit-learn model"):
+        make_estimator("external")
