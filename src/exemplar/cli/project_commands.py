@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from exemplar.cli.common import app, console, one_line_errors
+from exemplar.errors import UsageError
 
 ProjectDir = Annotated[Path, typer.Option("--project", "-p", help="The project folder.")]
 
@@ -218,19 +219,22 @@ def status(
         console.print(f"cycle {cyc['cycle']}: [bold]{cyc['state']}[/] (strategy {cyc['strategy']})")
     if info["stop_reason"]:
         console.print(f"stopped: {info['stop_reason']}")
-    per_class = Table(title="labels per class")
+    unit = info["labels"].get("per_class_counts", "items")
+    per_class = Table(title="objects per class" if unit == "objects" else "labels per class")
     per_class.add_column("class", no_wrap=True)
-    per_class.add_column("labels", justify="right")
+    per_class.add_column("objects" if unit == "objects" else "labels", justify="right")
     for name, n in info["labels"]["per_class"].items():
         per_class.add_row(name, str(n) if n else "[red]0[/]")
     console.print(per_class)
     hist = Table(title="history")
-    for col in ("cycle", "state", "model", "labels", "val acc", "batch acc", "decision"):
+    metric = info.get("metric", "accuracy")
+    short = "mAP50" if metric == "map50" else "acc"
+    for col in ("cycle", "state", "model", "labels", f"val {short}", f"batch {short}", "decision"):
         hist.add_column(
             col, justify="right" if col not in ("state", "model", "decision") else "left"
         )
     for h in info["history"]:
-        val, bat = h["validation"].get("accuracy"), h["batch"].get("accuracy")
+        val, bat = h["validation"].get(metric), h["batch"].get(metric)
         hist.add_row(
             str(h["cycle"]),
             h["state"],
@@ -254,6 +258,12 @@ def label(
     from exemplar.store.schema import Item
 
     with Project.open(project) as proj:
+        if proj.config.project.objects:
+            raise UsageError(
+                f"this project labels objects ({proj.config.project.task}); the terminal "
+                "labels one class per item. Label boxes through the Objects API "
+                "(`exemplar serve`, docs/project.md#objects-api)"
+            )
         classes = proj.classes
         done = 0
         while True:

@@ -365,6 +365,12 @@ class ProjectConfig(_Section):
                 f"[kpi].metric {self.kpi.metric!r} does not suit a {self.project.task} project; "
                 "use " + ("map50 or box_f1" if objects else "accuracy or macro_f1")
             )
+        if objects and self.oracle.kind == "file":
+            raise ValueError(
+                '[oracle].kind = "file" reads one class per item; a detection or segmentation '
+                'project is labeled by people (kind "human", through the Objects API) or '
+                'simulated from imported ground truth (kind "simulated")'
+            )
         if self.stopping.budget_unit == "objects" and not objects:
             raise ValueError(
                 '[stopping].budget_unit = "objects" needs a detection or segmentation project'

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from exemplar.errors import DatasetError
+from exemplar.errors import DatasetError, UsageError
 from exemplar.loop.context import LoopContext
 from exemplar.store.labels import add_label, current_labels
 from exemplar.store.schema import OPEN_QUEUE_STATUSES, Item, LabelSource, QueueEntry, QueueStatus
@@ -87,6 +87,12 @@ def apply_labels_file(
     whose current label already equals the file's is left alone. Unknown keys and
     unknown classes are reported, never guessed.
     """
+    if context.config.project.objects:
+        raise UsageError(
+            f"a labels file holds one class per item; this project labels objects "
+            f"({context.config.project.task}): import annotations with `exemplar import FILE` "
+            "(COCO, YOLO, VOC, Label Studio) or label through the Objects API"
+        )
     found = read_labels_file(path)
     who = annotator or f"file:{path.name}"
     report = LabelImport()

@@ -1,4 +1,8 @@
-"""What ``exemplar status`` shows: cycle, state, queue, label counts per class, metric history."""
+"""What ``exemplar status`` shows: cycle, state, queue, label counts per class, metric history.
+
+For detection and segmentation the counts per class are verified objects on labeled
+images, and the metric is mAP@0.5.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from exemplar.store.annotations import AnnotationStatus, current_annotations
 from exemplar.store.labels import current_labels
 from exemplar.store.queue import queue_counts
 from exemplar.store.schema import Cycle, Item, ModelVersion
@@ -23,8 +28,14 @@ def project_status(project: Any) -> dict[str, Any]:
         labels = current_labels(s, verified_only=False)
         cycles = list(s.scalars(select(Cycle).order_by(Cycle.number)))
         versions = {v.id: v.version for v in s.scalars(select(ModelVersion))}
+        objects = project.config.project.objects
+        if objects:  # object tasks: verified objects per class, on labeled images
+            labeled = [c.item_id for c in labels if c.status == "verified"]
+            found = current_annotations(s, labeled, statuses=(AnnotationStatus.VERIFIED,))
+            per_object_class = Counter(a.label for a in found)
     verified = Counter(c.label for c in labels if c.status == "verified")
-    per_class = {name: int(verified.get(name, 0)) for name in project.classes}
+    counts = per_object_class if objects else verified
+    per_class = {name: int(counts.get(name, 0)) for name in project.classes}
     history = [
         {
             "cycle": c.number,
@@ -44,6 +55,8 @@ def project_status(project: Any) -> dict[str, Any]:
     rare = [name for name, n in per_class.items() if n == 0]
     return {
         "project": project.config.project.name,
+        "task": project.config.project.task,
+        "metric": "map50" if objects else "accuracy",
         "root": str(project.root),
         "database": project.db.dialect,
         "items": {"total": int(n_items), **{k: int(v) for k, v in per_split.items()}},
@@ -53,6 +66,7 @@ def project_status(project: Any) -> dict[str, Any]:
             "rejected": sum(1 for c in labels if c.status == "rejected"),
             "disputed": sum(1 for c in labels if c.status == "disputed"),
             "per_class": per_class,
+            "per_class_counts": "objects" if objects else "items",
             "classes_without_labels": rare,
         },
         "queue": queue_counts(db),

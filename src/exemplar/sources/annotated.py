@@ -173,7 +173,7 @@ def _plain_images(folder: Path) -> list[AnnotatedImage]:
 
 def _kind(message: str) -> str:
     text = message.lower()
-    if "class" in text:
+    if "class" in text or "category" in text:
         return "unknown class"
     if "missing" in text or "not found" in text or "no such" in text:
         return "unreadable file"
