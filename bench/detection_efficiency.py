@@ -26,6 +26,7 @@ summary.json and report.html in bench/results/detection_efficiency/.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "curves": summary["curves"],
         "rows": result.rows,
         "seconds": {"load": load_seconds, "run": run_seconds},
+        "detector_sources": _sources(),
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
@@ -189,6 +191,18 @@ def markdown(report: dict[str, Any]) -> str:
             f"{'met' if goal['met_with_ci'] else 'met on the mean only' if goal['met_on_mean'] else 'not met'}.\n"
         )
     return head + "\n".join(lines) + "\n" + tail + f"\n{report['verdict']}\n"
+
+
+def _sources() -> dict[str, str]:
+    """SHA-256 of the detector's source files, to tell which detector gave the figures."""
+    from exemplar.models import detector
+
+    folder = Path(detector.__file__).parent
+    return {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        for name in ("detector.py", "detector_net.py")
+        if (folder / name).exists()
+    }
 
 
 def _ci(interval: dict[str, Any]) -> str:

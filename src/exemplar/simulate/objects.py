@@ -415,7 +415,7 @@ def _run_curve(
         unlabeled = np.flatnonzero(~is_labeled)
         predictions, reduced = None, None
         if strategy.requires:
-            scored = score_pool(model, data.X_pool, strategy, unlabeled=unlabeled)
+            scored = score_pool(model, data.X_pool, strategy, unlabeled=unlabeled, objects=True)
             predictions, reduced = scored.predictions, scored.reduced
         picks = pick_batch(
             predictions,
