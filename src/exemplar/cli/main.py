@@ -326,7 +326,13 @@ def list_models() -> None:
     for col in ("name", "family", "inputs", "description"):
         table.add_column(col, no_wrap=col == "name")
     for recipe in MODEL_RECIPES.values():
-        inputs = "texts" if recipe.reads_text else "feature rows"
+        inputs = (
+            "texts"
+            if recipe.reads_text
+            else "image files"
+            if recipe.reads_files
+            else "feature rows"
+        )
         table.add_row(recipe.name, recipe.family, inputs, recipe.description)
     console.print(table)
     console.print(

@@ -10,7 +10,9 @@ gives the same result as a run that was never killed.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,15 @@ from exemplar.loop.model_selector import CandidateResult, best_candidate
 from exemplar.loop.oracle import Oracle, make_oracle
 from exemplar.loop.scoring import drop_scored, load_scored, save_scored, score_pool
 from exemplar.loop.selection import pick_batch
-from exemplar.loop.tasks import LabeledSet, ObjectTask, make_task, write_proposals
+from exemplar.loop.tasks import (
+    LabeledSet,
+    ObjectTask,
+    bind_files,
+    make_task,
+    model_inputs,
+    reads_files,
+    write_proposals,
+)
 from exemplar.models import (
     ModelAdapter,
     checkpoint_suffix,
@@ -174,7 +184,8 @@ class LoopEngine:
                 metrics={"reused_model": True},
             )
             return
-        X = np.asarray(self.project.features()[labeled.rows])
+        objects = isinstance(self.task, ObjectTask)  # each candidate reads its own inputs
+        X = np.empty(0) if objects else np.asarray(self.project.features()[labeled.rows])
         results = self._evaluate(labeled, X, cycle.seed)
         versions = []
         for k, res in enumerate(results):
@@ -525,6 +536,7 @@ class LoopEngine:
             )
         except ModelError as exc:
             raise ProjectError(f"model {version.version}: {exc}") from exc
+        bind_files(self.project, adapter)
         family = family_of(version.recipe)
         if (
             committee
@@ -543,7 +555,7 @@ class LoopEngine:
         ``cycle`` is the cycle that trained ``version``: its seed and strategy.
         """
         model = self._load_model(version, cycle)
-        X = self.project.features()
+        X = self._inputs(version)
         pool_rows, _ = self._pool(X.shape[0])
         scored = score_pool(
             model,
@@ -631,11 +643,29 @@ class LoopEngine:
         model = self._load_model(version, cycle, committee=False)
         order = np.argsort(rows)
         sorted_rows = np.asarray(rows, dtype=np.int64)[order]
-        found = model.predict_objects(  # type: ignore[attr-defined]
-            np.asarray(self.project.features()[sorted_rows])
-        )
+        found = model.predict_objects(self._inputs(version, sorted_rows))  # type: ignore[attr-defined]
         ids = [int(item_ids[k]) for k in order]
         return dict(zip(ids, found, strict=True))
+
+    def _discard_run(self, version: ModelVersion) -> None:
+        """Delete the run folder an external trainer's pruned checkpoint names (its weights
+        and dataset), when it lies inside the project."""
+        if not reads_files(version.recipe):
+            return
+        path = self.project.root / version.path
+        try:
+            run = Path(json.loads(path.read_text(encoding="utf-8"))["run_dir"]).resolve()
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if run.is_dir() and run.is_relative_to(self.project.root.resolve()):
+            shutil.rmtree(run, ignore_errors=True)
+
+    def _inputs(self, version: ModelVersion, rows: np.ndarray | None = None) -> np.ndarray:
+        """What ``version``'s model reads for feature ``rows`` (all when None)."""
+        if not isinstance(self.task, ObjectTask):
+            features = self.project.features()
+            return features if rows is None else np.asarray(features[rows])
+        return model_inputs(self.project, reads_files(version.recipe), rows)
 
     def _prune_checkpoints(self, number: int) -> None:
         keep_from = number - self.cfg.model.keep_checkpoints + 1
@@ -655,6 +685,7 @@ class LoopEngine:
         for version, _ in old:
             if version.id in in_use:
                 continue
+            self._discard_run(version)
             (self.project.root / version.path).unlink(missing_ok=True)
             drop_scored(self.project.arrays, version.version)
 

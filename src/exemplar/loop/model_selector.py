@@ -9,7 +9,7 @@ all labels; those fits are the checkpoints the loop saves.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,7 @@ def evaluate_object_candidates(
     device: str = "cpu",
     build: Mapping[str, Any] | None = None,
     segmentation: bool = False,
+    prepare: Callable[[ModelAdapter], object] | None = None,
 ) -> list[CandidateResult]:
     """Fit each detector candidate on the same labeled images and validate it by mAP.
 
@@ -117,6 +118,8 @@ def evaluate_object_candidates(
     build : mapping, optional
         Parameters every candidate is built with (image side, channels); a candidate's own
         parameters override them.
+    prepare : callable, optional
+        Called with each fresh model before it is fitted (e.g. to bind image files).
     """
     n = len(objects)
     n_val = math.ceil(validation_fraction * n) if n >= MIN_OBJECT_VALIDATION_IMAGES else 0
@@ -131,6 +134,8 @@ def evaluate_object_candidates(
     for cand in candidates:
         params = {**(build or {}), **cand.params}
         model = make_model(cand.recipe, seed, device=device, classes=list(classes), **params)
+        if prepare is not None:
+            prepare(model)
         fit_negatives = None if negatives is None else [negatives[i] for i in train]
         model.fit(  # type: ignore[call-arg]
             X[train], [objects[i] for i in train], negatives=fit_negatives

@@ -33,7 +33,7 @@ from exemplar.loop.model_selector import (
     evaluate_object_candidates,
 )
 from exemplar.metrics.detection import match_boxes, mean_average_precision
-from exemplar.models import ModelAdapter
+from exemplar.models import ModelAdapter, get_recipe
 from exemplar.objects import Objects, outline_mask, rescale_objects
 from exemplar.store.annotations import (
     OBJECTS_LABEL,
@@ -50,7 +50,11 @@ __all__ = [
     "LabeledSet",
     "ObjectTask",
     "Task",
+    "bind_files",
+    "build_params",
     "make_task",
+    "model_inputs",
+    "reads_files",
     "to_objects",
     "write_proposals",
 ]
@@ -218,20 +222,26 @@ class ObjectTask:
     def evaluate(
         self, ctx: LoopContext, labeled: LabeledSet, X: np.ndarray, seed: int
     ) -> list[CandidateResult]:
+        """Each candidate reads its own inputs (pixel rows, or the rows' image files);
+        every candidate is validated on the same held-out images (drawn from ``seed``)."""
         mcfg = ctx.config.model
         assert labeled.objects is not None
-        return evaluate_object_candidates(
-            X,
-            labeled.objects,
-            _candidates(mcfg),
-            classes=ctx.classes,
-            negatives=labeled.negatives,
-            validation_fraction=mcfg.validation_fraction,
-            seed=seed,
-            device=mcfg.device,
-            build=_detector_params(ctx),
-            segmentation=self.segmentation,
-        )
+        results = []
+        for cand in _candidates(mcfg):
+            results += evaluate_object_candidates(
+                model_inputs(ctx, reads_files(cand.recipe), labeled.rows),
+                labeled.objects,
+                [cand],
+                classes=ctx.classes,
+                negatives=labeled.negatives,
+                validation_fraction=mcfg.validation_fraction,
+                seed=seed,
+                device=mcfg.device,
+                build=build_params(ctx, cand.recipe),
+                segmentation=self.segmentation,
+                prepare=lambda model: bind_files(ctx, model),
+            )
+        return results
 
     def batch_metrics(
         self, ctx: LoopContext, model: ModelAdapter, item_ids: Sequence[int]
@@ -243,7 +253,9 @@ class ObjectTask:
         assert labeled.objects is not None
         rows = labeled.rows[keep]
         truth = [o for o, k in zip(labeled.objects, keep, strict=True) if k]
-        predicted = model.predict_objects(np.asarray(ctx.features()[rows]))  # type: ignore[attr-defined]
+        predicted = model.predict_objects(  # type: ignore[attr-defined]
+            model_inputs(ctx, hasattr(model, "bind_items"), rows)
+        )
         ap = mean_average_precision(truth, predicted, ctx.classes)
         counts = match_boxes(truth, predicted, iou=0.5)
         return {
@@ -364,7 +376,48 @@ def _candidates(mcfg: ModelSection) -> list[Candidate]:
     return [Candidate(c.recipe, dict(c.params)) for c in mcfg.candidates]
 
 
-def _detector_params(ctx: LoopContext) -> dict[str, Any]:
-    """What every detector candidate of a project is built with."""
+def build_params(ctx: LoopContext, recipe: str) -> dict[str, Any]:
+    """What every detector candidate of a project is built with: the image side and
+    channels of the project's frame; an external trainer also gets a lasting work folder
+    in the project (its checkpoints point into it)."""
     data = ctx.config.data
-    return {"image_side": data.image_side, "channels": data.channels}
+    params: dict[str, Any] = {"image_side": data.image_side, "channels": data.channels}
+    if reads_files(recipe):
+        params["workdir"] = str(ctx.root / "external")
+    return params
+
+
+def reads_files(recipe: str) -> bool:
+    """Whether models of ``recipe`` read the items' image files (the external trainer)."""
+    return get_recipe(recipe).reads_files
+
+
+def model_inputs(ctx: LoopContext, files: bool, rows: np.ndarray | None = None) -> np.ndarray:
+    """What a model reads for the items at feature ``rows`` (all when None).
+
+    Pixel rows for the built-in detector (memory-mapped when all rows are asked for); with
+    ``files`` (a model that reads the items' image files, the external trainer), the row
+    numbers themselves, bound to those files by :func:`bind_files`.
+    """
+    if files:
+        return np.arange(ctx.n_rows, dtype=np.int64) if rows is None else np.asarray(rows)
+    features = ctx.features()
+    return features if rows is None else np.asarray(features[np.asarray(rows)])
+
+
+def bind_files(ctx: LoopContext, model: ModelAdapter) -> ModelAdapter:
+    """Tell a model that reads image files (``bind_items``) the file and size of every
+    row; other models are returned as they are."""
+    bind = getattr(model, "bind_items", None)
+    if bind is None:
+        return model
+    paths: list[str] = [""] * ctx.n_rows
+    sizes: list[tuple[int, int]] = [(1, 1)] * ctx.n_rows
+    with ctx.db.read() as s:
+        for row, uri, width, height in s.execute(
+            select(Item.row, Item.uri, Item.width, Item.height).where(Item.row < ctx.n_rows)
+        ):
+            paths[row] = uri
+            sizes[row] = (int(width or 1), int(height or 1))
+    bind(paths, sizes)
+    return model

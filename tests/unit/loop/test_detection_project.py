@@ -3,6 +3,7 @@ oracle, and export what was labeled (issue #11)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -343,3 +344,74 @@ def test_every_object_strategy_selects_in_a_project(tmp_path: Path, strategy: st
         assert len(picked) == 3
         assert {e.strategy for e in picked} == {strategy}
         assert all(e.score is not None for e in picked)
+
+
+def test_an_external_trainer_runs_the_detection_loop(tmp_path: Path) -> None:
+    """Recipe "external": the loop writes the labeled images as a YOLO folder, runs the
+    user's train and predict commands (a small script here) and reads the predictions back
+    into the same cycle: validation mAP, scores, proposals, labels."""
+    import sys
+
+    trainer = Path(__file__).resolve().parents[2] / "fixtures" / "external_trainer.py"
+    train = [
+        sys.executable,
+        str(trainer),
+        "train",
+        "--data",
+        "{data_yaml}",
+        "--weights",
+        "{weights}",
+    ]
+    predict = [
+        sys.executable,
+        str(trainer),
+        "predict",
+        "--weights",
+        "{weights}",
+        "--images",
+        "{pool}",
+        "--out",
+        "{predictions}",
+    ]
+    coco = write_cells(tmp_path / "ext", 14, seed=5)
+    with Project.init(
+        tmp_path / "extproj",
+        CLASSES,
+        task="detection",
+        oracle={"kind": "simulated"},
+        data={"image_side": 64},
+        model={
+            "candidates": [{"recipe": "external", "params": {"train": train, "predict": predict}}],
+            "proposal_threshold": 0.0,
+            "keep_checkpoints": 1,
+        },
+        selection={"batch_size": 3, "initial_size": 6},
+        stopping={"criteria": [{"name": "label_budget", "budget": 12}]},
+    ) as project:
+        project.import_(coco, labels_as="ground_truth")
+        outcome = project.run()
+        assert outcome.status == "stopped"
+        with project.db.read() as s:
+            versions = [v for v in s.scalars(select(ModelVersion)) if v.selected]
+            labels = current_labels(s)
+            proposals = list(
+                s.scalars(select(Annotation).where(Annotation.source == LabelSource.MODEL))
+            )
+        assert len(labels) == 12
+        assert versions and all(v.recipe == "external" for v in versions)
+        assert all("map50" in v.metrics for v in versions)
+        assert all(v.path.endswith(".json") for v in versions)
+        assert proposals  # the script's blobs, proposed on the queued images
+        runs = [p for p in (project.root / "external").iterdir() if p.is_dir()]
+        assert len(runs) < len(versions)  # older runs were pruned with their checkpoints
+        # the runs live in the project; pruned checkpoints take their run folders along
+        kept = {
+            json.loads((project.root / v.path).read_text())["run_dir"] for v in s_versions(project)
+        }
+        assert {str(p.resolve()) for p in runs} == {str(Path(k).resolve()) for k in kept}
+
+
+def s_versions(project: Project) -> list[ModelVersion]:
+    """The model versions whose checkpoint is still on disk."""
+    with project.db.read() as s:
+        return [v for v in s.scalars(select(ModelVersion)) if (project.root / v.path).exists()]

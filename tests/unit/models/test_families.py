@@ -49,7 +49,7 @@ class CountingLogReg(LogisticRegression):
 
 
 def test_every_recipe_names_a_registered_family() -> None:
-    assert set(FAMILIES) == {"sklearn", "torch", "text"}
+    assert set(FAMILIES) == {"sklearn", "torch", "text", "detector", "external"}
     for recipe in MODEL_RECIPES.values():
         family = family_of(recipe)
         assert isinstance(family, ModelFamily)

@@ -31,7 +31,13 @@ def test_every_recipe_is_listed_with_a_family() -> None:
     assert {"logreg", "random_forest", "cnn", "cnn-ensemble", "mlp", "minilm-logreg"} <= set(
         MODEL_RECIPES
     )
-    assert {r.family for r in MODEL_RECIPES.values()} == {"sklearn", "torch", "text"}
+    assert {r.family for r in MODEL_RECIPES.values()} == {
+        "sklearn",
+        "torch",
+        "text",
+        "detector",
+        "external",
+    }
     assert MODEL_RECIPES["minilm-logreg"].reads_text
     assert not MODEL_RECIPES["cnn"].reads_text
 
