@@ -41,6 +41,7 @@ from exemplar.store.annotations import (
     AnnotationStatus,
     add_annotations,
     current_annotations,
+    revise,
 )
 from exemplar.store.labels import current_labels
 from exemplar.store.schema import Annotation, Item, LabelSource, Split
@@ -322,12 +323,23 @@ def write_proposals(
 ) -> int:
     """Store a model's objects (in its frame) as proposals on their items (image pixels).
 
-    Objects scoring below ``[model] proposal_threshold`` are left out. Returns the
-    proposals written.
+    Objects scoring below ``[model] proposal_threshold`` are left out. Proposals an older
+    model left open on the same items (a stale queue entry dropped before anyone saw it)
+    are withdrawn first (status ``deleted``), so an annotator sees one model's proposals.
+    Returns the proposals written.
     """
     min_score = ctx.config.model.proposal_threshold
     side = ctx.config.data.image_side
     classes = ctx.classes
+    for old in current_annotations(s, list(proposals), statuses=(AnnotationStatus.PROPOSED,)):
+        revise(
+            s,
+            old.object_id,
+            annotator=None,
+            status=AnnotationStatus.DELETED,
+            source=LabelSource.MODEL,
+            classes=classes,
+        )
     sizes = _item_sizes(s, list(proposals))
     written = 0
     for item_id, found in proposals.items():

@@ -415,3 +415,31 @@ def s_versions(project: Project) -> list[ModelVersion]:
     """The model versions whose checkpoint is still on disk."""
     with project.db.read() as s:
         return [v for v in s.scalars(select(ModelVersion)) if (project.root / v.path).exists()]
+
+
+def test_new_proposals_withdraw_an_older_models_open_ones(tmp_path: Path, coco: Path) -> None:
+    """An item queued again (its stale entry was dropped unseen) shows one model's
+    proposals: the older open ones are withdrawn (deleted), with their history kept."""
+    from exemplar.loop.tasks import write_proposals
+    from exemplar.objects import Objects
+
+    with detection_project(tmp_path) as project:
+        project.import_(coco, labels_as="ground_truth")
+        with project.db.read() as s:
+            item_id = s.scalar(select(Item.id).limit(1))
+        first = Objects([[1, 1, 9, 9], [20, 20, 30, 30]], [0, 1], [0.9, 0.8])
+        second = Objects([[2, 2, 10, 10]], [0], [0.7])
+        with project.db.session() as s:
+            assert (
+                write_proposals(s, {item_id: first}, project, model_version="a", cycle_id=None) == 2
+            )
+        with project.db.session() as s:
+            assert (
+                write_proposals(s, {item_id: second}, project, model_version="b", cycle_id=None)
+                == 1
+            )
+        with project.db.read() as s:
+            shown = current_annotations(s, [item_id], statuses=("proposed",))
+            withdrawn = current_annotations(s, [item_id], statuses=("deleted",))
+        assert [a.model_version for a in shown] == ["b"]
+        assert len(withdrawn) == 2 and {a.model_version for a in withdrawn} == {"a"}
