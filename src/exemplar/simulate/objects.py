@@ -393,7 +393,7 @@ def _run_curve(
         labeled = np.flatnonzero(is_labeled)
         model = _make_detector(config, data.classes, seed, labeled.size)
         t0 = time.perf_counter()
-        model.fit(data.X_pool[labeled], [revealed[int(i)] for i in labeled])  # type: ignore[call-arg]
+        model.fit(data.X_pool[labeled], [revealed[int(i)] for i in labeled])  # type: ignore[arg-type]
         fit_seconds = time.perf_counter() - t0
         predicted = model.predict_objects(data.X_test)  # type: ignore[attr-defined]
         ap = mean_average_precision(data.y_test, predicted, data.classes, segm=segm)
@@ -496,7 +496,7 @@ def summarize_objects(result: ObjectSimulationResult, confidence: float = 0.95) 
         }
         if random_final is not None:
             entry["diff_vs_random"] = paired_difference(
-                m50[:, -1], random_final[0], confidence
+                m50[:, -1].tolist(), random_final[0].tolist(), confidence
             ).to_dict()
             entry["boxes_to_random_final"] = _boxes_to_reach(boxes, m50, *random_final, confidence)
         strategies[name] = entry
