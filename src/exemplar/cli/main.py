@@ -110,6 +110,13 @@ def simulate(
     epochs: Annotated[
         int, typer.Option(help="Detection/segmentation: detector training epochs per round.")
     ] = 10,
+    min_steps: Annotated[
+        int,
+        typer.Option(
+            help="Detection/segmentation: at least this many training steps per round "
+            "(more epochs while few images are labeled)."
+        ),
+    ] = 0,
     images: Annotated[
         int, typer.Option(help="Detection/segmentation on cells: synthetic images generated.")
     ] = 120,
@@ -150,6 +157,7 @@ def simulate(
             jobs=jobs,
             image_side=image_side,
             epochs=epochs,
+            min_steps=min_steps,
             images=images,
             out=out,
         )
@@ -242,6 +250,7 @@ def _simulate_objects(
     jobs: int,
     image_side: int,
     epochs: int,
+    min_steps: int,
     images: int,
     out: Path,
 ) -> None:
@@ -271,6 +280,7 @@ def _simulate_objects(
         test_size=test_size,
         image_side=image_side,
         epochs=epochs,
+        min_steps=min_steps,
         jobs=jobs,
     )
     validate_object_config(config, pool, test)

@@ -256,6 +256,8 @@ def test_cli_detection_run(tmp_path: Path) -> None:
             str(SIDE),
             "--epochs",
             "1",
+            "--min-steps",
+            "2",
             "--strategies",
             "random,box_entropy",
             "--seeds",
@@ -285,6 +287,7 @@ def test_cli_detection_run(tmp_path: Path) -> None:
     ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["image_side"] == SIDE and summary["config"]["epochs"] == 1
+    assert summary["config"]["min_steps"] == 2
     assert (out / "report.html").exists()
 
 
