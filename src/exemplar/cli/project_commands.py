@@ -362,6 +362,8 @@ def review(
 
     Disputed items (their annotators disagree) come first; then labels ranked by annotator
     disagreement, conflict with the newest model and the model's low confidence in them.
+    For detection and segmentation: labeled images ranked by the newest model's confident
+    boxes on no object, objects it misses or doubts, and class disagreements.
     """
     from exemplar.project import Project
     from exemplar.project.review import review_rows
@@ -378,21 +380,27 @@ def review(
     for col in ("item", "content", "label", "annotator", "model proposal", "risk", "reasons"):
         table.add_column(col, justify="right" if col in ("item", "risk") else "left")
     for row in rows:
+        proposal = row["proposal"]
         if row["votes"]:
             label = "disputed: " + ", ".join(
                 f"{v['label']} ({v['annotator']})" for v in row["votes"]
             )
+        elif "objects" in row:  # an image of objects
+            label = f"{row['objects']['verified']} object(s)"
         else:
             label = str(row["label"])
-        proposal = row["proposal"]
+        if proposal is None:
+            model = "—"
+        elif "objects" in row:
+            model = f"{proposal['boxes']} confident box(es) ({proposal['model_version']})"
+        else:
+            model = f"{proposal['label']} ({proposal['confidence']:.2f})"
         table.add_row(
             str(row["item_id"]),
             Text(_clip(row["text"], 40) if row.get("text") is not None else str(row["kind"])),
             Text(label),
             Text(row["annotator"] or "—"),
-            Text(
-                "—" if proposal is None else f"{proposal['label']} ({proposal['confidence']:.2f})"
-            ),
+            Text(model),
             f"{row['risk']:.2f}",
             Text(", ".join(row["reasons"]) or "—"),
         )
@@ -409,7 +417,8 @@ def curve(
 
     Each cycle's model is evaluated on the gold set; with a random control arm
     (strategy random-control), the same model recipe is refitted on the labels the control
-    arm had by then and evaluated on the same items.
+    arm had by then and evaluated on the same items. Detection and segmentation projects
+    are measured by mAP@0.5 on the gold images' objects.
     """
     from exemplar.project import Project
     from exemplar.project.dashboard import learning_curve_vs_random
@@ -420,7 +429,8 @@ def curve(
         typer.echo(json.dumps(result, indent=2, default=str))
         return
     random_of = {r["cycle"]: r for r in result["random"]}
-    if result["active"]:
+    metric = result.get("metric", "accuracy")
+    if result["active"] and metric == "accuracy":
         table = Table(title=f"accuracy on the gold set ({result['gold_size']} items)")
         for col in ("cycle", "labels", "active learning", "random: labels", "random"):
             table.add_column(col, justify="right")
@@ -433,6 +443,24 @@ def curve(
                 "—" if control is None else str(control["n_labels"]),
                 "—" if control is None else f"{control['accuracy']:.3f}",
             )
+    elif result["active"]:
+        table = Table(
+            title=f"mAP@0.5 on the gold set ({result['gold_size']} images, "
+            f"{result['gold_objects']} objects)"
+        )
+        for col in ("cycle", "images", "objects", "active learning", "random: images", "random"):
+            table.add_column(col, justify="right")
+        for point in result["active"]:
+            control = random_of.get(point["cycle"])
+            table.add_row(
+                str(point["cycle"]),
+                str(point["n_labels"]),
+                "—" if point["n_objects"] is None else str(point["n_objects"]),
+                f"{point[metric]:.3f}",
+                "—" if control is None else str(control["n_labels"]),
+                "—" if control is None else f"{control[metric]:.3f}",
+            )
+    if result["active"]:
         console.print(table)
     if result["note"]:
         console.print(Text(result["note"]), highlight=False)

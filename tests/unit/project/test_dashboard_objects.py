@@ -295,3 +295,19 @@ def test_server_dashboard_and_review_answer_on_a_detection_project(project: Proj
         assert bad.status_code == 422 and "object" in bad.json()["detail"]
         ok = client.post(f"/api/v1/review/{item_id}", json={"action": "reject"})
         assert ok.status_code == 200 and ok.json()["status"] == "rejected"
+
+
+def test_cli_curve_and_review_speak_of_objects(project: Project) -> None:
+    from typer.testing import CliRunner
+
+    from exemplar.cli.main import app
+
+    runner = CliRunner()
+    root = str(project.root)
+    curve = runner.invoke(app, ["curve", "-p", root], env={"COLUMNS": "200"})
+    assert curve.exit_code == 0, curve.output
+    assert "mAP@0.5 on the gold set (6 images" in curve.output
+    assert "accuracy" not in curve.output
+    review = runner.invoke(app, ["review", "-p", root], env={"COLUMNS": "200"})
+    assert review.exit_code == 0, review.output
+    assert "object(s)" in review.output and "confident box(es)" in review.output

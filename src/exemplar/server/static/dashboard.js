@@ -24,7 +24,7 @@
       data: {
         labels: names,
         datasets: [{
-          label: "verified labels",
+          label: data.per_class_counts === "objects" ? "verified objects" : "verified labels",
           data: counts,
           backgroundColor: names.map((n) => (rare.has(n) ? "#d9534f" : "#1a73e8")),
         }],
@@ -33,27 +33,36 @@
     });
   }
 
+  // A metric's name in words: accuracy for classification, the Model Selector's mAP for
+  // detection and segmentation (the dashboard names it in data.metric).
+  const METRIC_NAMES = { accuracy: "accuracy", map50: "mAP@0.5", map: "mAP@[.5:.95]" };
+
   function curveChart(data) {
     const datasets = [];
-    const points = (rows) => rows
-      .filter((r) => r.accuracy != null && r.n_labels != null)
-      .map((r) => ({ x: r.n_labels, y: r.accuracy }));
-    datasets.push({ label: "validation accuracy (selected model)", data: points(data.learning_curve), borderColor: "#888" });
+    const points = (rows, metric) => rows
+      .filter((r) => r[metric] != null && r.n_labels != null)
+      .map((r) => ({ x: r.n_labels, y: r[metric] }));
+    const metric = data.metric || "accuracy";
     const vs = data.learning_curve_vs_random;
-    if (vs.active.length) datasets.push({ label: "gold accuracy · active learning", data: points(vs.active), borderColor: "#1a73e8" });
-    if (vs.random.length) datasets.push({ label: "gold accuracy · random control", data: points(vs.random), borderColor: "#d9534f" });
+    const gold = vs.metric || "accuracy";
+    const objects = data.per_class_counts === "objects";
+    datasets.push({ label: "validation " + METRIC_NAMES[metric] + " (selected model)", data: points(data.learning_curve, metric), borderColor: "#888" });
+    if (vs.active.length) datasets.push({ label: "gold " + METRIC_NAMES[gold] + " · active learning", data: points(vs.active, gold), borderColor: "#1a73e8" });
+    if (vs.random.length) datasets.push({ label: "gold " + METRIC_NAMES[gold] + " · random control", data: points(vs.random, gold), borderColor: "#d9534f" });
     draw("curve", {
       type: "line",
       data: { datasets },
       options: {
         scales: {
-          x: { type: "linear", title: { display: true, text: "labels" } },
-          y: { min: 0, max: 1, title: { display: true, text: "accuracy" } },
+          x: { type: "linear", title: { display: true, text: objects ? "labeled images" : "labels" } },
+          y: { min: 0, max: 1, title: { display: true, text: objects ? "mAP" : "accuracy" } },
         },
       },
     });
     const note = [];
-    if (vs.gold_size) note.push("gold set: " + vs.gold_size + " items");
+    if (vs.gold_size) {
+      note.push("gold set: " + vs.gold_size + (objects ? " images, " + vs.gold_objects + " objects" : " items"));
+    }
     if (vs.note) note.push(vs.note);
     $("curve-note").textContent = note.join(" · ");
   }
@@ -63,7 +72,15 @@
     tbody.replaceChildren();
     for (const r of rows) {
       const tr = document.createElement("tr");
-      for (const v of [r.annotator, r.labels, r.labels_24h, r.per_hour_24h, r.per_hour_overall]) {
+      // Detection and segmentation: images, with the objects confirmed or drawn beside them.
+      const both = (images, objects) => (objects == null ? images : images + " (" + objects + " objects)");
+      for (const v of [
+        r.annotator,
+        both(r.labels, r.objects),
+        both(r.labels_24h, r.objects_24h),
+        both(r.per_hour_24h, r.objects_per_hour_24h),
+        both(r.per_hour_overall, r.objects_per_hour_overall),
+      ]) {
         const td = document.createElement("td");
         td.textContent = String(v);
         tr.appendChild(td);
@@ -107,6 +124,7 @@
       text("cycle", data.cycle == null ? null : data.cycle + " (" + data.cycle_state + ")");
       text("model", data.model_version);
       text("labels", data.labels_total + " verified"
+        + (data.objects_total != null ? " images · " + data.objects_total + " objects" : "")
         + (data.labels_disputed ? " · " + data.labels_disputed + " disputed (waiting for review)" : ""));
       const s = data.stopping;
       text("stopping", s.stopped ? "stopped: " + (s.stop_reason || "") : "running: the loop stops when any criterion below is met");

@@ -147,13 +147,27 @@
       const row = { item, tr, select: null, done: false };
       cell(tr, item.item_id);
       tr.appendChild(content(item));
-      cell(tr, disputed ? "disputed" : item.label);
+      // An image of objects (detection, segmentation): its objects are corrected one by one
+      // through the Objects API; here the reviewer accepts or rejects the whole image.
+      const objects = item.objects != null;
+      cell(tr, disputed ? "disputed" : objects ? item.objects.verified + " objects" : item.label);
       cell(tr, disputed ? votesText(item.votes) : item.annotator || item.source);
       cell(tr, item.created_at ? new Date(item.created_at).toLocaleString() : "");
-      cell(tr, item.proposal ? item.proposal.label + " (" + item.proposal.confidence.toFixed(2) + ")" : "—");
+      if (objects) cell(tr, item.proposal ? item.proposal.boxes + " confident boxes (" + item.proposal.model_version + ")" : "—");
+      else cell(tr, item.proposal ? item.proposal.label + " (" + item.proposal.confidence.toFixed(2) + ")" : "—");
       cell(tr, item.risk.toFixed(3));
       cell(tr, item.reasons.join(", "));
       const td = cell(tr, "");
+      if (objects) {
+        td.append(button("accept", () => decide(row, "accept")), button("reject", () => decide(row, "reject")));
+        tr.addEventListener("focusin", () => {
+          focused = rows.indexOf(row);
+          rows.forEach((r, i) => { r.tr.tabIndex = i === focused ? 0 : -1; });
+        });
+        tbody.appendChild(tr);
+        rows.push(row);
+        continue;
+      }
       const select = document.createElement("select");
       select.setAttribute("aria-label", "corrected class");
       select.appendChild(options.content.cloneNode(true));
@@ -196,6 +210,8 @@
     else if (key === "?") { $("help").hidden = !$("help").hidden; }
     else if (key === "Escape") { $("help").hidden = true; if (row) row.tr.focus(); }
     else if (!row) { if (keyToClass.has(key) || key === "Enter" || key === "x") focus(0); else return; }
+    else if (!row.select && key === "Enter") { decide(row, "accept"); }
+    else if (!row.select && keyToClass.has(key)) { return; }
     else if (keyToClass.has(key)) { decideAs(row, keyToClass.get(key)); }
     else if (key === "Enter") { decideAs(row, row.select.value); }
     else if (key === "x") { decide(row, "reject"); }
