@@ -209,7 +209,7 @@ def rescale_objects(objects: Objects, factor: float, size: tuple[int, int]) -> O
 
         masks = []
         for m in objects.masks:
-            src = rle.decode(dict(m))  # type: ignore[arg-type]
+            src = rle.decode(dict(m))
             rows = np.minimum((np.arange(height) / factor).astype(np.int64), src.shape[0] - 1)
             cols = np.minimum((np.arange(width) / factor).astype(np.int64), src.shape[1] - 1)
             out = src[rows[:, None], cols[None, :]]
@@ -236,7 +236,7 @@ def outline_mask(
     height, width = size
     if polygons:
         scaled = [[float(v) * factor for v in poly] for poly in polygons]
-        return dict(rle.merge(rle.frPyObjects(scaled, height, width)))  # type: ignore[arg-type]
+        return dict(rle.merge(rle.frPyObjects(scaled, height, width)))
     if mask is not None:
         whole = Objects(np.asarray([box], np.float32), np.zeros(1, np.int64), masks=[mask])
         return dict(rescale_objects(whole, factor, size).masks[0])  # type: ignore[index]

@@ -48,6 +48,7 @@ def init(
     from exemplar.project import Project
 
     names = [c.strip() for c in classes.split(",") if c.strip()]
+    data: dict[str, object] = {"image_side": image_side} if task != "classification" else {}
     with Project.init(
         directory,
         names,
@@ -60,7 +61,7 @@ def init(
             "criteria": [{"name": "label_budget", "budget": budget}],
             "budget_unit": budget_unit,
         },
-        **({"data": {"image_side": image_side}} if task != "classification" else {}),
+        **({"data": data} if data else {}),
     ) as project:
         console.print(
             f"created project [bold]{project.config.project.name}[/] in {directory} "

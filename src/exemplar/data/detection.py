@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -192,10 +192,11 @@ def rle_from_crop(crop: np.ndarray, top: int, left: int, height: int, width: int
 def decode_rle(rle: RLE) -> np.ndarray:
     """The ``(h, w)`` boolean mask of a COCO RLE."""
     counts = rle["counts"]
+    size: Any = rle["size"]
     coded = {
-        "size": list(rle["size"]),
+        "size": [int(v) for v in size],
         "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
-    }  # type: ignore[call-overload]
+    }
     return mask_utils.decode(coded).astype(bool)
 
 
@@ -663,7 +664,7 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray]) -> DetectionDataset:
         size = int(np.prod(shape))
         images.append(arrays["pixels"][pixel_at : pixel_at + size].reshape(shape))
         pixel_at += size
-        masks = (
+        masks: list[RLE] | None = (
             [{"size": [h, w], "counts": str(s)} for s in arrays["masks"][object_at : object_at + k]]
             if with_masks
             else None

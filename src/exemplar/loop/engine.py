@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -466,7 +466,7 @@ class LoopEngine:
         budget = self.cfg.stopping.label_budget
         return float(budget) if budget is not None else float("inf")
 
-    def _unit(self) -> str:
+    def _unit(self) -> Literal["items", "objects"]:
         return self.cfg.stopping.budget_unit
 
     def _budget_left(self) -> int:

@@ -138,7 +138,9 @@ def evaluate_object_candidates(
             prepare(model)
         fit_negatives = None if negatives is None else [negatives[i] for i in train]
         model.fit(  # type: ignore[call-arg]
-            X[train], [objects[i] for i in train], negatives=fit_negatives
+            X[train],
+            [objects[i] for i in train],  # type: ignore[arg-type]
+            negatives=fit_negatives,
         )
         metrics: dict[str, float] = {}
         if n_val:

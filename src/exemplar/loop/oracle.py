@@ -163,7 +163,8 @@ class SimulatedOracle:
         """
         context = self._context()
         if context.config.project.objects:
-            return self._collect_objects(context, cycle, entries)
+            self._collect_objects(context, cycle, entries)
+            return None
         for k, entry in enumerate(entries):
             with context.db.session() as s:
                 item = s.get_one(Item, entry.item_id)

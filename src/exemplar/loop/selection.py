@@ -127,7 +127,7 @@ def pick_batch(
     strategy: Strategy,
     pool_rows: np.ndarray,
     labeled_rows: np.ndarray,
-    y_labeled: np.ndarray,
+    y_labeled: np.ndarray | None,
     *,
     batch_size: int,
     seed: int | Sequence[int],

@@ -349,7 +349,7 @@ def write_proposals(
         rows = [
             AnnotationIn(
                 label=classes[int(c)],
-                box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+                box=tuple(float(v) for v in box),
                 geometry="box" if kept.masks is None else "mask",
                 shape=None if kept.masks is None else {"rle": dict(kept.masks[k])},
                 confidence=None if kept.scores is None else float(kept.scores[k]),

@@ -75,8 +75,8 @@ def mean_average_precision(
     n_classes = len(classes)
     if n_classes < 1:
         raise ValueError("classes must name at least one class")
-    for name, images in (("truth", truth), ("predicted", predicted)):
-        _check_objects(images, name, n_classes, segm)
+    for name, given in (("truth", truth), ("predicted", predicted)):
+        _check_objects(given, name, n_classes, segm)
 
     n_truth = sum(len(o) for o in truth)
     n_predicted = sum(len(o) for o in predicted)
@@ -84,12 +84,12 @@ def mean_average_precision(
     if n_truth == 0:
         return _result(float("nan"), float("nan"), per_class_nan, n_truth, n_predicted, iou)
 
-    images = [
+    images: list[dict[str, Any]] = [
         {"id": i + 1, **_image_size(t, p, segm)}
         for i, (t, p) in enumerate(zip(truth, predicted, strict=True))
     ]
     categories = [{"id": c + 1, "name": str(name)} for c, name in enumerate(classes)]
-    gt_anns = []
+    gt_anns: list[dict[str, Any]] = []
     for i, objs in enumerate(truth):
         for j in range(len(objs)):
             ann = _annotation(objs, j, i + 1, segm)
@@ -248,8 +248,8 @@ def _image_size(truth: Objects, predicted: Objects, segm: bool) -> dict[str, int
             h, w = (int(v) for v in objs.masks[0]["size"])  # type: ignore[attr-defined]
             return {"height": h, "width": w}
     extent = [o.boxes[:, 2:].max(axis=0) for o in (truth, predicted) if len(o)]
-    w, h = np.ceil(np.max(extent, axis=0)) if extent else (1.0, 1.0)
-    return {"height": max(int(h), 1), "width": max(int(w), 1)}
+    top = np.ceil(np.max(extent, axis=0)) if extent else np.ones(2)
+    return {"height": max(int(top[1]), 1), "width": max(int(top[0]), 1)}
 
 
 def _annotation(objs: Objects, j: int, image_id: int, segm: bool) -> dict[str, Any]:

@@ -452,7 +452,9 @@ def _object_curve(project: Project) -> dict[str, Any]:
         for ann in control_found:
             target = negative if ann.status == AnnotationStatus.HARD_NEGATIVE else positive
             target[ann.item_id].append(ann)
-        sizes = {i: (control_items[i].width, control_items[i].height) for i in picked}
+        sizes = {
+            i: (int(control_items[i].width or 1), int(control_items[i].height or 1)) for i in picked
+        }
         train = [_frame_objects(positive[i], sizes[i], project, segm) for i in picked]
         negatives = [_frame_objects(negative[i], sizes[i], project, False) for i in picked]
         if not sum(len(o) for o in train):
@@ -515,7 +517,7 @@ def _refit_predict(
         )
         model = bind_files(project, model)
         X = model_inputs(project, hasattr(model, "bind_items"), np.asarray(rows, np.int64))
-        model.fit(X, list(objects), negatives=list(negatives))  # type: ignore[call-arg]
+        model.fit(X, list(objects), negatives=list(negatives))  # type: ignore[call-arg, arg-type]
         return predict_item_objects(project, model, gold_rows)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, JsonValue, model_validator
 
 from exemplar.store.accounts import Role
 
@@ -175,8 +175,8 @@ Geometry = Literal["box", "polygon", "mask"]
 MAX_OBJECTS = 5000
 MAX_POLYGON_VALUES = 20000
 
-_BOX_EXAMPLE = [12.0, 30.5, 64.0, 88.0]
-_POLYGON_EXAMPLE = [[12.0, 30.5, 64.0, 30.5, 64.0, 88.0, 12.0, 88.0]]
+_BOX_EXAMPLE: list[JsonValue] = [12.0, 30.5, 64.0, 88.0]
+_POLYGON_EXAMPLE: list[JsonValue] = [[12.0, 30.5, 64.0, 30.5, 64.0, 88.0, 12.0, 88.0]]
 
 
 class RleIn(BaseModel):
