@@ -103,10 +103,11 @@ class DetectorConfig:
         Dropout before the heads.
     width : int, default=16
         Filters of the first backbone block.
-    epochs : int, default=12
-        Passes over the labeled images. 12 epochs on 200 tiles of 256 x 256 (one channel)
-        take about a minute on two CPU threads (bench/detector_speed.py).
-    batch_size : int, default=16
+    epochs : int, default=10
+        Passes over the labeled images, sized so that one training round on 200 tiles of
+        256 x 256 (one channel) stays under a minute on two CPU threads
+        (bench/detector_speed.py).
+    batch_size : int, default=8
     lr : float, default=2e-3
         Adam's learning rate.
     weight_decay : float, default=0.0
@@ -135,8 +136,8 @@ class DetectorConfig:
     mc_passes: int = 8
     dropout: float = 0.1
     width: int = 16
-    epochs: int = 12
-    batch_size: int = 16
+    epochs: int = 10
+    batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 0.0
     augment: bool = True
@@ -365,6 +366,11 @@ class DetectorAdapter:
         cfg = self.config
         k = len(self.classes_)
         mc = samples and len(nets) == 1
+        if mc and cfg.dropout == 0:
+            raise ModelError(
+                "the detector has dropout=0, so its MC-dropout samples would all be equal; "
+                "set dropout > 0 or ensemble >= 2"
+            )
         t = (cfg.mc_passes if mc else len(nets)) if samples else 0
         images: list[Objects] = []
         sampled: list[list[Objects]] = [[] for _ in range(t)]
@@ -428,7 +434,7 @@ class DetectorAdapter:
         """Objects on the flipped and shifted images, boxes mapped back to the original frame."""
         cfg = self.config
         s, d = cfg.image_side, cfg.view_shift
-        shifted = F.pad(xb, (d, 0, d, 0))[..., :s, :s]
+        shifted = F.pad(xb, (d, 0, d, 0))[..., :s, :s].contiguous()
         result = []
         for image, back in (
             (xb.flip(dims=[3]), lambda b: _flip_boxes(b, s, True, False)),

@@ -317,6 +317,11 @@ def test_bad_inputs_are_clear_errors(fitted: DetectorAdapter) -> None:
         fitted.predict_labels(np.zeros((1, SIDE * SIDE), np.float32))
     with pytest.raises(ModelError, match="not fitted"):
         _model().predict(np.zeros((1, SIDE * SIDE), np.float32))
+    still = _model(dropout=0.0, epochs=1).fit(
+        np.zeros((2, SIDE * SIDE), np.float32), [Objects.empty()] * 2
+    )
+    with pytest.raises(ModelError, match="dropout=0"):
+        still.predict(np.zeros((1, SIDE * SIDE), np.float32), samples=True)
     with pytest.raises(ConfigError, match="image_side=30"):
         make_model("centernet", image_side=30)
     with pytest.raises(ConfigError, match="unknown parameter.*nope"):
