@@ -43,12 +43,18 @@ def init(
     image_side: Annotated[
         int, typer.Option(help="Detection: images are scaled to fit this many pixels.")
     ] = 256,
+    tile_size: Annotated[
+        int | None,
+        typer.Option(help="Detection: cut larger images into tiles of this many pixels."),
+    ] = None,
 ) -> None:
     """Create a project: exemplar.toml plus an empty database."""
     from exemplar.project import Project
 
     names = [c.strip() for c in classes.split(",") if c.strip()]
     data: dict[str, object] = {"image_side": image_side} if task != "classification" else {}
+    if tile_size is not None:
+        data["tile_size"] = tile_size
     with Project.init(
         directory,
         names,

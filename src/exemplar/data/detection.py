@@ -57,6 +57,7 @@ __all__ = [
     "scale_objects",
     "split",
     "tile",
+    "tile_image",
     "tile_starts",
     "to_rows",
     "to_uint8",
@@ -546,13 +547,37 @@ def tile(
         raise DatasetError(f"min_visible must be in [0, 1], got {min_visible}")
     images, objects, names = [], [], []
     for image, objs, name in zip(dataset.images, dataset.objects, dataset.names, strict=True):
-        h, w = image.shape[:2]
-        for top in tile_starts(h, th, th - overlap):
-            for left in tile_starts(w, tw, tw - overlap):
-                images.append(_window(image, top, left, th, tw))
-                objects.append(_crop_objects(objs, top, left, th, tw, min_visible))
-                names.append(f"{name}@y{top}x{left}")
+        for top, left, window, kept in tile_image(
+            image, objs, (th, tw), overlap=overlap, min_visible=min_visible
+        ):
+            images.append(window)
+            objects.append(kept)
+            names.append(f"{name}@y{top}x{left}")
     return DetectionDataset(images, objects, list(dataset.classes), names, dataset.synthetic)
+
+
+def tile_image(
+    image: np.ndarray,
+    objects: Objects,
+    tile_size: tuple[int, int],
+    *,
+    overlap: int = 0,
+    min_visible: float = 0.5,
+) -> list[tuple[int, int, np.ndarray, Objects]]:
+    """One image (of any dtype) cut as :func:`tile` cuts: ``(top, left, pixels, objects)``
+    per tile, in row-major order."""
+    th, tw = tile_size
+    h, w = image.shape[:2]
+    return [
+        (
+            top,
+            left,
+            _window(image, top, left, th, tw),
+            _crop_objects(objects, top, left, th, tw, min_visible),
+        )
+        for top in tile_starts(h, th, th - overlap)
+        for left in tile_starts(w, tw, tw - overlap)
+    ]
 
 
 def grid_tiles(

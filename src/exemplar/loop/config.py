@@ -113,6 +113,21 @@ class DataSection(_Section):
     image_side: int = Field(default=256, ge=32, le=2048, multiple_of=32)
     #: Detection and segmentation: 1 (grey) or 3 (RGB) channels.
     channels: Literal[1, 3] = 1
+    #: Detection and segmentation: images wider or taller than this are cut at import into
+    #: tiles of ``tile_size`` pixels (written to the project's ``tiles/``), each one item,
+    #: so small objects keep their size in the detector's frame. None: whole images.
+    tile_size: int | None = Field(default=None, ge=32)
+    #: Pixels neighbouring tiles share (objects cut by a tile border appear whole in one).
+    tile_overlap: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> DataSection:
+        if self.tile_size is not None and self.tile_overlap >= self.tile_size:
+            raise ValueError(
+                f"tile_overlap ({self.tile_overlap}) must be smaller than tile_size "
+                f"({self.tile_size})"
+            )
+        return self
 
 
 class ModelCandidate(_Section):

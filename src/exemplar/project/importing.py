@@ -49,6 +49,7 @@ Featurization (the feature dimension is fixed by the project's first import):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -58,10 +59,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
-from exemplar.data.detection import to_rows
+from exemplar.data.detection import tile_image, to_rows
 from exemplar.errors import ConfigError, DatasetError
-from exemplar.sources.annotated import AnnotatedSource
+from exemplar.formats import AnnotatedImage, ObjectRecord
+from exemplar.objects import Objects, outline_mask
+from exemplar.sources.annotated import AnnotatedSource, read_pixels
 from exemplar.sources.base import PROBLEM_KINDS, Problem, Source, SourceOptions
 from exemplar.sources.features import TextFeaturizer, hashing_featurizer
 from exemplar.sources.registry import open_source
@@ -295,9 +299,119 @@ def _open(
     def rows(images: Sequence[np.ndarray]) -> np.ndarray:
         return to_rows(images, side, channels)[0]
 
+    expand = None
+    if data.tile_size is not None:
+        expand = ImageTiler(
+            project.root / "tiles", project.classes, data.tile_size, data.tile_overlap
+        )
     return AnnotatedSource(
-        path, project.classes, rows, channels * side * side, report, annotation_format
+        path, project.classes, rows, channels * side * side, report, annotation_format, expand
     )
+
+
+class ImageTiler:
+    """Cuts an annotated image larger than ``tile_size`` into tile files, each one item.
+
+    Tiles are cut as :func:`exemplar.data.detection.tile` cuts them (edge tiles shifted
+    inward; an object kept in a tile when at least half its box lies inside, clipped to
+    it) and written as PNG files named ``<image>-<hash>@y<top>x<left>.png`` into
+    ``folder`` (the same bytes each time, so importing the image again adds nothing).
+    Objects keep their status and provenance. An image within ``tile_size`` is imported
+    whole.
+    """
+
+    def __init__(self, folder: Path, classes: Sequence[str], tile_size: int, overlap: int) -> None:
+        self.folder = folder
+        self.classes = list(classes)
+        self.tile_size = tile_size
+        self.overlap = overlap
+
+    def __call__(self, image: AnnotatedImage) -> list[AnnotatedImage]:
+        if image.width and image.height and max(image.width, image.height) <= self.tile_size:
+            return [image]
+        pixels = read_pixels(image.path)
+        height, width = pixels.shape[:2]
+        if max(height, width) <= self.tile_size:
+            return [image]
+        groups = _provenance_groups(image.objects, self.classes, (height, width))
+        cuts: dict[tuple[int, int], tuple[np.ndarray, list[ObjectRecord]]] = {}
+        size = (self.tile_size, self.tile_size)
+        for (status, source, annotator, version, score), objs in groups:
+            for top, left, window, kept in tile_image(pixels, objs, size, overlap=self.overlap):
+                entry = cuts.setdefault((top, left), (window, []))
+                entry[1].extend(
+                    ObjectRecord(
+                        self.classes[int(c)],
+                        tuple(float(v) for v in box),  # type: ignore[arg-type]
+                        rle=None if kept.masks is None else dict(kept.masks[k]),
+                        score=score,
+                        status=status,
+                        source=source,
+                        annotator=annotator,
+                        model_version=version,
+                    )
+                    for k, (box, c) in enumerate(zip(kept.boxes, kept.classes, strict=True))
+                )
+        if not groups:  # no objects: tiles of pixels only
+            for top, left, window, _ in tile_image(
+                pixels, Objects.empty(), size, overlap=self.overlap
+            ):
+                cuts[(top, left)] = (window, [])
+        digest = hashlib.sha256(str(image.path.resolve()).encode()).hexdigest()[:8]
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tiles = []
+        for (top, left), (window, records) in sorted(cuts.items()):
+            path = self.folder / f"{image.path.stem}-{digest}@y{top}x{left}.png"
+            if not path.exists():
+                _save_png(window, path)
+            tiles.append(
+                AnnotatedImage(
+                    path,
+                    self.tile_size,
+                    self.tile_size,
+                    records,
+                    {"tile_of": str(image.path), "top": top, "left": left},
+                )
+            )
+        return tiles
+
+
+def _provenance_groups(
+    records: Sequence[ObjectRecord], classes: Sequence[str], size: tuple[int, int]
+) -> list[tuple[tuple[str, str, str | None, str | None, float | None], Objects]]:
+    """The objects of an image grouped by status and provenance, as :class:`Objects`
+    (outlines as masks of the image)."""
+    index = {name: k for k, name in enumerate(classes)}
+    grouped: dict[tuple[str, str, str | None, str | None, float | None], list[ObjectRecord]] = {}
+    for rec in records:
+        outline = bool(rec.polygons or rec.rle)  # boxes stay boxes, outlines masks
+        grouped.setdefault(
+            (rec.status, rec.source, rec.annotator, rec.model_version, rec.score, outline), []
+        ).append(rec)
+    out = []
+    for (*key, outlined), recs in grouped.items():
+        masks = (
+            [outline_mask(r.polygons, r.rle, r.box, 1.0, size) for r in recs] if outlined else None
+        )
+        out.append(
+            (
+                tuple(key),  # type: ignore[arg-type]
+                Objects(
+                    np.asarray([r.box for r in recs], np.float32),
+                    np.asarray([index[r.label] for r in recs], np.int64),
+                    masks=masks,
+                ),
+            )
+        )
+    return out
+
+
+def _save_png(pixels: np.ndarray, path: Path) -> None:
+    """Write a tile losslessly (16-bit grey stays 16-bit), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    image = Image.fromarray(pixels)
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
 
 
 def text_featurizer(project: Project) -> TextFeaturizer:

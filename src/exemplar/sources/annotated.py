@@ -63,6 +63,9 @@ class AnnotatedSource(Source):
         Receives the skipped objects and images.
     fmt : str, optional
         The annotation format; detected when None.
+    expand : callable, optional
+        Turns one image into the items imported for it (e.g. its tiles); an image it cannot
+        read is reported and skipped.
     """
 
     def __init__(
@@ -73,11 +76,13 @@ class AnnotatedSource(Source):
         dim: int,
         log: Log,
         fmt: str | None = None,
+        expand: Callable[[AnnotatedImage], list[AnnotatedImage]] | None = None,
     ) -> None:
         self.what = str(path)
         self.dim = dim
         self.rows = rows
         self.log = log
+        self.expand = expand
         self.annotated = True
         try:
             fmt = fmt or detect_format(path)
@@ -105,10 +110,22 @@ class AnnotatedSource(Source):
             part = self.images[start : start + size]
             records = []
             for image in part:
-                record = self._record(image)
-                if record is not None:
-                    records.append(record)
+                for item in self._items(image):
+                    record = self._record(item)
+                    if record is not None:
+                        records.append(record)
             yield Chunk(records, None, start + len(part), featurize=self._featurize)
+
+    def _items(self, image: AnnotatedImage) -> list[AnnotatedImage]:
+        if self.expand is None:
+            return [image]
+        try:
+            return self.expand(image)
+        except (OSError, UnidentifiedImageError, ValueError, DatasetError) as exc:
+            self.log.skip(
+                Problem(str(image.path), f"cannot cut into tiles: {exc}", "unreadable file")
+            )
+            return []
 
     def _record(self, image: AnnotatedImage) -> Record | None:
         path = image.path
