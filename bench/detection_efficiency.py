@@ -38,6 +38,7 @@ from typing import Any
 from exemplar.loop.config import DEFAULT_OBJECT_STRATEGY
 from exemplar.simulate.objects import (
     ObjectSimulationConfig,
+    ObjectSimulationResult,
     load_object_dataset,
     run_object_simulation,
     summarize_objects,
@@ -64,7 +65,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--name", default="detection_efficiency")
+    parser.add_argument(
+        "--resummarize",
+        action="store_true",
+        help="recompute the statistics of bench/results/NAME.json from its rows (no training)",
+    )
     args = parser.parse_args(argv)
+    if args.resummarize:
+        return resummarize(args.name)
 
     names = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
     t0 = time.perf_counter()
@@ -97,31 +105,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t1 = time.perf_counter()
     result = run_object_simulation(config, pool, test, on_progress=progress)
     run_seconds = time.perf_counter() - t1
-    summary = summarize_objects(result)
-    out_dir = RESULTS / args.name
-    write_object_outputs(result, summary, out_dir)
+    meta = {
+        "command": "nice python -m bench.detection_efficiency " + " ".join(argv or sys.argv[1:]),
+        "seconds": {"load": load_seconds, "run": run_seconds},
+        "detector_sources": _sources(),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_at_end": list(os.getloadavg()),
+        },
+    }
+    return _write(args.name, result, meta)
 
+
+def _write(name: str, result: ObjectSimulationResult, meta: dict[str, Any]) -> dict[str, Any]:
+    """Summarize ``result`` and write the JSON, the markdown table and the simulator outputs."""
+    summary = summarize_objects(result)
+    write_object_outputs(result, summary, RESULTS / name)
+    names = result.config.strategies
     default = next((n for n in names if n == "default"), None) or next(
         (n for n in names if n == DEFAULT_OBJECT_STRATEGY), None
     )
     goal: dict[str, Any] = {"ratio_at_most": GOAL_RATIO, "strategy": default}
     if default is not None and "random" in names:
         reach = summary["strategies"][default]["boxes_to_random_final"]
+        all_seeds = reach["seeds_reached"] == result.config.seeds
         goal |= {
-            "ratio_mean": reach["ratio_mean"],
+            "ratio": reach["ratio"],
             "ci_low": reach["ci_low"],
             "ci_high": reach["ci_high"],
             "seeds_reached": reach["seeds_reached"],
-            "met_on_mean": reach["ratio_mean"] is not None
-            and reach["seeds_reached"] == args.seeds
-            and reach["ratio_mean"] <= GOAL_RATIO,
-            "met_with_ci": reach["ci_high"] is not None
-            and reach["seeds_reached"] == args.seeds
+            "met_on_mean": all_seeds and reach["ratio"] <= GOAL_RATIO,
+            "met_with_ci": all_seeds
+            and reach["ci_high"] is not None
             and reach["ci_high"] <= GOAL_RATIO,
         }
     report = {
         "benchmark": "detection_efficiency",
-        "command": "nice python -m bench.detection_efficiency " + " ".join(argv or sys.argv[1:]),
+        "command": meta["command"],
         "default_object_strategy": DEFAULT_OBJECT_STRATEGY,
         "goal": goal,
         "lines": summary["lines"],
@@ -131,20 +152,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "strategies": summary["strategies"],
         "curves": summary["curves"],
         "rows": result.rows,
-        "seconds": {"load": load_seconds, "run": run_seconds},
-        "detector_sources": _sources(),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_average_at_end": list(os.getloadavg()),
-        },
+        **{k: v for k, v in meta.items() if k != "command"},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    (RESULTS / f"{args.name}.md").write_text(table)
+    (RESULTS / f"{name}.md").write_text(table)
     print(table)
     return report
+
+
+def resummarize(name: str) -> dict[str, Any]:
+    """Recompute the statistics of ``bench/results/<name>.json`` from its rows (no training)."""
+    old = json.loads((RESULTS / f"{name}.json").read_text())
+    fields = set(ObjectSimulationConfig.__dataclass_fields__)
+    settings = {k: v for k, v in old["config"].items() if k in fields}
+    settings["strategies"] = tuple(settings["strategies"])
+    config = ObjectSimulationConfig(**settings)
+    data = old["dataset"]
+    result = ObjectSimulationResult(
+        config=config,
+        rows=old["rows"],
+        n_pool=data["n_pool"],
+        n_test=data["n_test"],
+        pool_boxes=data["pool_boxes"],
+        test_boxes=data["test_boxes"],
+        classes=data["classes"],
+        synthetic=data["synthetic"],
+        resolved={k: v["resolves_to"] for k, v in old["strategies"].items()},
+    )
+    keep = ("command", "seconds", "detector_sources", "machine")
+    meta = {k: old[k] for k in keep if k in old}
+    meta["resummarized"] = True
+    return _write(name, result, meta)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -168,7 +208,7 @@ def markdown(report: dict[str, Any]) -> str:
     for name, s in report["strategies"].items():
         f50, fm = s["final_map50"], s["final_map"]
         reach = s.get("boxes_to_random_final")
-        if reach is None or reach["ratio_mean"] is None:
+        if reach is None or reach["ratio"] is None:
             reach_txt = "—" if reach is None else f"not reached (0/{cfg['seeds']})"
         else:
             ci = (
@@ -176,7 +216,7 @@ def markdown(report: dict[str, Any]) -> str:
                 if reach["ci_low"] is None
                 else f" [{reach['ci_low']:.0%}, {reach['ci_high']:.0%}]"
             )
-            reach_txt = f"{reach['ratio_mean']:.0%}{ci} ({reach['seeds_reached']}/{cfg['seeds']})"
+            reach_txt = f"{reach['ratio']:.0%}{ci} ({reach['seeds_reached']}/{cfg['seeds']})"
         alias = f" ({s['resolves_to']})" if s["resolves_to"] != name else ""
         lines.append(
             f"| {name}{alias} | {_ci(f50)} | {_ci(fm)} | {s['final_boxes']['mean']:.0f} | "
@@ -184,7 +224,7 @@ def markdown(report: dict[str, Any]) -> str:
         )
     goal = report["goal"]
     tail = ""
-    if "ratio_mean" in goal:
+    if "ratio" in goal:
         tail = (
             f"\nGoal: {goal['strategy']} reaches random's final mAP@0.5 with at most "
             f"{goal['ratio_at_most']:.0%} of random's boxes: "

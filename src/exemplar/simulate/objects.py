@@ -22,8 +22,9 @@ with mAP@0.5 against images labeled and against boxes labeled (mean ± 95% CI ov
 
 The headline figure is label efficiency in boxes: per seed, the boxes a strategy needed to
 first reach random sampling's final mAP@0.5 of the same seed (linearly interpolated between
-rounds), divided by the boxes random had then labeled, with a Student t interval over seeds
-(the comparison of Settles 2009, ch. 3, in annotation cost rather than rounds).
+rounds), divided by the boxes random had labeled by its last round: the geometric mean over
+seeds with a Student t interval of the log ratios (learning curves as surveyed by Settles
+2009, read in annotation cost, boxes, rather than in rounds).
 
 References
 ----------
@@ -422,7 +423,7 @@ def _run_curve(
             strategy,
             unlabeled,
             labeled,
-            None,  # type: ignore[arg-type]  # objects: no per-item labels
+            None,  # objects: no per-item labels
             batch_size=config.batch_size,
             seed=[seed, rnd],
             reduced=reduced,
@@ -457,8 +458,8 @@ def summarize_objects(result: ObjectSimulationResult, confidence: float = 0.95) 
     normalized area under mAP@0.5 against images and against boxes, the paired difference
     of final mAP@0.5 against random, and ``boxes_to_random_final``: per seed, the boxes the
     strategy labeled when its mAP@0.5 first reached random's final mAP@0.5 of that seed
-    (interpolated), as a ratio of random's final boxes, with a t interval over the seeds
-    that reached it.
+    (interpolated), as a ratio of random's final boxes: geometric mean and t interval of
+    the log ratios over the seeds that reached it.
     """
     cfg = result.config
     strategies: dict[str, dict[str, Any]] = {}
@@ -560,7 +561,7 @@ def strategy_line(name: str, stats_: dict[str, Any], seeds: int) -> str:
     ci = f" [{reach['ci_low']:.0%}, {reach['ci_high']:.0%}]" if reach["ci_low"] is not None else ""
     return (
         text
-        + f"; boxes to reach random's final mAP@0.5: {reach['ratio_mean']:.0%} of random's{ci}"
+        + f"; boxes to reach random's final mAP@0.5: {reach['ratio']:.0%} of random's{ci}"
         + f" ({reach['seeds_reached']}/{seeds} seeds)"
     )
 
@@ -575,6 +576,10 @@ def _boxes_to_reach(
 ) -> dict[str, Any]:
     """Per seed, the (interpolated) boxes at which ``m50`` first reaches that seed's target.
 
+    The ratio to random's final boxes is summarized over the seeds that reached the target
+    by its geometric mean and a Student t interval on the log ratios (a ratio's interval
+    stays positive, and 50% and 200% are equally far from 100%).
+
     A seed where random's final mAP@0.5 is no better than its initial one (the shared first
     round) has no meaningful target: it counts as not reached, and ``seeds_defined`` says
     how many seeds had one.
@@ -586,17 +591,21 @@ def _boxes_to_reach(
         per_seed.append(reached)
         ratios.append(None if reached is None else reached / float(random_boxes[s]))
     got = [r for r in ratios if r is not None]
-    interval = (
-        _t_interval(got, confidence) if got else {"mean": None, "ci_low": None, "ci_high": None}
-    )
+    ratio = low = high = None
+    if got:  # ratios are compared on a log scale: geometric mean, t interval of the logs
+        logs = np.log(np.asarray(got, dtype=float))
+        ratio = float(np.exp(logs.mean()))
+        if logs.size > 1:
+            half = _half_width(logs, confidence)
+            low, high = float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
     return {
         "target_map50_per_seed": [float(t) for t in targets],
         "random_boxes_per_seed": [float(b) for b in random_boxes],
         "boxes_per_seed": per_seed,
         "ratio_per_seed": ratios,
-        "ratio_mean": interval["mean"],
-        "ci_low": interval["ci_low"],
-        "ci_high": interval["ci_high"],
+        "ratio": ratio,
+        "ci_low": low,
+        "ci_high": high,
         "seeds_reached": len(got),
         "seeds_defined": int(np.count_nonzero(improved)),
     }
@@ -658,13 +667,18 @@ def _verdict(result: ObjectSimulationResult, summary: dict[str, Any]) -> str:
                 call = "needs about as many boxes as random"
             parts.append(
                 f"{name} {call} to reach random's final mAP@0.5 "
-                f"({reach['ratio_mean']:.0%} of random's, 95% CI "
+                f"({reach['ratio']:.0%} of random's, 95% CI "
                 f"[{reach['ci_low']:.0%}, {reach['ci_high']:.0%}])"
             )
         else:
+            ci = (
+                f", 95% CI [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]"
+                if diff["ci_low"] is not None
+                else ""
+            )
             parts.append(
                 f"{name} reached random's final mAP@0.5 in {reach['seeds_reached']} of "
-                f"{cfg.seeds} seeds (final mAP@0.5 difference {diff['mean']:+.3f})"
+                f"{cfg.seeds} seeds (paired final mAP@0.5 difference {diff['mean']:+.3f}{ci})"
             )
     return head + " " + "; ".join(parts) + "."
 
@@ -729,7 +743,7 @@ def render_object_html(result: ObjectSimulationResult, summary: dict[str, Any]) 
     rows = []
     for name, s in summary["strategies"].items():
         reach = s.get("boxes_to_random_final")
-        if reach is None or reach["ratio_mean"] is None:
+        if reach is None or reach["ratio"] is None:
             reach_txt = "—" if reach is None else f"not reached (0/{cfg.seeds})"
         else:
             ci = (
@@ -737,7 +751,7 @@ def render_object_html(result: ObjectSimulationResult, summary: dict[str, Any]) 
                 if reach["ci_low"] is None
                 else f" [{reach['ci_low']:.0%}, {reach['ci_high']:.0%}]"
             )
-            reach_txt = f"{reach['ratio_mean']:.0%}{ci} ({reach['seeds_reached']}/{cfg.seeds})"
+            reach_txt = f"{reach['ratio']:.0%}{ci} ({reach['seeds_reached']}/{cfg.seeds})"
         alias = f" → {s['resolves_to']}" if s["resolves_to"] != name else ""
         rows.append(
             "<tr>"
@@ -770,8 +784,8 @@ img{{max-width:520px}}.verdict{{background:#f3f6ff;border-left:4px solid #3557c4
 {"".join(rows)}</table>
 <p class=small>COCO {metric} AP on {result.n_test} test images ({result.test_boxes} objects),
 never queried; pool {result.n_pool} images ({result.pool_boxes} objects). Box ratios are paired
-per seed against random's final mAP@0.5 of the same seed, with a Student t interval over the
-seeds that reached it. The boxes axis of the plot is each round's mean over seeds.</p>
+per seed against random's final mAP@0.5 of the same seed: geometric mean and Student t
+interval of the log ratios over the seeds that reached it. The boxes axis of the plot is each round's mean over seeds.</p>
 <h2>Configuration</h2><pre>{config_txt}</pre>
 </body></html>
 """

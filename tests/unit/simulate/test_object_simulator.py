@@ -164,13 +164,13 @@ def test_boxes_to_reach_random_final_is_interpolated_and_paired() -> None:
     reach = summary["strategies"]["box_entropy"]["boxes_to_random_final"]
     # 0.3 is reached halfway between 20 boxes (0.25) and 30 boxes (0.35): 25 of random's 30
     assert reach["boxes_per_seed"] == pytest.approx([25.0] * 3)
-    assert reach["ratio_mean"] == pytest.approx(25 / 30)
+    assert reach["ratio"] == pytest.approx(25 / 30)
     assert reach["seeds_reached"] == 3
     assert reach["ci_low"] == pytest.approx(25 / 30) == reach["ci_high"]
     assert "83% of random's" in summary["lines"]["box_entropy"]
-    assert summary["strategies"]["random"]["boxes_to_random_final"]["ratio_mean"] == 1.0
+    assert summary["strategies"]["random"]["boxes_to_random_final"]["ratio"] == 1.0
     never = summary["strategies"]["box_margin"]["boxes_to_random_final"]
-    assert never["seeds_reached"] == 0 and never["ratio_mean"] is None
+    assert never["seeds_reached"] == 0 and never["ratio"] is None
     assert "never reached" in summary["lines"]["box_margin"]
     assert "box_entropy needs fewer boxes than random" in summary["verdict"]
     diff = summary["strategies"]["box_entropy"]["diff_vs_random"]
@@ -182,7 +182,7 @@ def test_no_box_ratio_when_random_never_improves() -> None:
         _fake({"random": [(10, 0.2), (20, 0.2)], "box_entropy": [(10, 0.2), (18, 0.3)]})
     )
     reach = summary["strategies"]["box_entropy"]["boxes_to_random_final"]
-    assert reach["seeds_defined"] == 0 and reach["ratio_mean"] is None
+    assert reach["seeds_defined"] == 0 and reach["ratio"] is None
     assert "no box ratio" in summary["lines"]["box_entropy"]
 
 
