@@ -447,7 +447,10 @@ def validate_config(raw: dict[str, Any], where: str = CONFIG_NAME) -> ProjectCon
 def save_config(config: ProjectConfig, path: Path) -> None:
     """Write ``exemplar.toml`` atomically."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tomli_w.dumps(config.model_dump(mode="json")), encoding="utf-8")
+    # None means "not set" (a default): TOML has no null, so such keys are left out.
+    tmp.write_text(
+        tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)), encoding="utf-8"
+    )
     tmp.replace(path)
 
 

@@ -175,23 +175,7 @@ class SimulatedOracle:
                         "'human'"
                     )
                 label = self.reveal(item.id, item.ground_truth)
-                add_label(
-                    s,
-                    item.id,
-                    label,
-                    classes=context.classes,
-                    source=LabelSource.SIMULATED,
-                    annotator=ORACLE_ANNOTATOR,
-                    cycle_id=cycle.id,
-                    strategy=entry.strategy,
-                    score=entry.score,
-                )
-                row = s.get_one(QueueEntry, entry.id)
-                row.status = QueueStatus.DONE
-                row.annotator = ORACLE_ANNOTATOR
-                cyc = s.get_one(Cycle, cycle.id)
-                cost = float(cyc.metrics.get("oracle_cost", 0.0)) + self.cost_per_label
-                cyc.metrics = {**cyc.metrics, "oracle_cost": cost}
+                self._answer(s, cycle, entry, label, context.classes)
             crash_point(f"label:{cycle.number}:{k}")
         return None
 
@@ -222,24 +206,36 @@ class SimulatedOracle:
                 proposals = current_annotations(s, [item.id], statuses=(AnnotationStatus.PROPOSED,))
                 self._settle(s, context, cycle, item.id, truth, proposals)
                 self.n_queries += 1
-                add_label(
-                    s,
-                    item.id,
-                    OBJECTS_LABEL,
-                    classes=[OBJECTS_LABEL],
-                    source=LabelSource.SIMULATED,
-                    annotator=ORACLE_ANNOTATOR,
-                    cycle_id=cycle.id,
-                    strategy=entry.strategy,
-                    score=entry.score,
-                )
-                row = s.get_one(QueueEntry, entry.id)
-                row.status = QueueStatus.DONE
-                row.annotator = ORACLE_ANNOTATOR
-                cyc = s.get_one(Cycle, cycle.id)
-                cost = float(cyc.metrics.get("oracle_cost", 0.0)) + self.cost_per_label
-                cyc.metrics = {**cyc.metrics, "oracle_cost": cost}
+                self._answer(s, cycle, entry, OBJECTS_LABEL, [OBJECTS_LABEL])
             crash_point(f"label:{cycle.number}:{k}")
+
+    def _answer(
+        self,
+        s: Session,
+        cycle: Cycle,
+        entry: QueueEntry,
+        label: Any,
+        classes: Sequence[str],
+    ) -> None:
+        """Write the item's label with the entry's provenance, close the entry and add the
+        label's cost to the cycle, in the caller's transaction."""
+        add_label(
+            s,
+            entry.item_id,
+            label,
+            classes=classes,
+            source=LabelSource.SIMULATED,
+            annotator=ORACLE_ANNOTATOR,
+            cycle_id=cycle.id,
+            strategy=entry.strategy,
+            score=entry.score,
+        )
+        row = s.get_one(QueueEntry, entry.id)
+        row.status = QueueStatus.DONE
+        row.annotator = ORACLE_ANNOTATOR
+        cyc = s.get_one(Cycle, cycle.id)
+        cost = float(cyc.metrics.get("oracle_cost", 0.0)) + self.cost_per_label
+        cyc.metrics = {**cyc.metrics, "oracle_cost": cost}
 
     @staticmethod
     def _settle(
