@@ -128,7 +128,7 @@ def test_kill_at_random_moments_then_resume(
 
 @pytest.mark.parametrize("point", ["enter:score:1", "label:1:4", "train:2:saved"])
 def test_kill_and_resume_on_postgresql(point: str, tmp_path: Path) -> None:
-    from conftest import fresh_pg_database
+    from pg_helpers import fresh_pg_database
 
     urls = fresh_pg_database()
     ref_urls = fresh_pg_database()

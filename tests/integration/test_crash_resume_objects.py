@@ -219,7 +219,7 @@ def test_kill_and_resume_on_postgresql(
     template: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
     """The same project on PostgreSQL, killed mid-batch, ends like the SQLite reference."""
-    from conftest import fresh_pg_database
+    from pg_helpers import fresh_pg_database
 
     urls = fresh_pg_database()
     url = next(urls)

@@ -22,13 +22,13 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from conftest import fresh_pg_database
 from exemplar.cli.main import app
 from exemplar.errors import DamagedProjectError, ProjectError
 from exemplar.project import Project
 from exemplar.project.config import CONFIG_NAME, load_config, save_config
 from exemplar.store.db import CLEAN_SUFFIX, damaged_database, is_damage, needs_check
 from loop_helpers import make_project
+from pg_helpers import fresh_pg_database
 
 runner = CliRunner()
 ENV = {"COLUMNS": "400"}

@@ -32,7 +32,7 @@ from exemplar.store.queue import enqueue
 from exemplar.store.schema import Annotation, Item, Label, QueueEntry, utcnow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database
+from pg_helpers import fresh_pg_database
 
 CLASSES = ["cell", "debris"]
 WIDTH, HEIGHT = 200, 100

@@ -26,7 +26,7 @@ from exemplar.store.accounts import User, create_token
 from exemplar.store.pg_async import AsyncQueue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database
+from pg_helpers import fresh_pg_database
 
 NEXT, LABELS = "/api/v1/items/next", "/api/v1/labels"
 

@@ -37,7 +37,7 @@ from exemplar.store.db import Database, open_database, sqlite_url
 from exemplar.store.schema import utcnow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database
+from pg_helpers import fresh_pg_database
 
 PASSWORD = "correct horse"
 

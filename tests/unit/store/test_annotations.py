@@ -36,7 +36,7 @@ from exemplar.store.queue import enqueue, lease
 from exemplar.store.schema import Annotation, Cycle, Item, Label, QueueEntry, Split, utcnow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database
+from pg_helpers import fresh_pg_database
 
 CLASSES = ("cell", "debris")
 T0 = utcnow()

@@ -26,7 +26,7 @@ from exemplar.store.labels import current_labels
 from exemplar.store.queue import lease
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database, migrate
+from pg_helpers import fresh_pg_database, migrate
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 CLASSES = ("cat", "dog")

@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from conftest import PG_SERVER, fresh_pg_database
 from exemplar.store import db as db_module
 from exemplar.store.db import open_database
+from pg_helpers import PG_SERVER, fresh_pg_database
 
 
 @pytest.fixture

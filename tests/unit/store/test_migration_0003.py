@@ -21,7 +21,7 @@ from exemplar.store.queue import enqueue, lease, submit
 from exemplar.store.schema import QueueEntry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database, migrate
+from pg_helpers import fresh_pg_database, migrate
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from exemplar.store.db import open_database, sqlite_url
 from exemplar.store.queue import lease
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database, migrate
+from pg_helpers import fresh_pg_database, migrate
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -19,7 +19,7 @@ from exemplar.store.accounts import create_session, session_user, user_for_token
 from exemplar.store.db import open_database, sqlite_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database, migrate
+from pg_helpers import fresh_pg_database, migrate
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 TOKEN = "exm_made-before-0005"

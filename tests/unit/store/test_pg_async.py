@@ -28,7 +28,7 @@ from exemplar.store.queue import PG_LEASE, PG_LEASE_PREFETCH, enqueue, lease, le
 from exemplar.store.schema import Cycle, Item, Label, QueueEntry, utcnow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database
+from pg_helpers import fresh_pg_database
 
 CLASSES = ("cat", "dog")
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=utcnow().tzinfo)

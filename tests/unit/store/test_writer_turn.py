@@ -27,7 +27,7 @@ from exemplar.store.db import Database, WriterBusy, open_database, sqlite_url
 from exemplar.store.schema import Meta
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from conftest import fresh_pg_database
+from pg_helpers import fresh_pg_database
 
 #: No wait in these tests should come near this; it only turns a deadlock into a failure.
 GUARD_S = 20.0
