@@ -62,7 +62,7 @@ def test_init_writes_the_detection_defaults(project: Path) -> None:
     assert config["model"]["candidates"][0]["recipe"] == "centernet"
     assert config["model"]["criterion"] == "map50"
     assert config["kpi"]["metric"] == "map50"
-    assert config["selection"]["strategy"] == "box_entropy"
+    assert config["selection"]["strategy"] == "localization_stability"
     assert config["data"]["image_side"] == 64
 
 

@@ -18,6 +18,7 @@ from exemplar.cli.main import app
 from exemplar.data.cells import synthetic_cells
 from exemplar.data.detection import DetectionDataset
 from exemplar.errors import ConfigError
+from exemplar.loop.config import DEFAULT_OBJECT_STRATEGY
 from exemplar.simulate.objects import (
     OBJECT_RESULT_COLUMNS,
     ObjectSimulationConfig,
@@ -218,8 +219,9 @@ def test_default_strategy_is_the_object_default(cells: DetectionDataset) -> None
         epochs=1,
     )
     result = run_object_simulation(config, cells)
-    assert result.resolved == {"default": "box_entropy"}
-    assert summarize_objects(result)["strategies"]["default"]["resolves_to"] == "box_entropy"
+    assert result.resolved == {"default": DEFAULT_OBJECT_STRATEGY}
+    resolved = summarize_objects(result)["strategies"]["default"]["resolves_to"]
+    assert resolved == DEFAULT_OBJECT_STRATEGY == "localization_stability"
 
 
 def test_segmentation_scores_masks(cells: DetectionDataset) -> None:
