@@ -2,7 +2,7 @@
 
     python -m bench.detector_speed [--tiles 200] [--side 256] [--objects 20] [--epochs 0]
         [--threads 2] [--pool 10000] [--chunk-sizes 32,256] [--mc-tiles 200]
-        [--trained DIR] [--out bench/results/detector_speed.json]
+        [--stream-sizes 1000,10000] [--trained DIR] [--out bench/results/detector_speed.json]
 
 Protocol (issue #11): synthetic one-channel tiles of ``--side`` pixels, each a dark noisy
 background with ``--objects`` bright squares and disks (radius 4 to 16 pixels, seeded).
@@ -23,6 +23,10 @@ dozen boxes per tile, grow with the pool).
 (3) The throughput of ``predict(samples=True)`` (MC dropout, the recipe's passes) and of
 ``predict(views=True)`` on ``--mc-tiles`` tiles of the same memmap. Every process sets
 ``--threads`` torch threads. The load average is recorded: other jobs share the CPUs.
+(4) The loop's own scorer, ``exemplar.loop.scoring.score_pool`` with the ``box_entropy``
+strategy, on the first ``--stream-sizes`` tiles of the memmap (mode ``stream``): it keeps
+only each tile's expected count and the strategy's utility, so its anonymous memory growth
+should depend on the chunk size, not on the number of tiles scored.
 ``--trained DIR`` skips (1) and scores with ``DIR/centernet.pt``, reporting the training
 record ``DIR/train.json`` that an earlier run printed (its first output line).
 """
@@ -146,7 +150,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
 
     threads = _threads(args.threads)
     model = DetectorAdapter.load(args.checkpoint, chunk_size=args.chunk_size)
-    n = args.pool if args.mode == "plain" else args.mc_tiles
+    n = {"plain": args.pool, "stream": args.stream_tiles}.get(args.mode, args.mc_tiles)
     pool = np.memmap(args.pool_path, np.float32, "r", shape=(args.pool, args.side**2))[:n]
     load = os.getloadavg()
     before = _status_kib("VmRSS")
@@ -162,16 +166,26 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     sampler.start()
     Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark
     c0, t0 = time.process_time(), time.perf_counter()
-    if args.mode == "plain":
+    objects = None
+    if args.mode == "stream":  # the loop's scorer: keeps counts and the strategy's utility
+        from exemplar.loop.scoring import score_pool
+        from exemplar.strategies import get_strategy
+
+        scored = score_pool(
+            model, pool, get_strategy("box_entropy"), chunk_size=args.chunk_size, objects=True
+        )
+        assert scored.predictions.counts is not None and scored.reduced is not None
+    elif args.mode == "plain":
         pred = model.predict(pool, embeddings=True)
+        objects = pred.require_objects()
     else:
         pred = model.predict(pool, samples=args.mode == "samples", views=args.mode == "views")
+        objects = pred.require_objects()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _status_kib("VmHWM")
     done.set()
     sampler.join()
     anon_peak[0] = max(anon_peak[0], _status_kib("RssAnon"))
-    objects = pred.require_objects()
     growth = (peak - before) / 1024
     return {
         "mode": args.mode,
@@ -186,13 +200,17 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "peak_growth_mib": round(growth, 1),
         "peak_anon_growth_mib": round((anon_peak[0] - anon_before) / 1024, 1),
         "pool_mib": round(n * args.side**2 * 4 / MiB, 1),
-        "mean_boxes_per_tile": round(float(np.mean([len(o) for o in objects.images])), 1),
+        "mean_boxes_per_tile": None
+        if objects is None
+        else round(float(np.mean([len(o) for o in objects.images])), 1),
         "load_average_before": load,
         "load_average_after": os.getloadavg(),
     }
 
 
-def _child(args: argparse.Namespace, mode: str, chunk_size: int, pool_path: Path) -> Any:
+def _child(
+    args: argparse.Namespace, mode: str, chunk_size: int, pool_path: Path, stream_tiles: int = 0
+) -> Any:
     cmd = [
         sys.executable,
         "-m",
@@ -214,6 +232,8 @@ def _child(args: argparse.Namespace, mode: str, chunk_size: int, pool_path: Path
         str(chunk_size),
         "--mc-tiles",
         str(args.mc_tiles),
+        "--stream-tiles",
+        str(stream_tiles),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -258,6 +278,12 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=10_000)
     parser.add_argument("--chunk-sizes", default="32,256")
     parser.add_argument("--mc-tiles", type=int, default=200)
+    parser.add_argument(
+        "--stream-sizes",
+        default="1000,10000",
+        help="pool sizes scored through loop.scoring.score_pool (the loop's streaming scorer)",
+    )
+    parser.add_argument("--stream-tiles", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--trained", type=Path, help="reuse DIR/centernet.pt and DIR/train.json")
     parser.add_argument("--out", type=Path, default=RESULTS / "detector_speed.json")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child
@@ -287,11 +313,13 @@ def main() -> None:
         )
         rows: list[dict[str, Any]] = []
         chunks = [int(s) for s in args.chunk_sizes.split(",") if s]
-        for mode, chunk in [("plain", c) for c in chunks] + [
-            ("samples", chunks[-1]),
-            ("views", chunks[-1]),
-        ]:
-            row = _child(args, mode, chunk, pool_path)
+        streams = [min(int(s), args.pool) for s in args.stream_sizes.split(",") if s]
+        for mode, chunk, tiles in (
+            [("plain", c, 0) for c in chunks]
+            + [("samples", chunks[-1], 0), ("views", chunks[-1], 0)]
+            + [("stream", c, t) for c in chunks for t in streams]
+        ):
+            row = _child(args, mode, chunk, pool_path, tiles)
             print(json.dumps(row), flush=True)
             rows.append(row)
     import torch
