@@ -12,6 +12,7 @@ never imports torch.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -259,7 +260,67 @@ class SklearnFamily:
         return estimator
 
 
-class TorchFamily:
+class _AdapterFamily:
+    """A family whose adapter class saves, loads and samples itself (MC dropout, ensemble
+    members, or an external tool's passes): torch networks, the detector, external trainers.
+
+    Subclasses name the adapter's module and class, say what kind of model it is, and build
+    it; the module also defines ``checkpoint_classes(path)``. The module is imported on
+    first use, so ``import exemplar`` never imports torch.
+    """
+
+    key: str
+    suffix: str
+    needs_committee_for_samples: bool = False
+    uses_torch: bool = True
+    #: Where the adapter lives, its class, and what the family's models are, in words.
+    module: str
+    adapter: str
+    kind: str
+
+    def _adapter_class(self) -> Any:
+        return getattr(importlib.import_module(self.module), self.adapter)
+
+    def estimator(
+        self, recipe: ModelRecipe, seed: int = 0, params: dict[str, Any] | None = None
+    ) -> BaseEstimator:
+        """None exists: a ConfigError."""
+        raise ConfigError(f"model {recipe.name!r} is {self.kind}, not a scikit-learn model")
+
+    fit = staticmethod(_fit)
+
+    def save(self, model: ModelAdapter, path: str | os.PathLike[str]) -> Path:
+        """The adapter's own ``save`` (atomic)."""
+        return Path(model.save(path))  # type: ignore[attr-defined]
+
+    def load(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> ModelAdapter:
+        """The adapter's own ``load`` (torch checkpoints: ``torch.load(weights_only=True)``)."""
+        model: ModelAdapter = self._adapter_class().load(path, device=device, chunk_size=chunk_size)
+        return model
+
+    def classes(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """The classes recorded in the checkpoint (no model is built)."""
+        return np.asarray(importlib.import_module(self.module).checkpoint_classes(path))
+
+    def owns(self, model: object) -> bool:
+        """Whether ``model`` is this family's adapter (never imports its module to find out)."""
+        module = sys.modules.get(self.module)
+        return module is not None and isinstance(model, getattr(module, self.adapter))
+
+    def with_samples(
+        self, model: ModelAdapter, X: Any, y: np.ndarray, *, seed: int, committee_size: int = 5
+    ) -> ModelAdapter:
+        """``model`` itself: it gives stochastic samples on its own."""
+        return model
+
+
+class TorchFamily(_AdapterFamily):
     """PyTorch networks in :class:`~exemplar.models.torch_adapter.TorchAdapter` (torch extra).
 
     Checkpoints are state dicts plus JSON metadata, loaded with ``weights_only=True``.
@@ -267,8 +328,9 @@ class TorchFamily:
 
     key: str = "torch"
     suffix: str = ".pt"
-    needs_committee_for_samples: bool = False
-    uses_torch: bool = True
+    module = "exemplar.models.torch_adapter"
+    adapter = "TorchAdapter"
+    kind = "a torch model"
 
     def build(
         self,
@@ -286,47 +348,6 @@ class TorchFamily:
 
         merged = {**recipe.defaults, **(params or {})}
         return make_torch_model(recipe.base, seed, device=device, chunk_size=chunk_size, **merged)
-
-    def estimator(
-        self, recipe: ModelRecipe, seed: int = 0, params: dict[str, Any] | None = None
-    ) -> BaseEstimator:
-        """None exists: a ConfigError."""
-        raise ConfigError(f"model {recipe.name!r} is a torch model, not a scikit-learn one")
-
-    fit = staticmethod(_fit)
-
-    def save(self, model: ModelAdapter, path: str | os.PathLike[str]) -> Path:
-        """:meth:`TorchAdapter.save`."""
-        return Path(model.save(path))  # type: ignore[attr-defined]
-
-    def load(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        device: str = "cpu",
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-    ) -> ModelAdapter:
-        """:meth:`TorchAdapter.load` (``torch.load(weights_only=True)``)."""
-        from exemplar.models.torch_adapter import TorchAdapter
-
-        return TorchAdapter.load(path, device=device, chunk_size=chunk_size)
-
-    def classes(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """The classes recorded in the checkpoint's metadata (no network is built)."""
-        from exemplar.models.torch_adapter import checkpoint_classes
-
-        return checkpoint_classes(path)
-
-    def owns(self, model: object) -> bool:
-        """Whether ``model`` is a TorchAdapter (never imports torch to find out)."""
-        module = sys.modules.get("exemplar.models.torch_adapter")
-        return module is not None and isinstance(model, module.TorchAdapter)
-
-    def with_samples(
-        self, model: ModelAdapter, X: Any, y: np.ndarray, *, seed: int, committee_size: int = 5
-    ) -> ModelAdapter:
-        """``model`` itself: a network samples by MC dropout or by its ensemble members."""
-        return model
 
 
 class TextFamily:
@@ -401,7 +422,7 @@ class TextFamily:
         return model
 
 
-class DetectorFamily:
+class DetectorFamily(_AdapterFamily):
     """The built-in CenterNet detector (:mod:`exemplar.models.detector`, torch extra).
 
     Inputs are image rows and targets one :class:`~exemplar.objects.Objects` per image.
@@ -410,8 +431,9 @@ class DetectorFamily:
 
     key: str = "detector"
     suffix: str = ".pt"
-    needs_committee_for_samples: bool = False
-    uses_torch: bool = True
+    module = "exemplar.models.detector"
+    adapter = "DetectorAdapter"
+    kind = "a detector"
 
     def build(
         self,
@@ -431,50 +453,8 @@ class DetectorFamily:
         model = make_detector(seed, device=device, chunk_size=chunk_size, **merged)
         return model  # type: ignore[return-value]
 
-    def estimator(
-        self, recipe: ModelRecipe, seed: int = 0, params: dict[str, Any] | None = None
-    ) -> BaseEstimator:
-        """None exists: a ConfigError."""
-        raise ConfigError(f"model {recipe.name!r} is a detector, not a scikit-learn model")
 
-    fit = staticmethod(_fit)
-
-    def save(self, model: ModelAdapter, path: str | os.PathLike[str]) -> Path:
-        """:meth:`DetectorAdapter.save`."""
-        return Path(model.save(path))  # type: ignore[attr-defined]
-
-    def load(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        device: str = "cpu",
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-    ) -> ModelAdapter:
-        """:meth:`DetectorAdapter.load` (``torch.load(weights_only=True)``)."""
-        from exemplar.models.detector import DetectorAdapter
-
-        model = DetectorAdapter.load(path, device=device, chunk_size=chunk_size)
-        return model  # type: ignore[return-value]
-
-    def classes(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """The class names in the checkpoint's config (no network is built)."""
-        from exemplar.models.detector import checkpoint_classes
-
-        return checkpoint_classes(path)
-
-    def owns(self, model: object) -> bool:
-        """Whether ``model`` is a DetectorAdapter (never imports torch to find out)."""
-        module = sys.modules.get("exemplar.models.detector")
-        return module is not None and isinstance(model, module.DetectorAdapter)
-
-    def with_samples(
-        self, model: ModelAdapter, X: Any, y: np.ndarray, *, seed: int, committee_size: int = 5
-    ) -> ModelAdapter:
-        """``model`` itself: the detector samples by MC dropout or its ensemble members."""
-        return model
-
-
-class ExternalFamily:
+class ExternalFamily(_AdapterFamily):
     """Any detector run by the user's own commands (:mod:`exemplar.models.external`).
 
     Inputs are positions in the item images bound with ``bind_items`` and targets one
@@ -484,8 +464,10 @@ class ExternalFamily:
 
     key: str = "external"
     suffix: str = ".json"
-    needs_committee_for_samples: bool = False
     uses_torch: bool = False
+    module = "exemplar.models.external"
+    adapter = "ExternalAdapter"
+    kind = "an external detector"
 
     def build(
         self,
@@ -514,51 +496,7 @@ class ExternalFamily:
         merged.setdefault("chunk_size", chunk_size)
         return ExternalAdapter(seed=seed, device=device, **merged)  # type: ignore[return-value]
 
-    def estimator(
-        self, recipe: ModelRecipe, seed: int = 0, params: dict[str, Any] | None = None
-    ) -> BaseEstimator:
-        """None exists: a ConfigError."""
-        raise ConfigError(
-            f"model {recipe.name!r} is an external detector, not a scikit-learn model"
-        )
 
-    fit = staticmethod(_fit)
-
-    def save(self, model: ModelAdapter, path: str | os.PathLike[str]) -> Path:
-        """:meth:`ExternalAdapter.save` (a JSON file; the weights stay in the run folder)."""
-        return Path(model.save(path))  # type: ignore[attr-defined]
-
-    def load(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        device: str = "cpu",
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-    ) -> ModelAdapter:
-        """:meth:`ExternalAdapter.load` (bind the items again before predicting)."""
-        from exemplar.models.external import ExternalAdapter
-
-        return ExternalAdapter.load(path, device=device, chunk_size=chunk_size)  # type: ignore[return-value]
-
-    def classes(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """The class names in the checkpoint (nothing is run)."""
-        from exemplar.models.external import checkpoint_classes
-
-        return checkpoint_classes(path)
-
-    def owns(self, model: object) -> bool:
-        """Whether ``model`` is an ExternalAdapter."""
-        module = sys.modules.get("exemplar.models.external")
-        return module is not None and isinstance(model, module.ExternalAdapter)
-
-    def with_samples(
-        self, model: ModelAdapter, X: Any, y: np.ndarray, *, seed: int, committee_size: int = 5
-    ) -> ModelAdapter:
-        """``model`` itself: stochastic passes are the predict command's ``samples``."""
-        return model
-
-
-#: Every model family, by the key recipes use.
 FAMILIES: dict[str, ModelFamily] = {
     family.key: family
     for family in (SklearnFamily(), TorchFamily(), TextFamily(), DetectorFamily(), ExternalFamily())
