@@ -195,12 +195,14 @@ def test_views_map_boxes_back(fitted: DetectorAdapter) -> None:
     objs = fitted.predict(img.reshape(1, -1), views=True).require_objects()
     assert objs.views is not None
     main = objs.images[0].above(0.3)
-    assert len(main) == 4
+    # every square is found (a weak extra box elsewhere does not matter here)
+    assert (box_iou(truth, main.boxes).max(axis=1) >= 0.6).all()
     for view in objs.views:
         v = view[0].above(0.3)
-        assert len(v) == 4
         iou = box_iou(truth, v.boxes)
         assert (iou.max(axis=1) >= 0.6).all()  # mapped back onto the original squares
+        # four of the view's boxes sit on the four squares (boxes not mapped back would not)
+        assert (iou.max(axis=0) >= 0.6).sum() >= 4
     # the shifted view of an off-center square comes back to the square, not 8 px away
     one = np.full((SIDE, SIDE), 0.1, np.float32)
     one[10:18, 40:48] = 0.9
