@@ -36,12 +36,10 @@ Lin, T.-Y., et al. (2014). Microsoft COCO: common objects in context. ECCV (the 
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +59,7 @@ from exemplar.metrics import normalized_aulc, paired_difference
 from exemplar.metrics.detection import mean_average_precision
 from exemplar.models import ModelAdapter, get_recipe, make_model
 from exemplar.objects import Objects
+from exemplar.simulate.report import write_files
 from exemplar.strategies import Strategy, get_strategy
 
 __all__ = [
@@ -713,20 +712,8 @@ def write_object_outputs(
     result: ObjectSimulationResult, summary: dict[str, Any], out_dir: Path
 ) -> dict[str, Path]:
     """Write ``results.csv``, ``summary.json`` and ``report.html`` atomically; their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "results": out_dir / "results.csv",
-        "summary": out_dir / "summary.json",
-        "report": out_dir / "report.html",
-    }
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=OBJECT_RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(result.rows)
-    _atomic_write(paths["results"], buf.getvalue())
-    _atomic_write(paths["summary"], json.dumps(summary, indent=2) + "\n")
-    _atomic_write(paths["report"], render_object_html(result, summary))
-    return paths
+    page = render_object_html(result, summary)
+    return write_files(out_dir, result.rows, OBJECT_RESULT_COLUMNS, summary, page)
 
 
 def render_object_html(result: ObjectSimulationResult, summary: dict[str, Any]) -> str:
@@ -824,9 +811,3 @@ def _plot(result: ObjectSimulationResult, summary: dict[str, Any], axis: str, la
     fig.savefig(buf, format="png")
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

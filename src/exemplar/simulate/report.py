@@ -8,6 +8,7 @@ import html
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,25 @@ import matplotlib.pyplot as plt
 from exemplar.simulate.runner import RESULT_COLUMNS, SimulationResult
 from exemplar.simulate.summary import curve_table
 
-__all__ = ["write_outputs"]
+__all__ = ["write_files", "write_outputs"]
 
 
 def write_outputs(
     result: SimulationResult, summary: dict[str, Any], out_dir: Path
 ) -> dict[str, Path]:
     """Write the three output files atomically and return their paths."""
+    return write_files(out_dir, result.rows, RESULT_COLUMNS, summary, render_html(result, summary))
+
+
+def write_files(
+    out_dir: Path,
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    summary: dict[str, Any],
+    page: str,
+) -> dict[str, Path]:
+    """A simulation's ``results.csv`` (``rows`` in ``columns``), ``summary.json`` and
+    ``report.html`` (``page``), each written atomically; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "results": out_dir / "results.csv",
@@ -33,12 +46,12 @@ def write_outputs(
         "report": out_dir / "report.html",
     }
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(result.rows)
+    writer.writerows(rows)
     _atomic_write(paths["results"], buf.getvalue())
     _atomic_write(paths["summary"], json.dumps(summary, indent=2) + "\n")
-    _atomic_write(paths["report"], render_html(result, summary))
+    _atomic_write(paths["report"], page)
     return paths
 
 
