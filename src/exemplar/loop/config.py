@@ -56,6 +56,8 @@ OBJECT_FAMILIES = frozenset({"detector", "external"})
 #: (bench/detection_efficiency.py) it reached random's final mAP@0.5 with 34% of random's
 #: boxes, where box_entropy needed 103% (docs/detection.md).
 DEFAULT_OBJECT_STRATEGY = "localization_stability"
+#: The default with an external trainer, which predicts no augmented views.
+EXTERNAL_OBJECT_STRATEGY = "box_entropy"
 
 
 class _Section(BaseModel):
@@ -350,7 +352,14 @@ class ProjectConfig(_Section):
             kpi.setdefault("target", 0.9)
         selection = raw.setdefault("selection", {})
         if isinstance(selection, dict) and selection.get("strategy", "default") == "default":
-            selection["strategy"] = DEFAULT_OBJECT_STRATEGY
+            external = any(
+                isinstance(c, dict) and c.get("recipe") == "external"
+                for c in (model.get("candidates") or [] if isinstance(model, dict) else [])
+            )
+            # An external tool predicts no augmented views: rank by its boxes' class entropy.
+            selection["strategy"] = (
+                EXTERNAL_OBJECT_STRATEGY if external else DEFAULT_OBJECT_STRATEGY
+            )
         return raw
 
     @model_validator(mode="after")
@@ -382,6 +391,20 @@ class ProjectConfig(_Section):
                 f"[kpi].metric {self.kpi.metric!r} does not suit a {self.project.task} project; "
                 "use " + ("map50 or box_f1" if objects else "accuracy or macro_f1")
             )
+        if objects and any(c.recipe == "external" for c in self.model.candidates):
+            from exemplar.strategies import get_strategy
+
+            try:
+                passes = getattr(get_strategy(self.selection.strategy), "object_passes", ())
+            except ConfigError:
+                passes = ()  # an unknown strategy is reported by _known_names
+            if "views" in passes:
+                raise ValueError(
+                    f"[selection].strategy {self.selection.strategy!r} reads predictions on "
+                    "augmented views, which an external trainer does not give; use "
+                    f"{EXTERNAL_OBJECT_STRATEGY!r}, box_margin, box_committee (with samples "
+                    "from your predict command) or random"
+                )
         if objects and self.oracle.kind == "file":
             raise ValueError(
                 '[oracle].kind = "file" reads one class per item; a detection or segmentation '

@@ -114,3 +114,21 @@ def test_a_file_oracle_is_refused_for_objects() -> None:
     }
     with pytest.raises(ConfigError, match='kind = "file" reads one class per item'):
         validate_config(raw)
+
+
+def test_an_external_trainer_gets_a_strategy_it_can_feed() -> None:
+    """The default object strategy reads augmented views, which an external tool does not
+    predict: a project with an external trainer starts from box_entropy, and asking for a
+    views strategy is refused with what to use instead."""
+    from exemplar.errors import ConfigError
+    from exemplar.loop.config import EXTERNAL_OBJECT_STRATEGY, validate_config
+
+    external = {"recipe": "external", "params": {"train": "t {weights}", "predict": "p"}}
+    raw = {
+        "project": {"name": "e", "task": "detection", "classes": ["cell"]},
+        "model": {"candidates": [external]},
+    }
+    assert validate_config(raw).selection.strategy == EXTERNAL_OBJECT_STRATEGY
+    raw["selection"] = {"strategy": "localization_stability"}
+    with pytest.raises(ConfigError, match="augmented views"):
+        validate_config(raw)
