@@ -26,7 +26,7 @@ from exemplar.loop.config import OracleSection
 from exemplar.loop.context import LoopContext
 from exemplar.loop.faults import crash_point
 from exemplar.loop.labels_file import apply_labels_file
-from exemplar.objects import box_iou
+from exemplar.objects import box_iou, outline_mask
 from exemplar.store.annotations import (
     OBJECTS_LABEL,
     AnnotationIn,
@@ -269,15 +269,26 @@ class SimulatedOracle:
                     classes=classes,
                 )
                 continue
-            taken.add(best)
             true = truth[best]
+            shape = _outline_as(proposal.geometry, true, s)
+            if shape is _NO_FIT:  # a proposal that cannot hold the true outline
+                revise(
+                    s,
+                    proposal.object_id,
+                    annotator=ORACLE_ANNOTATOR,
+                    status=AnnotationStatus.REJECTED,
+                    source=LabelSource.SIMULATED,
+                    classes=classes,
+                )
+                continue
+            taken.add(best)
             revise(
                 s,
                 proposal.object_id,
                 annotator=ORACLE_ANNOTATOR,
                 status=AnnotationStatus.VERIFIED,
                 box=(true.x0, true.y0, true.x1, true.y1),
-                shape=true.shape,
+                shape=shape,  # type: ignore[arg-type]
                 source=LabelSource.SIMULATED,
                 classes=classes,
             )
@@ -345,6 +356,29 @@ class HumanOracle:
         """Nothing to do here but wait: the message says how to label the batch."""
         how = "label them with `exemplar label` or `exemplar import-labels FILE`"
         return _waiting(cycle, len(entries), how)
+
+
+#: :func:`_outline_as` when a proposal's geometry cannot hold the true outline.
+_NO_FIT: Any = object()
+
+
+def _outline_as(geometry: str, true: Annotation, s: Session) -> dict[str, Any] | None | Any:
+    """The true object's outline in a proposal's geometry: none for a box, a mask of the
+    image for a mask (from the truth's polygons, mask or box), its polygons for a polygon;
+    :data:`_NO_FIT` when the truth has no polygons to give a polygon proposal."""
+    if geometry == "box":
+        return None
+    shape = true.shape or {}
+    if geometry == "polygon":
+        return {"polygons": shape["polygons"]} if shape.get("polygons") else _NO_FIT
+    item = s.get_one(Item, true.item_id)
+    if item.width is None or item.height is None:
+        return _NO_FIT
+    box = (true.x0, true.y0, true.x1, true.y1)
+    rle = outline_mask(
+        shape.get("polygons"), shape.get("rle"), box, 1.0, (int(item.height), int(item.width))
+    )
+    return {"rle": rle}
 
 
 def make_oracle(context: LoopContext, config: OracleSection) -> Oracle:

@@ -25,8 +25,11 @@ pytest.importorskip("torch")
 CLASSES = ["nucleus", "micronucleus"]
 
 
-def write_cells(folder: Path, n: int, *, size: int = 64, seed: int = 0) -> Path:
-    """A COCO folder of SYNTHETIC cell images (PNG files plus annotations.json)."""
+def write_cells(
+    folder: Path, n: int, *, size: int = 64, seed: int = 0, polygons: bool = False
+) -> Path:
+    """A COCO folder of SYNTHETIC cell images (PNG files plus annotations.json); with
+    ``polygons``, each object's outline is its box as a polygon (as COCO files often do)."""
     data = synthetic_cells(n, size=size, seed=seed, objects_per_image=(2, 6))
     folder.mkdir(parents=True, exist_ok=True)
     images = []
@@ -34,8 +37,14 @@ def write_cells(folder: Path, n: int, *, size: int = 64, seed: int = 0) -> Path:
         path = folder / f"cell{k:03d}.png"
         Image.fromarray(pixels).save(path)
         records = [
-            ObjectRecord(data.classes[int(c)], tuple(float(v) for v in box))  # type: ignore[arg-type]
-            for box, c in zip(objs.boxes, objs.classes, strict=True)
+            ObjectRecord(
+                data.classes[int(c)],
+                tuple(float(v) for v in box),  # type: ignore[arg-type]
+                polygons=[[box[0], box[1], box[2], box[1], box[2], box[3], box[0], box[3]]]
+                if polygons
+                else None,
+            )
+            for box, c in zip(objs.boxes.tolist(), objs.classes, strict=True)
         ]
         images.append(AnnotatedImage(path, size, size, records))
     return write_annotations(images, data.classes, folder, "coco")
@@ -443,3 +452,46 @@ def test_new_proposals_withdraw_an_older_models_open_ones(tmp_path: Path, coco: 
             withdrawn = current_annotations(s, [item_id], statuses=("deleted",))
         assert [a.model_version for a in shown] == ["b"]
         assert len(withdrawn) == 2 and {a.model_version for a in withdrawn} == {"a"}
+
+
+@pytest.mark.parametrize("task", ["detection", "segmentation"])
+def test_polygon_truth_settles_box_and_mask_proposals(tmp_path: Path, task: str) -> None:
+    """COCO truth with polygons: the simulated expert verifies a box proposal onto the true
+    box, a mask proposal onto the true outline as a mask, and draws the rest as polygons."""
+    coco = write_cells(tmp_path / "poly", 12, seed=6, polygons=True)
+    recipe = "centernet-seg" if task == "segmentation" else "centernet"
+    with Project.init(
+        tmp_path / "p",
+        CLASSES,
+        task=task,
+        oracle={"kind": "simulated"},
+        data={"image_side": 64},
+        model={
+            "candidates": [
+                {"recipe": recipe, "params": {"epochs": 2, "batch_size": 2, "lr": 0.01}}
+            ],
+            "proposal_threshold": 0.0,
+        },
+        selection={"strategy": "box_entropy", "batch_size": 3, "initial_size": 5},
+        stopping={"criteria": [{"name": "label_budget", "budget": 11}]},
+    ) as project:
+        project.import_(coco, labels_as="ground_truth")
+        assert project.run().status == "stopped"
+        with project.db.read() as s:
+            verified = current_annotations(s, None, statuses=(AnnotationStatus.VERIFIED,))
+            truth = current_annotations(s, None, statuses=(AnnotationStatus.GROUND_TRUTH,))
+        labeled = {a.item_id for a in verified}
+        want = [t for t in truth if t.item_id in labeled]
+        assert len(verified) == len(want)  # every true object, once, on labeled images
+        kinds = {a.geometry for a in verified}
+        assert kinds <= {"polygon", "box" if task == "detection" else "mask"}
+        assert "polygon" in kinds  # objects no proposal found are drawn as the truth is
+        with project.db.read() as s:
+            proposed_ids = set(
+                s.scalars(
+                    select(Annotation.object_id).where(Annotation.source == LabelSource.MODEL)
+                )
+            )
+        matched = [a for a in verified if a.object_id in proposed_ids]
+        assert matched, "some proposals matched the truth and were verified"
+        assert {a.geometry for a in matched} == {"box" if task == "detection" else "mask"}
