@@ -288,7 +288,7 @@ class SimulatedOracle:
                 annotator=ORACLE_ANNOTATOR,
                 status=AnnotationStatus.VERIFIED,
                 box=(true.x0, true.y0, true.x1, true.y1),
-                shape=shape,  # type: ignore[arg-type]
+                shape=shape,
                 source=LabelSource.SIMULATED,
                 classes=classes,
             )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,6 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from exemplar.errors import ProjectError
 from exemplar.loop.config import ModelSection
 from exemplar.loop.context import LoopContext
 from exemplar.loop.model_selector import (
@@ -82,7 +83,6 @@ class LabeledSet:
     y: np.ndarray
     objects: list[Objects] | None = None
     negatives: list[Objects] | None = None
-    validation: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     @property
     def size(self) -> int:
@@ -325,13 +325,15 @@ def write_proposals(
 
     Objects scoring below ``[model] proposal_threshold`` are left out. Proposals an older
     model left open on the same items (a stale queue entry dropped before anyone saw it)
-    are withdrawn first (status ``deleted``), so an annotator sees one model's proposals.
+    are withdrawn first (status ``deleted``), so an annotator sees one model's proposals;
+    imported pre-annotations stay.
     Returns the proposals written.
     """
     min_score = ctx.config.model.proposal_threshold
     side = ctx.config.data.image_side
     classes = ctx.classes
-    for old in current_annotations(s, list(proposals), statuses=(AnnotationStatus.PROPOSED,)):
+    open_proposals = current_annotations(s, list(proposals), statuses=(AnnotationStatus.PROPOSED,))
+    for old in (p for p in open_proposals if p.source == LabelSource.MODEL):
         revise(
             s,
             old.object_id,
@@ -379,7 +381,12 @@ def _item_sizes(s: Session, item_ids: Sequence[int]) -> dict[int, tuple[int, int
             select(Item.id, Item.width, Item.height).where(Item.id.in_(part))
         ):
             if not width or not height:
-                raise ValueError(f"item {item_id} has no recorded image size; import it again")
+                raise ProjectError(
+                    f"item {item_id} has no recorded image size, so its objects cannot be "
+                    "placed in the detector's frame; it was imported into a classification "
+                    "project or by an older version: import its images into a new detection "
+                    "project"
+                )
             sizes[item_id] = (int(width), int(height))
     return sizes
 

@@ -65,7 +65,7 @@ from exemplar.data.detection import tile_image, to_rows
 from exemplar.errors import ConfigError, DatasetError
 from exemplar.formats import AnnotatedImage, ObjectRecord
 from exemplar.objects import Objects, outline_mask
-from exemplar.sources.annotated import AnnotatedSource, read_pixels
+from exemplar.sources.annotated import AnnotatedSource, counts_as_labeled, read_pixels
 from exemplar.sources.base import PROBLEM_KINDS, Problem, Source, SourceOptions
 from exemplar.sources.features import TextFeaturizer, hashing_featurizer
 from exemplar.sources.registry import open_source
@@ -333,10 +333,16 @@ class ImageTiler:
         height, width = pixels.shape[:2]
         if max(height, width) <= self.tile_size:
             return [image]
+        if image.width and image.height and (image.width, image.height) != (width, height):
+            raise ValueError(
+                f"the annotations say the image is {image.width}x{image.height}, the file is "
+                f"{width}x{height}: its objects would be misplaced"
+            )
+        labeled = counts_as_labeled(image)
         groups = _provenance_groups(image.objects, self.classes, (height, width))
         cuts: dict[tuple[int, int], tuple[np.ndarray, list[ObjectRecord]]] = {}
         size = (self.tile_size, self.tile_size)
-        for (status, source, annotator, version, score), objs in groups:
+        for (status, source, annotator, version), objs in groups:
             for top, left, window, kept in tile_image(pixels, objs, size, overlap=self.overlap):
                 entry = cuts.setdefault((top, left), (window, []))
                 entry[1].extend(
@@ -344,7 +350,7 @@ class ImageTiler:
                         self.classes[int(c)],
                         tuple(float(v) for v in box),  # type: ignore[arg-type]
                         rle=None if kept.masks is None else dict(kept.masks[k]),
-                        score=score,
+                        score=None if kept.scores is None else float(kept.scores[k]),
                         status=status,
                         source=source,
                         annotator=annotator,
@@ -357,7 +363,8 @@ class ImageTiler:
                 pixels, Objects.empty(), size, overlap=self.overlap
             ):
                 cuts[(top, left)] = (window, [])
-        digest = hashlib.sha256(str(image.path.resolve()).encode()).hexdigest()[:8]
+        # The tile names carry the image's content hash: a changed image gets new tiles.
+        digest = hashlib.sha256(image.path.read_bytes()).hexdigest()[:12]
         self.folder.mkdir(parents=True, exist_ok=True)
         tiles = []
         for (top, left), (window, records) in sorted(cuts.items()):
@@ -370,45 +377,46 @@ class ImageTiler:
                     self.tile_size,
                     self.tile_size,
                     records,
-                    {"tile_of": str(image.path), "top": top, "left": left},
+                    {"tile_of": str(image.path), "top": top, "left": left, "labeled": labeled},
                 )
             )
         return tiles
 
 
+#: An imported object's status and provenance: status, source, annotator, model version.
+Provenance = tuple[str, str, str | None, str | None]
+
+
 def _provenance_groups(
     records: Sequence[ObjectRecord], classes: Sequence[str], size: tuple[int, int]
-) -> list[tuple[tuple[str, str, str | None, str | None, float | None], Objects]]:
+) -> list[tuple[Provenance, Objects]]:
     """The objects of an image grouped by status and provenance, as :class:`Objects`
-    (outlines as masks of the image)."""
+    (outlines as masks of the image; a model's scores kept per object)."""
     index = {name: k for k, name in enumerate(classes)}
-    grouped: dict[tuple[str, str, str | None, str | None, float | None], list[ObjectRecord]] = {}
+    grouped: dict[tuple[str, str, str | None, str | None, bool, bool], list[ObjectRecord]] = {}
     for rec in records:
         outline = bool(rec.polygons or rec.rle)  # boxes stay boxes, outlines masks
-        grouped.setdefault(
-            (rec.status, rec.source, rec.annotator, rec.model_version, rec.score, outline), []
-        ).append(rec)
+        key = (rec.status, rec.source, rec.annotator, rec.model_version, outline)
+        grouped.setdefault((*key, rec.score is not None), []).append(rec)
     out = []
-    for (*key, outlined), recs in grouped.items():
+    for (status, source, annotator, version, outlined, scored), recs in grouped.items():
         masks = (
             [outline_mask(r.polygons, r.rle, r.box, 1.0, size) for r in recs] if outlined else None
         )
-        out.append(
-            (
-                tuple(key),  # type: ignore[arg-type]
-                Objects(
-                    np.asarray([r.box for r in recs], np.float32),
-                    np.asarray([index[r.label] for r in recs], np.int64),
-                    masks=masks,
-                ),
-            )
+        objects = Objects(
+            np.asarray([r.box for r in recs], np.float32),
+            np.asarray([index[r.label] for r in recs], np.int64),
+            np.asarray([r.score for r in recs], np.float32) if scored else None,
+            masks=masks,
         )
+        out.append(((status, source, annotator, version), objects))
     return out
 
 
 def _save_png(pixels: np.ndarray, path: Path) -> None:
-    """Write a tile losslessly (16-bit grey stays 16-bit), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write a tile losslessly (16-bit grey stays 16-bit), atomically (a temporary name of
+    this process's own, so two imports never write the same temporary file)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     image = Image.fromarray(pixels)
     image.save(tmp, format="PNG")
     os.replace(tmp, path)

@@ -22,11 +22,10 @@ from exemplar.errors import DatasetError, FormatError
 from exemplar.formats import AnnotatedImage, detect_format, read_annotations
 from exemplar.formats.base import IMAGE_SUFFIXES
 from exemplar.sources.base import Chunk, Log, Problem, Record, Source
+from exemplar.store.annotations import OBJECTS_LABEL
 
-__all__ = ["OBJECTS_MARK", "AnnotatedSource", "PixelRows", "read_pixels"]
+__all__ = ["AnnotatedSource", "PixelRows", "counts_as_labeled", "read_pixels"]
 
-#: The label of an image whose objects were annotated (the store's ``OBJECTS_LABEL``).
-OBJECTS_MARK = "<objects>"
 
 #: Turns decoded images into the detector's input rows (``(n, C * S * S)`` float32).
 PixelRows = Callable[[Sequence[np.ndarray]], np.ndarray]
@@ -140,7 +139,7 @@ class AnnotatedSource(Source):
             uri=str(path.resolve()),
             where=str(path),
             kind="image",
-            label=OBJECTS_MARK if self.annotated and _annotated(image) else None,
+            label=OBJECTS_LABEL if self.annotated and counts_as_labeled(image) else None,
             path=path,
             file_id=f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}",
             objects=list(image.objects) if self.annotated else None,
@@ -157,8 +156,16 @@ class AnnotatedSource(Source):
             if isinstance(decoded, str):
                 self.log.skip(Problem(records[i].where, decoded, "unreadable file"))
                 continue
-            if records[i].width is None:
-                records[i].height, records[i].width = decoded.shape[:2]
+            height, width = decoded.shape[:2]
+            declared = (records[i].width, records[i].height)
+            if declared != (None, None) and declared != (width, height):
+                why = (
+                    f"the annotations say the image is {declared[0]}x{declared[1]}, the file is "
+                    f"{width}x{height}: its objects would be misplaced"
+                )
+                self.log.skip(Problem(records[i].where, why, "bad value"))
+                continue
+            records[i].height, records[i].width = height, width
             done.append(i)
             pixels.append(decoded)
         if not pixels:
@@ -166,8 +173,11 @@ class AnnotatedSource(Source):
         return done, self.rows(pixels)
 
 
-def _annotated(image: AnnotatedImage) -> bool:
-    """An image counts as labeled unless all its objects are a model's proposals."""
+def counts_as_labeled(image: AnnotatedImage) -> bool:
+    """An image counts as labeled unless all its objects are a model's proposals; a tile
+    counts as its image does (``extra["labeled"]``), even with no objects of its own."""
+    if "labeled" in image.extra:
+        return bool(image.extra["labeled"])
     return not image.objects or any(o.status != "proposed" for o in image.objects)
 
 

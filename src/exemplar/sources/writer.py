@@ -149,10 +149,10 @@ class BatchWriter:
                     keep = [i for i, r in enumerate(records) if r.uid not in stored]
                     records, X = [records[i] for i in keep], X[keep]
                 new = len(records)
-                labeled = 0
+                labeled = objects = 0
                 if new:
                     self.arrays.append_features(X, n_rows, dim)
-                    labeled = self._insert(s, records, n_rows)
+                    labeled, objects = self._insert(s, records, n_rows)
                     _set_meta(s, "n_rows", n_rows + new)
                     if stored_dim is None:
                         _set_meta(s, "feature_dim", dim)
@@ -163,12 +163,13 @@ class BatchWriter:
         written.duplicates += len(stored)
         written.added += new
         written.labeled += labeled
-        written.objects += sum(len(r.objects or []) for r in records)
+        written.objects += objects
         for rec in records:
             written.kinds[rec.kind] = written.kinds.get(rec.kind, 0) + 1
 
-    def _insert(self, s: Session, records: list[Record], first_row: int) -> int:
-        """Insert the items at rows ``first_row, ...`` and their labels; return labels set."""
+    def _insert(self, s: Session, records: list[Record], first_row: int) -> tuple[int, int]:
+        """Insert the items at rows ``first_row, ...``, their labels and objects; return the
+        labels set and the objects stored."""
         ground_truth = self.labels_as == "ground_truth"
         now = utcnow()
         s.execute(
@@ -193,14 +194,16 @@ class BatchWriter:
         labeled = [(j, r.label) for j, r in enumerate(records) if r.label is not None]
         with_objects = [j for j, r in enumerate(records) if r.objects is not None]
         if not labeled and not with_objects:
-            return 0
+            return 0, 0
         last_row = first_row + len(records)
         rows = select(Item.row, Item.id).where(Item.row >= first_row, Item.row < last_row)
         ids = {row: item_id for row, item_id in s.execute(rows)}
-        for j in with_objects:
+        stored = sum(
             _store_objects(s, ids[first_row + j], records[j], self.classes, ground_truth)
+            for j in with_objects
+        )
         if ground_truth or not labeled:
-            return len(labeled)
+            return len(labeled), stored
         objects = [(ids[first_row + j], lab) for j, lab in labeled if lab == OBJECTS_LABEL]
         classes = [(ids[first_row + j], lab) for j, lab in labeled if lab != OBJECTS_LABEL]
         n = 0
@@ -220,17 +223,19 @@ class BatchWriter:
                 source=LabelSource.IMPORT,
                 status=LabelStatus.VERIFIED,
             )
-        return n
+        return n, stored
 
 
 def _store_objects(
     s: Session, item_id: int, record: Record, classes: Sequence[str], ground_truth: bool
-) -> None:
+) -> int:
     """Store an imported image's objects: with their own status and provenance, or all as
-    hidden ground truth (proposals are then left out: a model's guess is no truth)."""
+    hidden ground truth (only verified objects are truth then: a model's proposal, a
+    rejected object or a hard negative is no object of the image)."""
     groups: dict[tuple[str, str, str | None, str | None], list[AnnotationIn]] = {}
+    stored = 0
     for obj in record.objects or []:
-        if ground_truth and obj.status == AnnotationStatus.PROPOSED:
+        if ground_truth and obj.status != AnnotationStatus.VERIFIED:
             continue
         status = AnnotationStatus.GROUND_TRUTH.value if ground_truth else obj.status
         key = (status, obj.source, obj.annotator, obj.model_version)
@@ -244,6 +249,7 @@ def _store_objects(
             AnnotationIn(obj.label, obj.box, geometry, shape, confidence=obj.score)
         )
     for (status, source, annotator, model_version), objs in groups.items():
+        stored += len(objs)
         add_annotations(
             s,
             item_id,
@@ -254,6 +260,7 @@ def _store_objects(
             model_version=model_version,
             classes=classes,
         )
+    return stored
 
 
 def _lock_meta(s: Session) -> tuple[int, int | None]:

@@ -431,6 +431,7 @@ def test_new_proposals_withdraw_an_older_models_open_ones(tmp_path: Path, coco: 
     proposals: the older open ones are withdrawn (deleted), with their history kept."""
     from exemplar.loop.tasks import write_proposals
     from exemplar.objects import Objects
+    from exemplar.store.annotations import AnnotationIn, add_annotations
 
     with detection_project(tmp_path) as project:
         project.import_(coco, labels_as="ground_truth")
@@ -438,6 +439,15 @@ def test_new_proposals_withdraw_an_older_models_open_ones(tmp_path: Path, coco: 
             item_id = s.scalar(select(Item.id).limit(1))
         first = Objects([[1, 1, 9, 9], [20, 20, 30, 30]], [0, 1], [0.9, 0.8])
         second = Objects([[2, 2, 10, 10]], [0], [0.7])
+        with project.db.session() as s:  # another tool's pre-annotation: it stays
+            add_annotations(
+                s,
+                item_id,
+                [AnnotationIn("nucleus", (40.0, 40.0, 50.0, 50.0), confidence=0.6)],
+                status="proposed",
+                source="import",
+                classes=CLASSES,
+            )
         with project.db.session() as s:
             assert (
                 write_proposals(s, {item_id: first}, project, model_version="a", cycle_id=None) == 2
@@ -450,7 +460,10 @@ def test_new_proposals_withdraw_an_older_models_open_ones(tmp_path: Path, coco: 
         with project.db.read() as s:
             shown = current_annotations(s, [item_id], statuses=("proposed",))
             withdrawn = current_annotations(s, [item_id], statuses=("deleted",))
-        assert [a.model_version for a in shown] == ["b"]
+        assert sorted((a.source, a.model_version or "") for a in shown) == [
+            ("import", ""),
+            ("model", "b"),
+        ]
         assert len(withdrawn) == 2 and {a.model_version for a in withdrawn} == {"a"}
 
 

@@ -88,3 +88,61 @@ def test_tile_overlap_must_be_below_the_tile(tmp_path: Path) -> None:
         Project.init(
             tmp_path / "p", CLASSES, task="detection", data={"tile_size": 64, "tile_overlap": 64}
         )
+
+
+def test_tiles_of_an_image_with_only_proposals_stay_unlabeled(tmp_path: Path) -> None:
+    """A model's proposals do not label an image, nor its empty tiles; their scores stay."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = folder / "slide.png"
+    noise = np.random.default_rng(3).integers(0, 255, size=(96, 128)).astype(np.uint8)
+    Image.fromarray(noise).save(path)  # four different tiles (equal tiles are one item)
+    proposal = ObjectRecord(
+        "cell", (10.0, 10.0, 30.0, 30.0), score=0.75, status="proposed", source="model"
+    )
+    coco = write_annotations([AnnotatedImage(path, 128, 96, [proposal])], CLASSES, folder, "coco")
+    with Project.init(
+        tmp_path / "p", CLASSES, task="detection", data={"image_side": 64, "tile_size": 64}
+    ) as project:
+        report = project.import_(coco)
+        assert report.added == 4 and report.labeled == 0
+        with project.db.read() as s:
+            found = current_annotations(s, None, statuses=(AnnotationStatus.PROPOSED,))
+        assert len(found) == 1 and found[0].confidence == pytest.approx(0.75)
+
+
+def test_an_image_whose_file_differs_from_its_annotations_is_skipped(tmp_path: Path) -> None:
+    """Objects placed by a declared size that is not the file's would be misplaced."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good, bad = folder / "good.png", folder / "bad.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(good)
+    Image.fromarray(np.zeros((80, 80), np.uint8)).save(bad)
+    box = ObjectRecord("cell", (1.0, 1.0, 9.0, 9.0))
+    coco = write_annotations(
+        [AnnotatedImage(good, 40, 40, [box]), AnnotatedImage(bad, 40, 40, [box])],
+        CLASSES,
+        folder,
+        "coco",
+    )
+    with Project.init(tmp_path / "p", CLASSES, task="detection", data={"image_side": 64}) as p:
+        report = p.import_(coco)
+        assert report.added == 1
+        assert [w for w, _ in report.skipped] == [str(bad)]
+        assert "40x40, the file is 80x80" in report.skipped[0][1]
+
+
+def test_ground_truth_keeps_only_verified_objects(tmp_path: Path) -> None:
+    """Rejected objects and hard negatives in an imported file are no truth of the image."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    path = folder / "a.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(path)
+    objs = [
+        ObjectRecord("cell", (1.0, 1.0, 9.0, 9.0)),
+        ObjectRecord("cell", (20.0, 20.0, 30.0, 30.0), status="hard_negative", source="human"),
+        ObjectRecord("speck", (10.0, 20.0, 14.0, 24.0), status="rejected", source="human"),
+    ]
+    coco = write_annotations([AnnotatedImage(path, 40, 40, objs)], CLASSES, folder, "coco")
+    with Project.init(tmp_path / "p", CLASSES, task="detection", data={"image_side": 64}) as p:
+        assert p.import_(coco, labels_as="ground_truth").objects == 1
