@@ -38,6 +38,7 @@ from exemplar.loop.tasks import (
     bind_files,
     make_task,
     model_inputs,
+    predict_proposals,
     reads_files,
     write_proposals,
 )
@@ -165,7 +166,7 @@ class LoopEngine:
 
     def _train(self, cycle: Cycle) -> None:
         t0 = time.perf_counter()
-        labeled = self._labeled()
+        labeled = self.task.labeled(self.project, for_training=True)
         previous = self._cycle(cycle.number - 1)
         missing = sorted(set(self.project.classes) - set(self._labeled_classes(labeled)))
         if missing:
@@ -636,16 +637,12 @@ class LoopEngine:
     def _proposals(
         self, version: ModelVersion, cycle: Cycle, rows: Sequence[int], item_ids: np.ndarray
     ) -> dict[int, Objects]:
-        """The model's objects on the picked items, in each image's own pixels: the
-        proposals an annotator verifies or rejects."""
+        """The model's objects on the picked items (its frame): the proposals an annotator
+        verifies or rejects, once :func:`write_proposals` has stored them in image pixels."""
         if not rows:
             return {}
         model = self._load_model(version, cycle, committee=False)
-        order = np.argsort(rows)
-        sorted_rows = np.asarray(rows, dtype=np.int64)[order]
-        found = model.predict_objects(self._inputs(version, sorted_rows))  # type: ignore[attr-defined]
-        ids = [int(item_ids[k]) for k in order]
-        return dict(zip(ids, found, strict=True))
+        return predict_proposals(self.project, model, version.recipe, rows, item_ids)
 
     def _discard_run(self, version: ModelVersion) -> None:
         """Delete the run folder an external trainer's pruned checkpoint names (its weights

@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, func, select
 from exemplar.loop.context import LoopContext
 from exemplar.loop.scoring import load_scored
 from exemplar.loop.selection import query_batch
-from exemplar.loop.tasks import bind_files, model_inputs, reads_files, write_proposals
+from exemplar.loop.tasks import bind_files, predict_proposals, write_proposals
 from exemplar.models import load_model
 from exemplar.objects import Objects
 from exemplar.predictions import Predictions
@@ -217,12 +217,7 @@ def _proposals(
     model = bind_files(
         context, load_model(version.recipe, path, device=context.config.model.device)
     )
-    order = np.argsort(rows)
-    sorted_rows = np.asarray(rows, dtype=np.int64)[order]
-    found = model.predict_objects(  # type: ignore[attr-defined]
-        model_inputs(context, reads_files(version.recipe), sorted_rows)
-    )
-    return {int(item_ids[k]): objs for k, objs in zip(order, found, strict=True)}
+    return predict_proposals(context, model, version.recipe, rows, item_ids)
 
 
 def _stored_ranking(

@@ -56,6 +56,7 @@ __all__ = [
     "build_params",
     "make_task",
     "model_inputs",
+    "predict_proposals",
     "reads_files",
     "to_objects",
     "write_proposals",
@@ -98,8 +99,9 @@ class LabeledSet:
 class Task(Protocol):
     """What differs between kinds of labeling inside one cycle."""
 
-    def labeled(self, ctx: LoopContext) -> LabeledSet:
-        """The current training labels (pool and train splits)."""
+    def labeled(self, ctx: LoopContext, *, for_training: bool = False) -> LabeledSet:
+        """The current training labels (pool and train splits); ``for_training`` asks for
+        everything a fit reads (outlines as masks, for segmentation)."""
         ...
 
     def trainable(self, labeled: LabeledSet) -> bool:
@@ -126,7 +128,7 @@ class Task(Protocol):
 class ClassificationTask:
     """One class per item (DESIGN.md §2)."""
 
-    def labeled(self, ctx: LoopContext) -> LabeledSet:
+    def labeled(self, ctx: LoopContext, *, for_training: bool = False) -> LabeledSet:
         with ctx.db.read() as s:
             rows = current_labels(s, splits=(Split.POOL, Split.TRAIN))
         return LabeledSet(
@@ -186,12 +188,25 @@ class ObjectTask:
     def __init__(self, segmentation: bool = False) -> None:
         self.segmentation = segmentation
 
-    def labeled(self, ctx: LoopContext) -> LabeledSet:
+    def labeled(
+        self,
+        ctx: LoopContext,
+        *,
+        for_training: bool = False,
+        item_ids: Sequence[int] | None = None,
+    ) -> LabeledSet:
+        """The labeled images and their objects in the model's frame; outlines are
+        rasterized only ``for_training`` a segmentation model; ``item_ids`` keeps only those
+        images."""
         classes = ctx.classes
         side = ctx.config.data.image_side
+        masks = side if self.segmentation and for_training else None
         with ctx.db.read() as s:
             rows = current_labels(s, splits=(Split.POOL, Split.TRAIN))
             rows = [c for c in rows if c.label == OBJECTS_LABEL]
+            if item_ids is not None:
+                wanted = set(item_ids)
+                rows = [c for c in rows if c.item_id in wanted]
             ids = [c.item_id for c in rows]
             sizes = _item_sizes(s, ids)
             found = current_annotations(
@@ -208,7 +223,7 @@ class ObjectTask:
             np.asarray([c.row for c in rows], dtype=np.int64),
             np.full(len(rows), OBJECTS_LABEL, dtype=object).astype(str),
             objects=[
-                to_objects(positive[i], classes, scale, side if self.segmentation else None)
+                to_objects(positive[i], classes, scale, masks)
                 for i, scale in zip(ids, scales, strict=True)
             ],
             negatives=[
@@ -247,13 +262,11 @@ class ObjectTask:
     def batch_metrics(
         self, ctx: LoopContext, model: ModelAdapter, item_ids: Sequence[int]
     ) -> dict[str, float]:
-        labeled = self.labeled(ctx)
-        keep = np.isin(labeled.item_ids, np.asarray(list(item_ids), dtype=np.int64))
-        if not keep.any():
+        labeled = self.labeled(ctx, item_ids=item_ids)
+        if not labeled.size:
             return {}
         assert labeled.objects is not None
-        rows = labeled.rows[keep]
-        truth = [o for o, k in zip(labeled.objects, keep, strict=True) if k]
+        rows, truth = labeled.rows, labeled.objects
         predicted = model.predict_objects(  # type: ignore[attr-defined]
             model_inputs(ctx, hasattr(model, "bind_items"), rows)
         )
@@ -311,6 +324,26 @@ def to_objects(
             for a in annotations
         ]
     return Objects(boxes, labels, masks=masks)
+
+
+def predict_proposals(
+    ctx: LoopContext,
+    model: ModelAdapter,
+    recipe: str,
+    rows: Sequence[int] | np.ndarray,
+    item_ids: Sequence[int] | np.ndarray,
+) -> dict[int, Objects]:
+    """The model's objects on the items at feature ``rows`` (``item_ids`` aligned), in the
+    model's frame, by item id: what :func:`write_proposals` stores. Rows are read in
+    ascending order (a memory map is read forward)."""
+    if not len(rows):
+        return {}
+    order = np.argsort(np.asarray(rows))
+    sorted_rows = np.asarray(rows, dtype=np.int64)[order]
+    found = model.predict_objects(  # type: ignore[attr-defined]
+        model_inputs(ctx, reads_files(recipe), sorted_rows)
+    )
+    return {int(item_ids[k]): objs for k, objs in zip(order, found, strict=True)}
 
 
 def write_proposals(
@@ -431,12 +464,12 @@ def bind_files(ctx: LoopContext, model: ModelAdapter) -> ModelAdapter:
     if bind is None:
         return model
     paths: list[str] = [""] * ctx.n_rows
-    sizes: list[tuple[int, int]] = [(1, 1)] * ctx.n_rows
+    sizes: list[tuple[int, int] | None] = [None] * ctx.n_rows  # None: read from the file
     with ctx.db.read() as s:
         for row, uri, width, height in s.execute(
             select(Item.row, Item.uri, Item.width, Item.height).where(Item.row < ctx.n_rows)
         ):
             paths[row] = uri
-            sizes[row] = (int(width or 1), int(height or 1))
+            sizes[row] = (int(width), int(height)) if width and height else None
     bind(paths, sizes)
     return model

@@ -254,7 +254,7 @@ class ExternalAdapter:
     def bind_items(
         self,
         paths: Sequence[str | os.PathLike[str]],
-        sizes: Sequence[tuple[int, int]] | None = None,
+        sizes: Sequence[tuple[int, int] | None] | None = None,
     ) -> ExternalAdapter:
         """Name the image file of every row: row ``i`` of ``X`` is ``paths[i]``.
 

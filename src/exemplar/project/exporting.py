@@ -244,7 +244,7 @@ def export_objects(
     """
     if not project.config.project.objects:
         raise ProjectError(
-            f"--format {fmt} exports objects; this project's task is "
+            f"format {fmt!r} exports objects; this project's task is "
             f"{project.config.project.task!r} (export its labels as .csv or .json)"
         )
     if fmt not in FORMATS:

@@ -287,7 +287,7 @@ def _open(
     if not project.config.project.objects:
         if annotation_format is not None:
             raise ConfigError(
-                f"--format {annotation_format} imports objects; this project's task is "
+                f"format {annotation_format!r} imports objects; this project's task is "
                 f"{project.config.project.task!r} (start one with `exemplar init --task detection`)"
             )
         return open_source(path, options, report)
