@@ -685,6 +685,24 @@ class LoopEngine:
             self._discard_run(version)
             (self.project.root / version.path).unlink(missing_ok=True)
             drop_scored(self.project.arrays, version.version)
+        self._sweep_runs()
+
+    def _sweep_runs(self) -> None:
+        """Delete external trainers' run folders no checkpoint names: those of fits whose
+        cycle was interrupted before its checkpoints were recorded (the resumed cycle
+        trains again, in a new folder). Runs only under the project lock."""
+        runs = self.project.root / "external"
+        if not runs.is_dir():
+            return
+        named = set()
+        for checkpoint in self.project.models_dir.glob("*.json"):
+            try:
+                named.add(Path(json.loads(checkpoint.read_text("utf-8"))["run_dir"]).resolve())
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        for run in runs.glob("run-*"):
+            if run.is_dir() and run.resolve() not in named:
+                shutil.rmtree(run, ignore_errors=True)
 
     # -- transitions -------------------------------------------------------------------
 

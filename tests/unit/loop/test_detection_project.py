@@ -398,8 +398,11 @@ def test_an_external_trainer_runs_the_detection_loop(tmp_path: Path) -> None:
         stopping={"criteria": [{"name": "label_budget", "budget": 12}]},
     ) as project:
         project.import_(coco, labels_as="ground_truth")
+        orphan = project.root / "external" / "run-interrupted"  # a fit killed before its record
+        orphan.mkdir(parents=True)
         outcome = project.run()
         assert outcome.status == "stopped"
+        assert not orphan.exists()  # swept: no checkpoint names it
         with project.db.read() as s:
             versions = [v for v in s.scalars(select(ModelVersion)) if v.selected]
             labels = current_labels(s)
