@@ -6,6 +6,8 @@ Library pieces the loop calls each cycle; none of them touch the database or fil
   (Northcutt et al. 2021) on out-of-fold probabilities.
 * :mod:`~exemplar.curation.split`: proposing a class split by clustering its exemplars'
   embeddings, choosing the number of new classes, and validating a merge.
+* :mod:`~exemplar.curation.redundancy`: near duplicates and confidently classified items
+  proposed for removal (a plan a human confirms), and the plan's validation.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from exemplar.curation.label_errors import (
     out_of_fold_proba,
     rank_by_self_confidence,
 )
+from exemplar.curation.redundancy import (
+    DuplicateGroup,
+    PlanValidation,
+    PrunePlan,
+    Removal,
+    near_duplicates,
+    prune_plan,
+    redundant_by_margin,
+    validate_plan,
+)
 from exemplar.curation.split import (
     SplitProposal,
     choose_n_classes,
@@ -24,12 +36,20 @@ from exemplar.curation.split import (
 )
 
 __all__ = [
+    "DuplicateGroup",
     "LabelErrors",
+    "PlanValidation",
+    "PrunePlan",
+    "Removal",
     "SplitProposal",
     "choose_n_classes",
     "find_label_errors",
     "merge_mapping",
+    "near_duplicates",
     "out_of_fold_proba",
     "propose_split",
+    "prune_plan",
     "rank_by_self_confidence",
+    "redundant_by_margin",
+    "validate_plan",
 ]
