@@ -5,8 +5,15 @@ Writes bench/results/class_split.json and class_split.md.
     nice python -m bench.class_split [--datasets digits,mnist5k] [--seeds 5]
 
 Protocol. For each dataset and each pair of true classes (a, b), the two classes are merged
-into one. Embeddings are PCA(32) of the per-pixel standardized pixels, fitted on the whole
-dataset without labels (no trained model: a stand-in for a model's embeddings). Each seed
+into one. Two embeddings, each computed once per dataset and pair:
+
+- ``pca``: PCA(32) of the per-pixel standardized pixels, fitted on the whole dataset
+  without labels;
+- ``mlp``: the 64 ReLU hidden units of a scikit-learn MLP (one hidden layer, seed 0, 200
+  epochs at most) trained on the whole dataset's standardized pixels with a and b merged
+  into one label, as the project's model would be before the split.
+
+Each seed
 draws 80% of the merged class's items (the "verified exemplars"), and both methods,
 k-means (n_init=10, seeded) and Ward agglomerative, split that same sample in two
 (:func:`exemplar.curation.split.propose_split`, L2-normalized embeddings), so the methods
@@ -31,6 +38,7 @@ import numpy as np
 from scipy import stats
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
+from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 from exemplar.curation.split import choose_n_classes, propose_split
@@ -103,10 +111,22 @@ def run_pair(z: np.ndarray, y: np.ndarray, pair: tuple[int, int], seeds: int) ->
     return out
 
 
-def embed(x: np.ndarray) -> np.ndarray:
-    """PCA(32) of the per-feature standardized pixels (unsupervised, whole dataset)."""
+EMBEDDINGS = {
+    "pca": f"PCA({PCA_DIMS}) of per-pixel standardized pixels, fitted on the whole dataset "
+    "without labels",
+    "mlp": "64 ReLU hidden units of an MLP trained (seed 0) on the whole dataset's standardized "
+    "pixels with the pair merged into one label",
+}
+
+
+def embed(x: np.ndarray, y: np.ndarray, pair: tuple[int, int], how: str) -> np.ndarray:
+    """Embeddings of every item (see the module docstring); L2-normalized later."""
     xs = StandardScaler().fit_transform(x.astype(np.float64))
-    return PCA(n_components=PCA_DIMS, random_state=0).fit_transform(xs)
+    if how == "pca":
+        return PCA(n_components=PCA_DIMS, random_state=0).fit_transform(xs)
+    merged = np.where(y == pair[1], pair[0], y)
+    mlp = MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(xs, merged)
+    return np.maximum(xs @ mlp.coefs_[0] + mlp.intercepts_[0], 0.0)
 
 
 def fmt(ci: dict[str, float]) -> str:
@@ -120,32 +140,37 @@ def markdown(result: dict[str, Any]) -> str:
         f"Command: `{result['command']}`",
         "",
         (
-            f"Embeddings: {result['embeddings']}. {result['seeds']} paired seeds, each an "
+            f"{result['seeds']} paired seeds, each an "
             f"{int(SAMPLE * 100)}% sample of the merged class. Mean [95% t CI] over seeds."
         ),
         "",
         (
-            "| dataset | pair | items | method | ARI | silhouette | acc. top half | "
+            "| embedding | dataset | pair | items | method | ARI | silhouette | acc. top half | "
             "acc. bottom half | k=2 chosen |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, pairs in result["datasets"].items():
-        for p in pairs:
-            for method, r in p["methods"].items():
-                lines.append(
-                    f"| {name} | {p['pair'][0]} + {p['pair'][1]} | {p['n_items']} | {method} | "
-                    f"{fmt(r['ari'])} | {r['silhouette']['mean']:.3f} | "
-                    f"{fmt(r['top_half_acc'])} | {fmt(r['bottom_half_acc'])} | "
-                    f"{r['choose_n_classes_picks_2']}/{result['seeds']} |"
-                )
+    for emb, by_name in result["runs"].items():
+        for name, pairs in by_name.items():
+            for p in pairs:
+                for method, r in p["methods"].items():
+                    lines.append(
+                        f"| {emb} | {name} | {p['pair'][0]} + {p['pair'][1]} | {p['n_items']} | "
+                        f"{method} | "
+                        f"{fmt(r['ari'])} | {r['silhouette']['mean']:.3f} | "
+                        f"{fmt(r['top_half_acc'])} | {fmt(r['bottom_half_acc'])} | "
+                        f"{r['choose_n_classes_picks_2']}/{result['seeds']} |"
+                    )
     lines += ["", "Paired ARI difference, k-means minus agglomerative:", ""]
-    for name, pairs in result["datasets"].items():
-        for p in pairs:
-            lines.append(
-                f"- {name} {p['pair'][0]} + {p['pair'][1]}: "
-                f"{fmt(p['ari_kmeans_minus_agglomerative'])}"
-            )
+    for emb, by_name in result["runs"].items():
+        for name, pairs in by_name.items():
+            for p in pairs:
+                lines.append(
+                    f"- {emb}, {name} {p['pair'][0]} + {p['pair'][1]}: "
+                    f"{fmt(p['ari_kmeans_minus_agglomerative'])}"
+                )
+    lines += ["", "Embeddings (L2-normalized inside propose_split):", ""]
+    lines += [f"- {emb}: {EMBEDDINGS[emb]}" for emb in result["runs"]]
     return "\n".join(lines) + "\n"
 
 
@@ -153,26 +178,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="digits,mnist5k")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--embeddings", default="pca,mlp", help="comma-separated: pca, mlp")
     parser.add_argument("--out", type=Path, default=RESULTS / "class_split.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "class_split.md")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    embs = [e.strip() for e in args.embeddings.split(",") if e.strip()]
+    unknown = [e for e in embs if e not in EMBEDDINGS]
+    if unknown:
+        parser.error(f"unknown embedding {unknown[0]!r}; choose from {', '.join(EMBEDDINGS)}")
     result: dict[str, Any] = {
         "command": "nice python -m bench.class_split "
-        f"--datasets {','.join(names)} --seeds {args.seeds}",
-        "embeddings": f"PCA({PCA_DIMS}) of per-pixel standardized pixels, fitted on the whole "
-        "dataset without labels; L2-normalized inside propose_split",
+        f"--datasets {','.join(names)} --seeds {args.seeds} --embeddings {','.join(embs)}",
+        "embeddings": {e: EMBEDDINGS[e] + "; L2-normalized inside propose_split" for e in embs},
         "seeds": args.seeds,
         "sample_fraction": SAMPLE,
         "host": platform.node(),
-        "datasets": {},
+        "runs": {e: {} for e in embs},
     }
     t0 = time.perf_counter()
     for name in names:
         data = load_dataset(name)
-        z = embed(np.asarray(data.X))
+        x = np.asarray(data.X)
         y = np.asarray(data.y).astype(int)
-        result["datasets"][name] = [run_pair(z, y, pair, args.seeds) for pair in PAIRS[name]]
+        for emb in embs:
+            result["runs"][emb][name] = [
+                run_pair(embed(x, y, pair, emb), y, pair, args.seeds) for pair in PAIRS[name]
+            ]
     result["seconds"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
