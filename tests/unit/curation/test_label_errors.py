@@ -172,3 +172,20 @@ def test_out_of_fold_single_item_class_raises(digits: tuple[np.ndarray, np.ndarr
         out_of_fold_proba(X[keep], y[keep])
     with pytest.raises(ConfigError, match="folds must be at least 2"):
         out_of_fold_proba(X, y, folds=1)
+
+
+def test_prune_by_noise_rate_fills_calibrated_quota_by_margin() -> None:
+    # Labeled a: three sure, item 3 confidently b, items 4-6 reach no threshold. Row a of the
+    # joint is [3, 1] over 7 labels, so the calibrated off-diagonal is 1 * 7 / 4 = 1.75 -> 2.
+    p_a = np.array([0.9, 0.9, 0.9, 0.1, 0.4, 0.45, 0.5, 0.2, 0.2, 0.2, 0.2])
+    proba = np.column_stack([p_a, 1 - p_a])
+    labels = np.array(["a"] * 7 + ["b"] * 4)
+    classes = np.array(["a", "b"])
+    off_diagonal = find_label_errors(proba, labels, classes, method="confident_joint_off_diagonal")
+    assert off_diagonal.confident_joint.tolist() == [[3, 1], [0, 4]]
+    assert off_diagonal.indices.tolist() == [3]
+    pruned = find_label_errors(proba, labels, classes, method="prune_by_noise_rate")
+    assert pruned.n_estimated_errors == 2
+    # The two items labeled a with the largest margin p_b - p_a (0.8, then 0.2).
+    assert pruned.indices.tolist() == [3, 4]
+    assert pruned.suggested.tolist() == ["b", "b"]
