@@ -1,14 +1,16 @@
 """Label errors: how many injected wrong labels confident learning finds (issue #12, step 6).
 
     nice python -m bench.label_errors [--datasets digits mnist5k] [--seeds 0 1 2 3 4]
-        [--noise 0.1] [--recipe logreg] [--folds 5] [--out bench/results/label_errors.json]
+        [--noise 0.1] [--recipes logreg random_forest] [--folds 5]
+        [--out bench/results/label_errors.json]
 
 Protocol. For each dataset (``exemplar.data`` built-ins, raw features) and each seed:
 
 * inject uniform label noise: ``round(noise * n)`` items, drawn with the seed, get another
   class drawn uniformly from the others;
-* out-of-fold probabilities (:func:`exemplar.curation.out_of_fold_proba`, the recipe with
-  ``folds`` stratified folds, same seed) on the noisy labels; ``oof_seconds`` times it;
+* out-of-fold probabilities (:func:`exemplar.curation.out_of_fold_proba`, each recipe with
+  ``folds`` stratified folds, same seed) on the noisy labels; ``oof_seconds`` times it, and
+  ``oof_accuracy`` is their argmax's accuracy against the true (unflipped) labels;
 * ``found_top2x``: share of the injected errors among the first ``2 * m`` items of the
   self-confidence ranking (``m`` injected errors: a review budget twice the error count;
   issue #12's goal is at least 0.70);
@@ -17,7 +19,7 @@ Protocol. For each dataset (``exemplar.data`` built-ins, raw features) and each 
   (share of injected errors among the first ``n_estimated`` items of the ranking), and the
   flagged set's ``precision`` and ``recall`` against the injected errors; ``find_seconds``.
 
-Seeds are paired: seed ``s`` draws the same flips and folds for both methods. Summaries give the
+Seeds are paired: seed ``s`` draws the same flips and folds for every recipe and method. Summaries give the
 mean over seeds and a 95% Student t interval. "Precision" counts an item as an error only if we
 flipped it, so label errors already in the source data count against it.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import platform
 import time
@@ -70,6 +73,7 @@ def run_one(
         "n": int(y.size),
         "injected": m,
         "oof_seconds": oof_s,
+        "oof_accuracy": float((classes[proba.argmax(axis=1)] == y).mean()),
         "found_top2x": float(is_flipped[order[: 2 * m]].sum() / m),
     }
     for method in METHODS:
@@ -112,23 +116,25 @@ def markdown(result: dict[str, Any]) -> str:
         f"Command: `{result['command']}`",
         "",
         (
-            f"{cfg['noise']:.0%} uniform label flips, {cfg['recipe']} out-of-fold probabilities "
+            f"{cfg['noise']:.0%} uniform label flips, out-of-fold probabilities "
             f"({cfg['folds']} folds), seeds {cfg['seeds']}; mean [95% t CI] over seeds."
         ),
         "",
         (
-            "| dataset | n | injected | found in top 2x budget | method | estimated errors | "
-            "precision at estimate | flagged precision | flagged recall | oof s | find s |"
+            "| dataset | recipe | n | injected | oof accuracy (true labels) | found in top 2x budget "
+            "| method | estimated errors | precision at estimate | flagged precision "
+            "| flagged recall | oof s | find s |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, ds in result["datasets"].items():
+    for key, ds in result["datasets"].items():
+        name, recipe = key.split("/")
         s = ds["summary"]
         for method in METHODS:
             ms = s[method]
             lines.append(
-                f"| {name} | {ds['runs'][0]['n']} | {ds['runs'][0]['injected']} | "
-                f"{cell(s['found_top2x'])} | {method} | {cell(ms['n_estimated'], 1)} | "
+                f"| {name} | {recipe} | {ds['runs'][0]['n']} | {ds['runs'][0]['injected']} | "
+                f"{cell(s['oof_accuracy'])} | {cell(s['found_top2x'])} | {method} | {cell(ms['n_estimated'], 1)} | "
                 f"{cell(ms['precision_at_estimate'])} | {cell(ms['precision'])} | "
                 f"{cell(ms['recall'])} | {s['oof_seconds']['mean']:.2f} | "
                 f"{ms['find_seconds']['mean']:.4f} |"
@@ -141,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--noise", type=float, default=0.10)
-    parser.add_argument("--recipe", default="logreg")
+    parser.add_argument("--recipes", nargs="+", default=["logreg", "random_forest"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "label_errors.json")
     args = parser.parse_args(argv)
@@ -157,39 +163,45 @@ def main(argv: Sequence[str] | None = None) -> None:
                 *args.datasets,
                 "--seeds",
                 *map(str, args.seeds),
-                f"--noise {args.noise} --recipe {args.recipe} --folds {args.folds}",
+                "--noise",
+                str(args.noise),
+                "--recipes",
+                *args.recipes,
+                "--folds",
+                str(args.folds),
             ]
         ),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": {"python": platform.python_version(), "machine": platform.machine()},
         "config": {
             "noise": args.noise,
-            "recipe": args.recipe,
+            "recipes": args.recipes,
             "folds": args.folds,
             "seeds": args.seeds,
         },
         "datasets": {},
     }
-    for name in args.datasets:
+    for name, recipe in itertools.product(args.datasets, args.recipes):
         ds = load_dataset(name)
         runs = []
         for seed in args.seeds:
-            row = run_one(ds.X, np.asarray(ds.y), seed, args.noise, args.recipe, args.folds)
+            row = run_one(ds.X, np.asarray(ds.y), seed, args.noise, recipe, args.folds)
             runs.append(row)
             print(
-                f"{name} seed {seed}: found_top2x={row['found_top2x']:.3f} "
+                f"{name}/{recipe} seed {seed}: found_top2x={row['found_top2x']:.3f} "
                 f"est={row['prune_by_noise_rate']['n_estimated']}/{row['injected']} "
                 f"oof={row['oof_seconds']:.1f}s",
                 flush=True,
             )
         summary: dict[str, Any] = {
-            key: summarize([r[key] for r in runs]) for key in ("found_top2x", "oof_seconds")
+            key: summarize([r[key] for r in runs])
+            for key in ("found_top2x", "oof_seconds", "oof_accuracy")
         }
         for method in METHODS:
             summary[method] = {
                 key: summarize([r[method][key] for r in runs]) for key in runs[0][method]
             }
-        result["datasets"][name] = {"runs": runs, "summary": summary}
+        result["datasets"][f"{name}/{recipe}"] = {"runs": runs, "summary": summary}
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
