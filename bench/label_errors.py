@@ -34,13 +34,16 @@ import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("prune_by_noise_rate", "confident_joint_off_diagonal")
+METHODS: tuple[Literal["prune_by_noise_rate", "confident_joint_off_diagonal"], ...] = (
+    "prune_by_noise_rate",
+    "confident_joint_off_diagonal",
+)
 
 
 def inject_noise(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
