@@ -496,6 +496,7 @@ def validate_plan(
     else:
         train = np.arange(plan.n_items)
     after = train[keep[train]]
+    assert X_val is not None and y_val is not None  # given, or the held-out split above
     acc = []
     for rows in (train, after):
         model = make_model(recipe, seed).fit(X[rows], y[rows])
