@@ -174,7 +174,7 @@ class ObjectTaskMixin:
     """Query contract of strategies for detection and segmentation tasks.
 
     The labels of a detection item are its objects, not one class (the store writes the
-    same placeholder label for every labeled image), so the classification check that
+    same marker label, ``<objects>``, for every labeled image), so the classification check that
     the labeled set holds two classes does not apply: ``y_labeled`` is accepted and
     ignored.
     """
