@@ -29,6 +29,7 @@ __all__ = [
     "AllOfConfig",
     "AnyOfConfig",
     "CriterionConfig",
+    "CurationSection",
     "DataSection",
     "KPIReachedConfig",
     "KPISection",
@@ -319,6 +320,55 @@ class StoppingSection(_Section):
         return AnyOf([c.build() for c in self.criteria])
 
 
+#: Curation steps that may run automatically each cycle (``[curation] auto``).
+CURATION_STEPS = ("propose", "label_errors", "prune")
+
+
+class CurationSection(_Section):
+    """Curation (issue #12): which steps run each cycle, and how unverified proposals count.
+
+    Every automatic step runs in the cycle's recorded ``curate`` state, after scoring and
+    before selection, and writes proposals a person confirms; nothing is removed or
+    relabeled without a reviewer (docs/curation.md).
+    """
+
+    #: Steps run each cycle: ``propose`` (the model labels a sample of the pool),
+    #: ``label_errors`` (confident learning on out-of-fold probabilities, plus annotator
+    #: disagreement) and ``prune`` (near duplicates and confidently known items).
+    auto: list[Literal["propose", "label_errors", "prune"]] = Field(default_factory=list)
+    #: How many pool items the propose step labels per cycle (0: every pool item).
+    propose_sample: int = Field(default=200, ge=0)
+    #: Proposals below this confidence are not written (classification: top probability;
+    #: objects: the model's score).
+    propose_min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: Unverified proposals before training: ``drop`` them, keep them as ``weak`` labels
+    #: (weighted by ``weak_weight``), or keep them weakly until they ``expire`` after
+    #: ``expire_after`` cycles.
+    unverified: Literal["drop", "weak", "expire"] = "drop"
+    #: A weak label's weight against a verified one (realized by repeating verified rows
+    #: ``round(1 / weak_weight)`` times, so every model recipe honours it).
+    weak_weight: float = Field(default=0.5, ge=0.25, le=1.0)
+    #: Weak labels must be at least this confident.
+    weak_min_confidence: float = Field(default=0.9, ge=0.0, le=1.0)
+    #: Cycles after which an unverified proposal is withdrawn (``unverified = "expire"``).
+    expire_after: int = Field(default=2, ge=1)
+    #: A rejected proposal at least this confident is kept as a hard negative.
+    hard_negative_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: How many times a classification hard negative counts in training.
+    hard_negative_weight: int = Field(default=2, ge=1, le=10)
+    #: Label-error suspects sent to review per cycle (the review budget).
+    review_budget: int = Field(default=20, ge=1)
+    #: Out-of-fold folds for confident learning.
+    folds: int = Field(default=5, ge=2, le=20)
+    #: Prune step: cosine distance within which labeled items are near duplicates (unset:
+    #: the library's default, read from the data's own neighbour distances).
+    duplicate_radius: float | None = Field(default=None, gt=0.0, le=2.0)
+    #: Prune step: margin above which a correctly classified item is proposed for removal.
+    prune_margin: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Prune step: at most this share of the labeled set is proposed for its margin.
+    prune_confident_share: float = Field(default=0.1, ge=0.0, le=0.9)
+
+
 class ProjectConfig(_Section):
     """The whole ``exemplar.toml``."""
 
@@ -329,6 +379,7 @@ class ProjectConfig(_Section):
     oracle: OracleSection = Field(default_factory=OracleSection)
     kpi: KPISection = Field(default_factory=KPISection)
     stopping: StoppingSection = Field(default_factory=StoppingSection)
+    curation: CurationSection = Field(default_factory=CurationSection)
 
     @model_validator(mode="before")
     @classmethod

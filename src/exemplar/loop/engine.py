@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from exemplar.errors import ConfigError, ModelError, ProjectError, StoreError
 from exemplar.loop.context import LoopContext
+from exemplar.loop.curate import curate_cycle
 from exemplar.loop.faults import crash_point
 from exemplar.loop.model_selector import CandidateResult, best_candidate
 from exemplar.loop.oracle import Oracle, make_oracle
@@ -155,6 +156,7 @@ class LoopEngine:
             CycleState.TRAIN: self._train,
             CycleState.SELECT_MODEL: self._select_model,
             CycleState.SCORE: self._score,
+            CycleState.CURATE: self._curate,
             CycleState.SELECT: self._select,
             CycleState.LABEL: self._label,
             CycleState.COMPARE: self._compare,
@@ -246,8 +248,44 @@ class LoopEngine:
         t0 = time.perf_counter()
         self._score_version(self._version(cycle), cycle)
         crash_point(f"score:{cycle.number}:saved")
+        cur = self.cfg.curation
+        after = CycleState.CURATE if cur.auto or cur.unverified == "expire" else CycleState.SELECT
         with self.project.db.session() as s:
-            self._transition(s, cycle, CycleState.SELECT, timing=("score", t0))
+            self._transition(s, cycle, after, timing=("score", t0))
+
+    def _curate(self, cycle: Cycle) -> None:
+        """Run ``[curation] auto`` (propose, label errors, prune): proposals and operations
+        a reviewer confirms; nothing is relabeled or removed here."""
+        t0 = time.perf_counter()
+        version = self._version(cycle) if cycle.model_version_id else None
+        model = self._load_model(version, cycle, committee=False) if version else None
+
+        def proba() -> np.ndarray | None:
+            if version is None:
+                return None
+            self._rescore_if_lost(version)
+            return np.asarray(self.project.arrays.load(f"proba-{version.version}"))
+
+        found = curate_cycle(
+            self.project,
+            cycle,
+            model=model,
+            version=version.version if version else None,
+            recipe=version.recipe if version else None,
+            proba=proba,
+        )
+        crash_point(f"curate:{cycle.number}:recorded")
+        with self.project.db.session() as s:
+            row = s.get_one(Cycle, cycle.id)
+            row.metrics = {
+                **row.metrics,
+                "curation": {
+                    "proposed": found.proposed,
+                    "expired": found.expired,
+                    "operations": found.operations or [],
+                },
+            }
+            self._transition(s, cycle, CycleState.SELECT, timing=("curate", t0))
 
     def _select(self, cycle: Cycle) -> None:
         t0 = time.perf_counter()

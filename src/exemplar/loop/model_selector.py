@@ -64,20 +64,41 @@ def evaluate_candidates(
     cv_folds: int = 3,
     seed: int = 0,
     device: str = "cpu",
+    repeats: np.ndarray | None = None,
+    trusted: np.ndarray | None = None,
 ) -> list[CandidateResult]:
     """Validate each candidate with the same splits, then refit it on all of ``(X, y)``.
 
     Candidates name any recipe of :data:`~exemplar.models.MODEL_RECIPES` (scikit-learn or
-    PyTorch); ``device`` is where deep candidates train.
+    PyTorch); ``device`` is where deep candidates train. ``repeats`` (one int per row)
+    weights training rows by repetition, so every recipe honours it (curation's hard
+    negatives and weak labels); validation reads each row once and only ``trusted`` rows
+    (default: all), so weak labels are trained on but never validated against.
     """
-    splits, protocol = _splits(y, validation_fraction, min_validation_labels, cv_folds, seed)
+    n = y.size
+    trusted_rows = np.arange(n) if trusted is None else np.flatnonzero(trusted)
+    untrusted = np.setdiff1d(np.arange(n), trusted_rows)
+    base, protocol = _splits(
+        y[trusted_rows], validation_fraction, min_validation_labels, cv_folds, seed
+    )
+    splits = [
+        (_expand(np.concatenate([trusted_rows[tr], untrusted]), repeats), trusted_rows[va])
+        for tr, va in base
+    ]
     classes = np.unique(y)
+    everything = _expand(np.arange(n), repeats)
     results = []
     for cand in candidates:
         metrics = _validate(X, y, cand, splits, classes, seed, device) if splits else {}
-        model = make_model(cand.recipe, seed, device=device, **cand.params).fit(X, y)
+        model = make_model(cand.recipe, seed, device=device, **cand.params)
+        model.fit(X[everything], y[everything])
         results.append(CandidateResult(cand, metrics, protocol, model))
     return results
+
+
+def _expand(rows: np.ndarray, repeats: np.ndarray | None) -> np.ndarray:
+    """``rows``, each repeated ``repeats[row]`` times (in order)."""
+    return rows if repeats is None else np.repeat(rows, repeats[rows])
 
 
 def evaluate_object_candidates(

@@ -35,6 +35,7 @@ from exemplar.store.annotations import (
     current_annotations,
     revise,
 )
+from exemplar.store.curation import class_renames
 from exemplar.store.labels import add_label
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
@@ -165,6 +166,8 @@ class SimulatedOracle:
         if context.config.project.objects:
             self._collect_objects(context, cycle, entries)
             return None
+        with context.db.read() as s:
+            renames = class_renames(s)  # a merged class is answered by its new name
         for k, entry in enumerate(entries):
             with context.db.session() as s:
                 item = s.get_one(Item, entry.item_id)
@@ -175,6 +178,15 @@ class SimulatedOracle:
                         "'human'"
                     )
                 label = self.reveal(item.id, item.ground_truth)
+                label = renames.get(label, label)
+                if label not in context.classes:
+                    raise ProjectError(
+                        f"item {item.id}: its ground truth {label!r} is no longer a class "
+                        f"(the classes are {', '.join(context.classes)}); a split replaced "
+                        "it, and the simulated oracle cannot tell which new class it "
+                        "belongs to: label the rest with oracle kind 'human', or undo the "
+                        "split (`exemplar curate undo`)"
+                    )
                 self._answer(s, cycle, entry, label, context.classes)
             crash_point(f"label:{cycle.number}:{k}")
         return None

@@ -45,7 +45,7 @@ from exemplar.store.annotations import (
     revise,
 )
 from exemplar.store.labels import current_labels
-from exemplar.store.schema import Annotation, Item, LabelSource, Split
+from exemplar.store.schema import Annotation, Item, LabelSource, LabelStatus, Split
 
 __all__ = [
     "ClassificationTask",
@@ -77,6 +77,12 @@ class LabeledSet:
         Object tasks: each item's verified objects, in the model's pixel frame.
     negatives : list of Objects, optional
         Object tasks: each item's hard negatives (confident proposals a reviewer rejected).
+    repeats : ndarray of int, optional
+        Training only: how many times each item counts (curation's hard negatives and weak
+        labels, ``[curation]``); None: once each.
+    trusted : ndarray of bool, optional
+        Training only: False for weak labels (unverified proposals), which are trained on
+        but never validated against; None: all verified.
     """
 
     item_ids: np.ndarray
@@ -84,6 +90,8 @@ class LabeledSet:
     y: np.ndarray
     objects: list[Objects] | None = None
     negatives: list[Objects] | None = None
+    repeats: np.ndarray | None = None
+    trusted: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -129,12 +137,45 @@ class ClassificationTask:
     """One class per item (DESIGN.md §2)."""
 
     def labeled(self, ctx: LoopContext, *, for_training: bool = False) -> LabeledSet:
+        """The verified labels; ``for_training`` adds what ``[curation]`` weighs in: hard
+        negatives count ``hard_negative_weight`` times, and with ``unverified`` ``weak`` or
+        ``expire``, confident open proposals join as weak labels."""
         with ctx.db.read() as s:
-            rows = current_labels(s, splits=(Split.POOL, Split.TRAIN))
+            if not for_training:
+                rows = current_labels(s, splits=(Split.POOL, Split.TRAIN))
+                return LabeledSet(
+                    np.asarray([c.item_id for c in rows], dtype=np.int64),
+                    np.asarray([c.row for c in rows], dtype=np.int64),
+                    np.asarray([c.label for c in rows], dtype=object).astype(str),
+                )
+            everything = current_labels(s, verified_only=False, splits=(Split.POOL, Split.TRAIN))
+        cur = ctx.config.curation
+        weak_on = cur.unverified != "drop"
+        verified_weight = round(1.0 / cur.weak_weight) if weak_on else 1
+        kept, repeats, trusted = [], [], []
+        for c in everything:
+            if c.status == LabelStatus.VERIFIED:
+                weight = verified_weight * (cur.hard_negative_weight if c.hard_negative else 1)
+                kept.append(c)
+                repeats.append(weight)
+                trusted.append(True)
+            elif (
+                weak_on
+                and c.source == LabelSource.MODEL
+                and c.status == LabelStatus.PROPOSED
+                and (c.confidence or 0.0) >= cur.weak_min_confidence
+                and c.label in ctx.classes
+            ):
+                kept.append(c)
+                repeats.append(1)
+                trusted.append(False)
+        plain = all(r == 1 for r in repeats) and all(trusted)
         return LabeledSet(
-            np.asarray([c.item_id for c in rows], dtype=np.int64),
-            np.asarray([c.row for c in rows], dtype=np.int64),
-            np.asarray([c.label for c in rows], dtype=object).astype(str),
+            np.asarray([c.item_id for c in kept], dtype=np.int64),
+            np.asarray([c.row for c in kept], dtype=np.int64),
+            np.asarray([c.label for c in kept], dtype=object).astype(str),
+            repeats=None if plain else np.asarray(repeats, dtype=np.int64),
+            trusted=None if plain else np.asarray(trusted, dtype=bool),
         )
 
     def trainable(self, labeled: LabeledSet) -> bool:
@@ -153,6 +194,8 @@ class ClassificationTask:
             cv_folds=mcfg.cv_folds,
             seed=seed,
             device=mcfg.device,
+            repeats=labeled.repeats,
+            trusted=labeled.trusted,
         )
 
     def batch_metrics(

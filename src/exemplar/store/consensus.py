@@ -97,10 +97,18 @@ def lock_item(conn: Connection, item_id: int) -> None:
 
 
 def _is_vote() -> Any:
-    """SQL condition: a human row that is neither an undo marker nor a review decision."""
+    """SQL condition: a human row that is neither an undo marker, a review decision nor a
+    model's proposal (a reviewer's verdict on one names the reviewer)."""
     undo_marker = _L.c.label.is_(None) & (_L.c.status == _REJECTED)
     review = _L.c.strategy.is_not(None) & (_L.c.strategy == REVIEW_STRATEGY)
-    return _L.c.annotator.is_not(None) & ~undo_marker & ~review & (_L.c.status != _DISPUTED)
+    proposal = _L.c.source == LabelSource.MODEL.value
+    return (
+        _L.c.annotator.is_not(None)
+        & ~undo_marker
+        & ~review
+        & ~proposal
+        & (_L.c.status != _DISPUTED)
+    )
 
 
 def _newest_votes(rows: Iterable[Any]) -> list[Vote]:

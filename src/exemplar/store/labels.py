@@ -37,6 +37,11 @@ class CurrentLabel:
     status: str
     source: str
     label_id: int
+    #: A verified label that corrects a confident proposal (trained with more weight).
+    hard_negative: bool = False
+    #: A model's proposal: its confidence and the cycle that wrote it.
+    confidence: float | None = None
+    cycle_id: int | None = None
 
 
 def validate_class(label: str, classes: Sequence[str]) -> str:
@@ -61,13 +66,18 @@ def add_label(
     strategy: str | None = None,
     score: float | None = None,
     idempotency_key: str | None = None,
+    model_version: str | None = None,
+    confidence: float | None = None,
+    hard_negative: bool | None = None,
 ) -> Label:
     """Append one label row in the caller's transaction (an ORM session or a Core connection).
 
     A repeated ``idempotency_key`` returns the row written the first time instead of a
     second one, so a client retrying after a dropped connection never double-labels.
     ``label`` may be None only for a rejected proposal (or an undo marker) and for the
-    ``disputed`` marker of an item whose overlap annotators disagree.
+    ``disputed`` marker of an item whose overlap annotators disagree. A model's proposal
+    carries its ``model_version`` and ``confidence``; ``hard_negative`` marks a verified
+    label that corrects a confident proposal.
     """
     conn = session.connection() if isinstance(session, Session) else session
     dialect = conn.dialect
@@ -93,6 +103,9 @@ def add_label(
             "score": score,
             "idempotency_key": idempotency_key,
             "created_at": created_at,
+            "model_version": model_version,
+            "confidence": confidence,
+            "hard_negative": hard_negative,
         }
         cur.execute(insert_sql, {**values, "created_at": bind_time(dialect, created_at)})
         inserted = cur.fetchone()
@@ -117,6 +130,9 @@ _COLUMNS = (
     "score",
     "idempotency_key",
     "created_at",
+    "model_version",
+    "confidence",
+    "hard_negative",
 )
 _INSERT_SQL = (
     f"INSERT INTO labels ({', '.join(_COLUMNS)}) "
@@ -189,6 +205,16 @@ def current_labels(
     if splits is not None:
         query = query.where(Item.split.in_([str(x) for x in splits]))
     return [
-        CurrentLabel(lab.item_id, row, lab.label, lab.status, lab.source, lab.id)
+        CurrentLabel(
+            lab.item_id,
+            row,
+            lab.label,
+            lab.status,
+            lab.source,
+            lab.id,
+            bool(lab.hard_negative),
+            lab.confidence,
+            lab.cycle_id,
+        )
         for lab, row in session.execute(query)
     ]

@@ -1,6 +1,8 @@
 """The unlabeled pool, stale queue entries and the label budget, as the database sees them.
 
 * **The pool**: pool-split items with no label (of any status) and no open queue entry.
+  A model's proposal (a label row whose ``source`` is ``model``, written by curation's
+  propose step) does not count: a proposed item stays in the pool until a person answers.
   A *droppable* stale entry (below) does not take its item out of the pool: the next
   selection may pick the item again, and deletes the stale entry when it enqueues.
 * **Stale entries**: queue entries the labeling server's worker added from an older
@@ -32,6 +34,7 @@ from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
     Item,
     Label,
+    LabelSource,
     QueueEntry,
     QueueStatus,
     Split,
@@ -59,6 +62,9 @@ BUDGET_SPLITS = (Split.POOL, Split.TRAIN)
 #: Key of the PostgreSQL advisory lock that serializes enqueueing transactions (one-key space).
 _ENQUEUE_LOCK = 0x0E7A_B0D6
 
+#: Label rows a person (or import, or simulation) wrote: a model's proposal is not a label.
+_NOT_MODEL = Label.source != LabelSource.MODEL.value
+
 Entry = tuple[int, str | None, float | None]
 #: What a label budget counts: labeled items, or objects people (or simulation) labeled.
 BudgetUnit = Literal["items", "objects"]
@@ -79,7 +85,7 @@ def free_pool(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Of the pool items ``rows``/``ids`` (from :func:`pool_items`), those below row ``n_rows``
     with no label and no open queue entry (droppable stale entries do not count)."""
-    taken = set(session.scalars(select(Label.item_id).distinct()))
+    taken = set(session.scalars(select(Label.item_id).where(_NOT_MODEL).distinct()))
     taken.update(
         session.scalars(
             select(QueueEntry.item_id).where(
@@ -153,7 +159,7 @@ def still_free(session: Session, entries: Sequence[Entry]) -> list[Entry]:
     if not entries:
         return list(entries)
     ids = [e[0] for e in entries]
-    busy = set(session.scalars(select(Label.item_id).where(Label.item_id.in_(ids))))
+    busy = set(session.scalars(select(Label.item_id).where(Label.item_id.in_(ids), _NOT_MODEL)))
     busy.update(
         session.scalars(
             select(QueueEntry.item_id).where(
@@ -171,7 +177,7 @@ def budget_spent(
 
     ``items``: items labeled or with an open queue entry. Labeled means any label row (also
     a vote of an unfinished overlap item, a disputed or a rejected one) of a pool- or
-    train-split item. With ``keep_droppable=False``, open entries that
+    train-split item, except a model's proposal. With ``keep_droppable=False``, open entries that
     :func:`drop_stale_entries` would delete do not count (a selection that drops them
     before it enqueues).
 
@@ -187,7 +193,7 @@ def budget_spent(
     labeled = (
         select(Label.item_id)
         .join(Item, Item.id == Label.item_id)
-        .where(Item.split.in_([str(s) for s in BUDGET_SPLITS]))
+        .where(Item.split.in_([str(s) for s in BUDGET_SPLITS]), _NOT_MODEL)
     )
     queued = select(QueueEntry.item_id).where(QueueEntry.status.in_(OPEN_QUEUE_STATUSES))
     if not keep_droppable:

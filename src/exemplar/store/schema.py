@@ -30,6 +30,10 @@ __all__ = [
     "Annotation",
     "AnnotationStatus",
     "Base",
+    "CandidateDecision",
+    "CurationCandidate",
+    "CurationOperation",
+    "CurationStatus",
     "Cycle",
     "CycleState",
     "Item",
@@ -72,13 +76,16 @@ class LabelStatus(StrEnum):
     """Review state of a label.
 
     ``disputed`` marks an item whose overlap annotators disagree (a row with no class,
-    see ``exemplar.store.overlap``); it waits for a reviewer.
+    see ``exemplar.store.overlap``); it waits for a reviewer. ``pruned`` takes a labeled
+    item out of the training set after a reviewer confirmed it adds nothing (curation); it
+    keeps the class, and restoring the item appends its label again.
     """
 
     PROPOSED = "proposed"
     VERIFIED = "verified"
     REJECTED = "rejected"
     DISPUTED = "disputed"
+    PRUNED = "pruned"
 
 
 class AnnotationStatus(StrEnum):
@@ -117,6 +124,7 @@ class CycleState(StrEnum):
     TRAIN = "train"
     SELECT_MODEL = "select_model"
     SCORE = "score"
+    CURATE = "curate"
     SELECT = "select"
     LABEL = "label"
     COMPARE = "compare"
@@ -177,6 +185,11 @@ class Label(Base):
     score: Mapped[float | None] = mapped_column(Float, default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: A model's proposal (``source`` model): which checkpoint proposed it, how sure it was.
+    model_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    #: A verified label correcting a confident proposal: a confident error to learn.
+    hard_negative: Mapped[bool | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_labels_item_id_id", "item_id", "id"),)
 
@@ -276,3 +289,67 @@ class QueueEntry(Base):
         UniqueConstraint("item_id", "cycle_id", "slot", name="uq_queue_item_cycle_slot"),
         Index("ix_queue_status_rank", "status", "rank", "id"),
     )
+
+
+class CurationStatus(StrEnum):
+    """Lifecycle of a recorded curation operation."""
+
+    PROPOSED = "proposed"
+    APPLIED = "applied"
+    DISMISSED = "dismissed"
+    UNDONE = "undone"
+
+
+class CandidateDecision(StrEnum):
+    """A reviewer's decision on one candidate of a curation operation."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+
+
+class CurationOperation(Base):
+    """One recorded curation operation (DESIGN.md §4, issue #12).
+
+    ``kind`` is ``prune`` (labeled items proposed for removal), ``label_errors`` (probable
+    label errors to review), ``split`` or ``merge`` (classes). An operation is proposed,
+    then applied (its accepted candidates written as new label rows), dismissed, or undone
+    (the rows it replaced appended again); nothing is overwritten.
+    """
+
+    __tablename__ = "curation_operations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=CurationStatus.PROPOSED)
+    cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), default=None)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class CurationCandidate(Base):
+    """One item (or object) a curation operation concerns, and what became of it.
+
+    ``written`` lists the ids of the label (or annotation) rows applying it wrote and of the
+    rows they replaced, which undoing the operation appends again.
+    """
+
+    __tablename__ = "curation_candidates"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    operation_id: Mapped[int] = mapped_column(ForeignKey("curation_operations.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    object_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), default=None
+    )
+    reason: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    current_label: Mapped[str | None] = mapped_column(String(255), default=None)
+    suggested_label: Mapped[str | None] = mapped_column(String(255), default=None)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    decision: Mapped[str] = mapped_column(String(16), default=CandidateDecision.PENDING)
+    decided_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    written: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

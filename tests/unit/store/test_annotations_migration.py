@@ -100,7 +100,10 @@ def test_0005_database_is_upgraded_with_its_data(db_url: str) -> None:
                 text("SELECT id, uid, row, uri, file_id, width, height FROM items ORDER BY id")
             ).all()
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0006"
+        assert version == "0007"  # and on through curation's tables
+        assert {"curation_operations", "curation_candidates"} <= set(
+            inspect(db.engine).get_table_names()
+        )
         assert [tuple(r) for r in items] == [
             (i + 1, f"u{i}", i, f"/d/{i}.png", f"f{i}", None, None) for i in range(3)
         ]

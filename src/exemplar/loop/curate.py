@@ -1,0 +1,685 @@
+"""Curation steps on a project (issue #12): propose, label errors, prune, split and merge.
+
+Each step reads the project (labels, features, the selected model's stored scores), calls
+the pure library in :mod:`exemplar.curation`, and records what it finds through
+:mod:`exemplar.store.curation` in one transaction: proposals a reviewer verifies, or an
+operation whose candidates a reviewer confirms before anything changes. The loop runs the
+steps of ``[curation] auto`` in each cycle's recorded ``curate`` state
+(:func:`curate_cycle`); the CLI, the API and the app call the same functions.
+
+Class changes (split, merge) rewrite ``[project] classes`` in ``exemplar.toml`` around
+the database transaction: first with the union of the old and new classes, then, once the
+labels are committed, with the final list. A crash in between leaves a class list that
+still names every class any label uses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from exemplar.curation import (
+    choose_n_classes,
+    find_label_errors,
+    merge_mapping,
+    out_of_fold_proba,
+    propose_split,
+    prune_plan,
+    validate_plan,
+)
+from exemplar.loop.config import CONFIG_NAME, save_config
+from exemplar.loop.context import LoopContext
+from exemplar.loop.tasks import predict_proposals, write_proposals
+from exemplar.models import ModelAdapter
+from exemplar.store.annotations import OBJECTS_LABEL, current_annotations
+from exemplar.store.consensus import REVIEW_STRATEGY
+from exemplar.store.curation import (
+    CURATION_TAG,
+    ApplyReport,
+    CandidateIn,
+    CurationError,
+    apply_operation,
+    expire_label_proposals,
+    get_operation,
+    list_operations,
+    operation_candidates,
+    record_operation,
+    undo_operation,
+    write_label_proposals,
+)
+from exemplar.store.labels import current_labels
+from exemplar.store.schema import (
+    Annotation,
+    AnnotationStatus,
+    CandidateDecision,
+    CurationOperation,
+    CurationStatus,
+    Cycle,
+    Item,
+    Label,
+    LabelSource,
+    LabelStatus,
+    Split,
+)
+
+__all__ = [
+    "CurationFindings",
+    "apply_curation",
+    "curate_cycle",
+    "label_error_operation",
+    "merge_operation",
+    "propose",
+    "prune_operation",
+    "split_operation",
+    "undo_curation",
+]
+
+#: Side of the square an object crop is resized to, for its embedding (per channel).
+CROP_SIDE = 12
+#: Out-of-fold model for label errors and prune validation (fast, calibrated enough).
+CURATION_RECIPE = "logreg"
+
+
+@dataclass
+class CurationFindings:
+    """What one cycle's ``curate`` state recorded."""
+
+    proposed: int = 0
+    expired: int = 0
+    operations: list[int] | None = None
+
+
+@dataclass
+class _Exemplars:
+    """The verified units curation reasons about: items (classification) or objects."""
+
+    item_ids: np.ndarray
+    object_ids: np.ndarray | None  # None: item-level
+    labels: np.ndarray
+    X: np.ndarray
+
+
+def _objects(ctx: LoopContext) -> bool:
+    return ctx.config.project.task != "classification"
+
+
+# -- propose -------------------------------------------------------------------------------
+
+
+def propose(
+    ctx: LoopContext,
+    model: ModelAdapter,
+    version: str,
+    recipe: str,
+    *,
+    cycle_id: int | None,
+    proba: np.ndarray | None = None,
+    seed: int = 0,
+    sample: int | None = None,
+) -> int:
+    """The model labels a sample of the free pool: proposals a reviewer verifies.
+
+    Classification reads the stored pool probabilities ``proba`` (rows x the model's
+    classes) when given, else predicts; objects run the detector on the sample. Returns
+    the proposals written (none twice for the same model).
+    """
+    cur = ctx.config.curation
+    size = cur.propose_sample if sample is None else sample
+    rows, ids = _free_pool(ctx)
+    if rows.size == 0:
+        return 0
+    if size and rows.size > size:
+        keep = np.sort(np.random.default_rng(seed % 2**32).choice(rows.size, size, replace=False))
+        rows, ids = rows[keep], ids[keep]
+    if _objects(ctx):
+        found = predict_proposals(ctx, model, recipe, rows, ids)
+        with ctx.db.session() as s:
+            done = set(
+                s.scalars(
+                    select(Annotation.item_id).where(
+                        Annotation.item_id.in_([int(i) for i in ids]),
+                        Annotation.model_version == version,
+                    )
+                )
+            )
+            fresh = {
+                i: objs.above(cur.propose_min_confidence)
+                for i, objs in found.items()
+                if i not in done
+            }
+            return write_proposals(s, fresh, ctx, model_version=version, cycle_id=cycle_id)
+    P = np.asarray(
+        proba[rows] if proba is not None else model.predict(np.asarray(ctx.features()[rows])).proba
+    )
+    classes = np.asarray(model.classes_)
+    best = P.argmax(axis=1)
+    confidence = P[np.arange(len(rows)), best]
+    wanted = confidence >= cur.propose_min_confidence
+    proposals = [
+        (int(i), str(classes[b]), float(c))
+        for i, b, c, w in zip(ids, best, confidence, wanted, strict=True)
+        if w
+    ]
+    with ctx.db.session() as s:
+        return write_label_proposals(
+            s, proposals, classes=ctx.classes, model_version=version, cycle_id=cycle_id
+        )
+
+
+def _free_pool(ctx: LoopContext) -> tuple[np.ndarray, np.ndarray]:
+    from exemplar.store.pool import free_pool, pool_items
+
+    with ctx.db.read() as s:
+        rows, ids = pool_items(s)
+        return free_pool(s, rows, ids, ctx.n_rows)
+
+
+# -- the verified exemplars, as arrays ----------------------------------------------------
+
+
+def _exemplars(ctx: LoopContext, label: str | None = None) -> _Exemplars:
+    """Verified items (classification) or objects of labeled images, with a feature each."""
+    with ctx.db.read() as s:
+        labels = current_labels(s, splits=(Split.POOL, Split.TRAIN))
+        if not _objects(ctx):
+            kept = [c for c in labels if label is None or c.label == label]
+            rows = np.asarray([c.row for c in kept], dtype=np.int64)
+            X = np.asarray(ctx.features()[rows]) if rows.size else np.empty((0, 0))
+            return _Exemplars(
+                np.asarray([c.item_id for c in kept], dtype=np.int64),
+                None,
+                np.asarray([c.label for c in kept], dtype=object).astype(str),
+                X,
+            )
+        images = {c.item_id: c.row for c in labels if c.label == OBJECTS_LABEL}
+        found = current_annotations(s, list(images), statuses=(AnnotationStatus.VERIFIED,))
+        found = [a for a in found if label is None or a.label == label]
+        sizes = {
+            i: (w, h)
+            for i, w, h in s.execute(
+                select(Item.id, Item.width, Item.height).where(Item.id.in_(list(images)))
+            )
+        }
+    X = _crops(ctx, found, images, sizes)
+    return _Exemplars(
+        np.asarray([a.item_id for a in found], dtype=np.int64),
+        np.asarray([a.object_id for a in found], dtype=np.int64),
+        np.asarray([a.label for a in found], dtype=object).astype(str),
+        X,
+    )
+
+
+def _crops(
+    ctx: LoopContext,
+    annotations: Sequence[Annotation],
+    rows: dict[int, int],
+    sizes: dict[int, tuple[int | None, int | None]],
+) -> np.ndarray:
+    """Each object's crop of its image (the model's frame), resized to CROP_SIDE², as a
+    row: the object's embedding for label errors, duplicates and class splits."""
+    side, channels = ctx.config.data.image_side, ctx.config.data.channels
+    out = np.zeros((len(annotations), channels * CROP_SIDE * CROP_SIDE), np.float32)
+    if not annotations:
+        return out
+    features = ctx.features()
+    grid = (np.arange(CROP_SIDE) + 0.5) / CROP_SIDE
+    for k, a in enumerate(annotations):
+        width, height = sizes[a.item_id]
+        scale = side / max(width or side, height or side)
+        image = np.asarray(features[rows[a.item_id]], np.float32).reshape(channels, side, side)
+        x0, y0, x1, y1 = (v * scale for v in (a.x0, a.y0, a.x1, a.y1))
+        xs = np.clip((x0 + grid * max(x1 - x0, 1.0)).astype(int), 0, side - 1)
+        ys = np.clip((y0 + grid * max(y1 - y0, 1.0)).astype(int), 0, side - 1)
+        out[k] = image[:, ys][:, :, xs].ravel()
+    return out
+
+
+def _pending_items(s: Session, kind: str) -> set[tuple[int, int | None]]:
+    """Items (and objects) already in an open operation of ``kind``: not proposed twice."""
+    ops = [o.id for o in list_operations(s, kind=kind, status=CurationStatus.PROPOSED)]
+    seen: set[tuple[int, int | None]] = set()
+    for op_id in ops:
+        seen.update((c.item_id, c.object_id) for c in operation_candidates(s, op_id))
+    return seen
+
+
+def _declined(s: Session, kind: str) -> set[tuple[int, int | None, str | None]]:
+    """Candidates a reviewer declined before, with the label they had: not asked again."""
+    out: set[tuple[int, int | None, str | None]] = set()
+    for op in list_operations(s, kind=kind):
+        for c in operation_candidates(s, op.id):
+            if c.decision == CandidateDecision.DECLINED:
+                out.add((c.item_id, c.object_id, c.current_label))
+    return out
+
+
+# -- label errors --------------------------------------------------------------------------
+
+
+def label_error_operation(
+    ctx: LoopContext,
+    *,
+    cycle_id: int | None = None,
+    created_by: str | None = None,
+    seed: int = 0,
+) -> CurationOperation | None:
+    """Record probable label errors for review: confident learning (Northcutt et al. 2021)
+    on out-of-fold probabilities, and items whose annotators disagreed. None when nothing
+    is found."""
+    cur = ctx.config.curation
+    ex = _exemplars(ctx)
+    candidates: list[CandidateIn] = []
+    keep = _cross_validatable(ex.labels)
+    labels = ex.labels[keep]
+    if labels.size >= 2 * cur.folds and np.unique(labels).size >= 2:
+        proba, classes = out_of_fold_proba(
+            ex.X[keep], labels, CURATION_RECIPE, folds=cur.folds, seed=seed
+        )
+        found = find_label_errors(proba, labels, classes)
+        index = np.flatnonzero(keep)
+        for rank, i in enumerate(index[found.indices[: cur.review_budget]]):
+            candidates.append(
+                CandidateIn(
+                    item_id=int(ex.item_ids[i]),
+                    object_id=None if ex.object_ids is None else int(ex.object_ids[i]),
+                    reason="confident_learning",
+                    score=float(1.0 - found.self_confidence[rank]),
+                    current_label=str(ex.labels[i]),
+                    suggested_label=str(found.suggested[rank]),
+                    detail={"why": found.reasons[rank]},
+                )
+            )
+    if not _objects(ctx):
+        candidates += _disagreements(ctx)
+    with ctx.db.session() as s:
+        pending, declined = _pending_items(s, "label_errors"), _declined(s, "label_errors")
+        fresh = _dedupe(
+            [
+                c
+                for c in candidates
+                if (c.item_id, c.object_id) not in pending
+                and (c.item_id, c.object_id, c.current_label) not in declined
+            ]
+        )
+        if not fresh:
+            return None
+        reasons = Counter(c.reason for c in fresh)
+        return record_operation(
+            s,
+            "label_errors",
+            fresh,
+            summary=", ".join(f"{n} {r.replace('_', ' ')}" for r, n in reasons.items()),
+            params={"recipe": CURATION_RECIPE, "folds": cur.folds},
+            cycle_id=cycle_id,
+            created_by=created_by,
+        )
+
+
+def _cross_validatable(labels: np.ndarray) -> np.ndarray:
+    """Mask of the items whose class has at least two items (out-of-fold needs them)."""
+    names, counts = np.unique(labels, return_counts=True)
+    return np.isin(labels, names[counts >= 2])
+
+
+def _dedupe(candidates: list[CandidateIn]) -> list[CandidateIn]:
+    seen: set[tuple[int, int | None]] = set()
+    out = []
+    for c in candidates:
+        if (c.item_id, c.object_id) not in seen:
+            seen.add((c.item_id, c.object_id))
+            out.append(c)
+    return out
+
+
+def _disagreements(ctx: LoopContext) -> list[CandidateIn]:
+    """Labeled items whose annotators' newest votes name different classes."""
+    with ctx.db.read() as s:
+        current = {c.item_id: c for c in current_labels(s)}
+        votes: dict[int, dict[str, str]] = defaultdict(dict)
+        for item_id, annotator, label in s.execute(
+            select(Label.item_id, Label.annotator, Label.label)
+            .where(
+                Label.annotator.is_not(None),
+                Label.label.is_not(None),
+                Label.source != LabelSource.MODEL.value,
+                Label.status.in_([LabelStatus.VERIFIED.value, LabelStatus.PROPOSED.value]),
+                Label.strategy.is_(None)
+                | ~Label.strategy.startswith(CURATION_TAG) & (Label.strategy != REVIEW_STRATEGY),
+            )
+            .order_by(Label.id)
+        ):
+            votes[item_id][str(annotator)] = str(label)
+    out = []
+    for item_id, by in votes.items():
+        if len(set(by.values())) < 2 or item_id not in current:
+            continue
+        given = current[item_id].label
+        others = Counter(v for v in by.values() if v != given).most_common(1)
+        out.append(
+            CandidateIn(
+                item_id=item_id,
+                reason="annotator_disagreement",
+                score=len(set(by.values())) / len(by),
+                current_label=given,
+                suggested_label=others[0][0] if others else None,
+                detail={"votes": dict(sorted(by.items()))},
+            )
+        )
+    return out
+
+
+# -- prune ---------------------------------------------------------------------------------
+
+
+def prune_operation(
+    ctx: LoopContext,
+    *,
+    cycle_id: int | None = None,
+    created_by: str | None = None,
+    seed: int = 0,
+) -> CurationOperation | None:
+    """Record labeled items that add nothing (near duplicates, confidently known items),
+    validated by retraining without them. None when nothing is found.
+
+    Object projects prune whole images: near-duplicate tiles (by pixels); the margin rule
+    needs one class per item, so it applies to classification only.
+    """
+    cur = ctx.config.curation
+    with ctx.db.read() as s:
+        labels = current_labels(s, splits=(Split.POOL, Split.TRAIN))
+    if _objects(ctx):
+        labels = [c for c in labels if c.label == OBJECTS_LABEL]
+    if len(labels) < 4:
+        return None
+    rows = np.asarray([c.row for c in labels], dtype=np.int64)
+    y = np.asarray([c.label for c in labels], dtype=object).astype(str)
+    X = np.asarray(ctx.features()[rows], dtype=np.float32)
+    proba = classes = None
+    if not _objects(ctx) and _cross_validatable(y).all() and np.unique(y).size >= 2:
+        if y.size >= 2 * cur.folds:
+            proba, classes = out_of_fold_proba(
+                X, y, CURATION_RECIPE, folds=cur.folds, seed=seed
+            )
+    plan = prune_plan(
+        X,
+        y,
+        proba=proba,
+        classes=classes,
+        radius=cur.duplicate_radius,
+        margin=cur.prune_margin,
+        max_confident_share=cur.prune_confident_share if proba is not None else 0.0,
+    )
+    if not len(plan):
+        return None
+    params: dict[str, object] = {"share": plan.share}
+    if proba is not None:
+        check = validate_plan(X, y, plan, CURATION_RECIPE, seed)
+        params |= {
+            "accuracy_before": check.accuracy_before,
+            "accuracy_after": check.accuracy_after,
+            "validation_items": check.n_validation,
+        }
+    candidates = [
+        CandidateIn(
+            item_id=int(labels[r.index].item_id),
+            reason=r.reason,
+            score=float(len(plan) - k),
+            current_label=str(y[r.index]),
+            detail={"duplicate_of": int(labels[r.kept].item_id)} if r.kept >= 0 else None,
+        )
+        for k, r in enumerate(plan.removals)
+    ]
+    with ctx.db.session() as s:
+        pending, declined = _pending_items(s, "prune"), _declined(s, "prune")
+        fresh = [
+            c
+            for c in candidates
+            if (c.item_id, None) not in pending
+            and (c.item_id, None, c.current_label) not in declined
+        ]
+        if not fresh:
+            return None
+        counts = Counter(c.reason for c in fresh)
+        summary = (
+            f"remove {len(fresh)} of {len(labels)} labeled items ("
+            + ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in counts.items())
+            + ")"
+        )
+        return record_operation(
+            s,
+            "prune",
+            fresh,
+            summary=summary,
+            params=params,
+            cycle_id=cycle_id,
+            created_by=created_by,
+        )
+
+
+# -- classes -------------------------------------------------------------------------------
+
+
+def split_operation(
+    ctx: LoopContext,
+    label: str,
+    *,
+    names: Sequence[str] | None = None,
+    n_classes: int | None = None,
+    created_by: str | None = None,
+    seed: int = 0,
+) -> CurationOperation:
+    """Propose splitting class ``label`` by clustering its verified exemplars' embeddings
+    (:func:`~exemplar.curation.propose_split`); a reviewer confirms the assignment in bulk.
+
+    ``names`` names the new classes (their count sets ``n_classes``); without either, the
+    number is chosen by silhouette (:func:`~exemplar.curation.choose_n_classes`).
+    """
+    if label not in ctx.classes:
+        raise CurationError(f"unknown class {label!r}; the classes are {', '.join(ctx.classes)}")
+    ex = _exemplars(ctx, label)
+    if ex.labels.size < 4:
+        raise CurationError(
+            f"class {label!r} has {ex.labels.size} verified exemplar(s); a split needs at least 4"
+        )
+    if names is not None:
+        n_classes = len(names)
+        clash = sorted(set(names) & (set(ctx.classes) - {label}))
+        if clash or len(set(names)) != len(names):
+            raise CurationError(
+                f"new class names must be distinct and new: {', '.join(clash) or 'repeated'}"
+            )
+    if n_classes is None:
+        n_classes = choose_n_classes(ex.X, seed=seed)
+    names = list(names or [f"{label}_{k + 1}" for k in range(n_classes)])
+    proposal = propose_split(ex.X, n_classes=n_classes, names=names, seed=seed)
+    candidates = [
+        CandidateIn(
+            item_id=int(ex.item_ids[i]),
+            object_id=None if ex.object_ids is None else int(ex.object_ids[i]),
+            reason="split",
+            score=float(proposal.margin[i]),
+            current_label=label,
+            suggested_label=proposal.assignment[i],
+        )
+        for i in range(ex.labels.size)
+    ]
+    after = [c for c in ctx.classes if c != label] + names
+    with ctx.db.session() as s:
+        return record_operation(
+            s,
+            "split",
+            candidates,
+            summary=f"split {label!r} into {', '.join(names)} ({ex.labels.size} exemplars)",
+            params={
+                "class": label,
+                "into": names,
+                "classes_before": list(ctx.classes),
+                "classes_after": after,
+                "silhouette": proposal.silhouette,
+            },
+            created_by=created_by,
+        )
+
+
+def merge_operation(
+    ctx: LoopContext,
+    sources: Sequence[str],
+    into: str,
+    *,
+    created_by: str | None = None,
+) -> CurationOperation:
+    """Propose merging ``sources`` into class ``into``: every verified label (or object) of
+    them is relabeled when applied; the old labels stay in history."""
+    mapping = merge_mapping(ctx.classes, {into: list(sources)})
+    after = list(dict.fromkeys(mapping[c] for c in ctx.classes))
+    ex = _exemplars(ctx)
+    candidates = [
+        CandidateIn(
+            item_id=int(ex.item_ids[i]),
+            object_id=None if ex.object_ids is None else int(ex.object_ids[i]),
+            reason="merge",
+            current_label=str(ex.labels[i]),
+            suggested_label=into,
+        )
+        for i in range(ex.labels.size)
+        if ex.labels[i] in sources and ex.labels[i] != into
+    ]
+    with ctx.db.session() as s:
+        return record_operation(
+            s,
+            "merge",
+            candidates,
+            summary=f"merge {', '.join(sources)} into {into!r} ({len(candidates)} labels)",
+            params={
+                "classes": list(sources),
+                "into": into,
+                "classes_before": list(ctx.classes),
+                "classes_after": after,
+            },
+            created_by=created_by,
+        )
+
+
+def apply_curation(
+    ctx: LoopContext, operation_id: int, *, reviewer: str, accept_pending: bool = False
+) -> ApplyReport:
+    """Apply an operation (its accepted candidates; all pending ones with
+    ``accept_pending``), changing the class list for a split or merge."""
+    with ctx.db.read() as s:
+        op = get_operation(s, operation_id)
+        kind, params = op.kind, dict(op.params)
+    if kind in ("split", "merge"):
+        before, after = list(params["classes_before"]), list(params["classes_after"])
+        _check_classes(ctx, before, operation_id)
+        _write_classes(ctx, list(dict.fromkeys(before + after)))
+        with ctx.db.session() as s:
+            report = apply_operation(
+                s, operation_id, reviewer=reviewer, classes=after, accept_pending=accept_pending
+            )
+        _write_classes(ctx, after)
+        return report
+    with ctx.db.session() as s:
+        return apply_operation(
+            s, operation_id, reviewer=reviewer, classes=ctx.classes, accept_pending=accept_pending
+        )
+
+
+def undo_curation(ctx: LoopContext, operation_id: int, *, reviewer: str) -> ApplyReport:
+    """Undo an applied operation: the labels it replaced are appended again (and, for a
+    split or merge, the class list is restored)."""
+    with ctx.db.read() as s:
+        op = get_operation(s, operation_id)
+        kind, params = op.kind, dict(op.params)
+    if kind in ("split", "merge"):
+        before, after = list(params["classes_before"]), list(params["classes_after"])
+        _write_classes(
+            ctx, list(dict.fromkeys(before + [c for c in ctx.classes if c not in before]))
+        )
+        with ctx.db.session() as s:
+            report = undo_operation(s, operation_id, reviewer=reviewer, classes=before)
+        _write_classes(ctx, before + [c for c in ctx.classes if c not in before + after])
+        return report
+    with ctx.db.session() as s:
+        return undo_operation(s, operation_id, reviewer=reviewer, classes=ctx.classes)
+
+
+def _check_classes(ctx: LoopContext, before: list[str], operation_id: int) -> None:
+    missing = [c for c in before if c not in ctx.classes]
+    if missing:
+        raise CurationError(
+            f"operation {operation_id} was proposed for classes {', '.join(before)}, but "
+            f"{', '.join(missing)} no longer exist; propose it again"
+        )
+
+
+def _write_classes(ctx: LoopContext, classes: list[str]) -> None:
+    """Rewrite ``[project] classes`` (atomically) and the loaded config."""
+    if list(ctx.config.project.classes) == classes:
+        return
+    ctx.config.project.classes = classes
+    save_config(ctx.config, ctx.root / CONFIG_NAME)
+
+
+# -- the loop's curate state ---------------------------------------------------------------
+
+
+def curate_cycle(
+    ctx: LoopContext,
+    cycle: Cycle,
+    *,
+    model: ModelAdapter | None,
+    version: str | None,
+    recipe: str | None,
+    proba: Callable[[], np.ndarray | None],
+) -> CurationFindings:
+    """Run the steps of ``[curation] auto`` for ``cycle``, each once (a resumed cycle skips
+    steps it recorded before a crash)."""
+    cur = ctx.config.curation
+    found = CurationFindings(operations=[])
+    with ctx.db.session() as s:
+        if cur.unverified == "expire":
+            found.expired = expire_label_proposals(
+                s, cycle_number=cycle.number, expire_after=cur.expire_after
+            )
+        done = {o.kind for o in list_operations(s) if o.cycle_id == cycle.id}
+        proposed_before = _proposed_in(s, cycle.id)
+    if "propose" in cur.auto and model is not None and version and recipe and not proposed_before:
+        found.proposed = propose(
+            ctx,
+            model,
+            version,
+            recipe,
+            cycle_id=cycle.id,
+            proba=None if _objects(ctx) else proba(),
+            seed=cycle.seed,
+        )
+    steps: list[tuple[str, Callable[..., CurationOperation | None]]] = [
+        ("label_errors", label_error_operation),
+        ("prune", prune_operation),
+    ]
+    for kind, step in steps:
+        if kind in cur.auto and kind not in done:
+            op = step(ctx, cycle_id=cycle.id, seed=cycle.seed)
+            if op is not None:
+                assert found.operations is not None
+                found.operations.append(op.id)
+    return found
+
+
+def _proposed_in(s: Session, cycle_id: int) -> bool:
+    labels = s.scalar(
+        select(Label.id)
+        .where(Label.cycle_id == cycle_id, Label.source == LabelSource.MODEL.value)
+        .limit(1)
+    )
+    objects = s.scalar(
+        select(Annotation.id)
+        .where(Annotation.cycle_id == cycle_id, Annotation.source == LabelSource.MODEL.value)
+        .limit(1)
+    )
+    return labels is not None or objects is not None
