@@ -4,6 +4,8 @@ Library pieces the loop calls each cycle; none of them touch the database or fil
 
 * :mod:`~exemplar.curation.label_errors`: probable label errors by confident learning
   (Northcutt et al. 2021) on out-of-fold probabilities.
+* :mod:`~exemplar.curation.objects`: the same for the classes of objects (detection), with
+  out-of-fold detectors.
 * :mod:`~exemplar.curation.split`: proposing a class split by clustering its exemplars'
   embeddings, choosing the number of new classes, and validating a merge.
 * :mod:`~exemplar.curation.redundancy`: near duplicates and confidently classified items
@@ -17,6 +19,12 @@ from exemplar.curation.label_errors import (
     find_label_errors,
     out_of_fold_proba,
     rank_by_self_confidence,
+)
+from exemplar.curation.objects import (
+    ObjectDescriber,
+    object_label_errors,
+    object_positions,
+    out_of_fold_object_proba,
 )
 from exemplar.curation.redundancy import (
     DuplicateGroup,
@@ -38,6 +46,7 @@ from exemplar.curation.split import (
 __all__ = [
     "DuplicateGroup",
     "LabelErrors",
+    "ObjectDescriber",
     "PlanValidation",
     "PrunePlan",
     "Removal",
@@ -46,6 +55,9 @@ __all__ = [
     "find_label_errors",
     "merge_mapping",
     "near_duplicates",
+    "object_label_errors",
+    "object_positions",
+    "out_of_fold_object_proba",
     "out_of_fold_proba",
     "propose_split",
     "prune_plan",

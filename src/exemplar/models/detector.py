@@ -415,6 +415,87 @@ class DetectorAdapter:
         assert objects is not None
         return list(objects.images)
 
+    def describe_objects(
+        self, X: np.ndarray, objects: Sequence[Objects]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and embeddings of *given* objects (for curation).
+
+        Curation reads the model on objects someone labeled, not on the ones it found:
+        confident learning ranks object label errors by the probability of each object's
+        given class (:func:`exemplar.curation.object_label_errors`), and a class split
+        clusters the objects of one class by their embeddings
+        (:func:`exemplar.curation.propose_split`).
+
+        - Probabilities: at the stride-4 cell holding a box's center, the center heat
+          value of every class, divided by their sum (as ``class_proba`` of a predicted
+          box at its peak; Zhou et al. 2019). An ensemble's heat maps are averaged first.
+        - Embeddings: the stride-4 neck features (the ones the heads read, ``2·width``
+          values) averaged over the cells the box covers (at least its center cell), in
+          eval mode (no dropout); an ensemble's members are averaged, as
+          ``predict(embeddings=True)`` does.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, C·S·S)
+            Image rows, as :meth:`predict` takes them.
+        objects : sequence of n Objects
+            The objects of each image, boxes in the ``S x S`` frame of the rows (as given
+            to :meth:`fit`); their classes are not read.
+
+        Returns
+        -------
+        proba : ndarray of float32, shape (m, K)
+            ``m`` = total number of objects, in image order then object order; rows sum
+            to 1.
+        embeddings : ndarray of float32, shape (m, 2·width)
+        """
+        nets = self._fitted()
+        n = self._check_X(X)
+        objs = list(objects)
+        if len(objs) != n:
+            raise ModelError(f"describe_objects: {len(objs)} Objects for {n} images")
+        for i, o in enumerate(objs):
+            if not isinstance(o, Objects):
+                raise ModelError(f"describe_objects: objects[{i}] is a {type(o).__name__}")
+        k = len(self.classes_)
+        dim = 2 * self.config.width
+        sizes = np.fromiter((len(o) for o in objs), dtype=np.int64, count=n)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        proba = np.zeros((int(starts[-1]), k), np.float32)
+        emb = np.zeros((int(starts[-1]), dim), np.float32)
+        cells = self.config.image_side // STRIDE
+        with torch.inference_mode():
+            for first, xb in self._batches(X, n):
+                features = [net.forward_trunk(xb)[0] for net in nets]
+                heat = torch.stack(
+                    [
+                        torch.sigmoid(net.forward_top(f)["heat"].float())
+                        for net, f in zip(nets, features, strict=True)
+                    ]
+                ).mean(dim=0)
+                feat = torch.stack(features).float().mean(dim=0)
+                # summed-area table of the features: any box's sum is four look-ups
+                table = F.pad(feat.cumsum(dim=2).cumsum(dim=3), (1, 0, 1, 0))
+                heat_np, table_np = heat.cpu().numpy(), table.cpu().numpy()
+                for j in range(xb.shape[0]):
+                    o = objs[first + j]
+                    if not len(o):
+                        continue
+                    rows = slice(int(starts[first + j]), int(starts[first + j + 1]))
+                    grid = o.boxes / np.float32(STRIDE)
+                    cx = np.clip(((grid[:, 0] + grid[:, 2]) / 2).astype(np.int64), 0, cells - 1)
+                    cy = np.clip(((grid[:, 1] + grid[:, 3]) / 2).astype(np.int64), 0, cells - 1)
+                    column = heat_np[j][:, cy, cx].T
+                    proba[rows] = column / np.maximum(column.sum(axis=1, keepdims=True), 1e-12)
+                    c0 = np.minimum(np.clip(np.floor(grid[:, 0]).astype(np.int64), 0, cells), cx)
+                    r0 = np.minimum(np.clip(np.floor(grid[:, 1]).astype(np.int64), 0, cells), cy)
+                    c1 = np.maximum(np.clip(np.ceil(grid[:, 2]).astype(np.int64), 0, cells), cx + 1)
+                    r1 = np.maximum(np.clip(np.ceil(grid[:, 3]).astype(np.int64), 0, cells), cy + 1)
+                    t = table_np[j]
+                    total = t[:, r1, c1] - t[:, r0, c1] - t[:, r1, c0] + t[:, r0, c0]
+                    emb[rows] = (total / ((r1 - r0) * (c1 - c0))[None, :]).T
+        return proba, emb
+
     def predict_labels(self, X: np.ndarray) -> np.ndarray:
         """Not defined for a detector: a ModelError."""
         raise ModelError(
