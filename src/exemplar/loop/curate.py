@@ -113,20 +113,22 @@ def _objects(ctx: LoopContext) -> bool:
 
 def propose(
     ctx: LoopContext,
-    model: ModelAdapter,
+    model: ModelAdapter | None,
     version: str,
-    recipe: str,
+    recipe: str | None,
     *,
     cycle_id: int | None,
     proba: np.ndarray | None = None,
+    classes: Sequence[str] | None = None,
     seed: int = 0,
     sample: int | None = None,
 ) -> int:
     """The model labels a sample of the free pool: proposals a reviewer verifies.
 
-    Classification reads the stored pool probabilities ``proba`` (rows x the model's
-    classes) when given, else predicts; objects run the detector on the sample. Returns
-    the proposals written (none twice for the same model).
+    Classification reads the stored pool probabilities ``proba`` (rows x ``classes``, by
+    default the model's) when given, else predicts with ``model``; objects run the
+    detector ``model`` (``recipe``) on the sample. Returns the proposals written (none
+    twice for the same model).
     """
     cur = ctx.config.curation
     size = cur.propose_sample if sample is None else sample
@@ -137,6 +139,8 @@ def propose(
         keep = np.sort(np.random.default_rng(seed % 2**32).choice(rows.size, size, replace=False))
         rows, ids = rows[keep], ids[keep]
     if _objects(ctx):
+        if model is None or recipe is None:
+            raise CurationError("proposing objects needs the detector and its recipe")
         found = predict_proposals(ctx, model, recipe, rows, ids)
         with ctx.db.session() as s:
             done = set(
@@ -153,17 +157,20 @@ def propose(
                 if i not in done
             }
             return write_proposals(s, fresh, ctx, model_version=version, cycle_id=cycle_id)
-    P = np.asarray(
-        proba[rows] if proba is not None else model.predict(np.asarray(ctx.features()[rows])).proba
-    )
-    classes = np.asarray(model.classes_)
+    if proba is not None:
+        P = np.asarray(proba[rows])
+    elif model is not None:
+        P = np.asarray(model.predict(np.asarray(ctx.features()[rows])).proba)
+    else:
+        raise CurationError("proposing classes needs the model or its stored probabilities")
+    columns = np.asarray(classes if classes is not None else model.classes_)  # type: ignore[union-attr]
     best = P.argmax(axis=1)
     confidence = P[np.arange(len(rows)), best]
     wanted = confidence >= cur.propose_min_confidence
     proposals = [
-        (int(i), str(classes[b]), float(c))
+        (int(i), str(columns[b]), float(c))
         for i, b, c, w in zip(ids, best, confidence, wanted, strict=True)
-        if w
+        if w and str(columns[b]) in ctx.classes
     ]
     with ctx.db.session() as s:
         return write_label_proposals(
@@ -400,11 +407,9 @@ def prune_operation(
     y = np.asarray([c.label for c in labels], dtype=object).astype(str)
     X = np.asarray(ctx.features()[rows], dtype=np.float32)
     proba = classes = None
-    if not _objects(ctx) and _cross_validatable(y).all() and np.unique(y).size >= 2:
-        if y.size >= 2 * cur.folds:
-            proba, classes = out_of_fold_proba(
-                X, y, CURATION_RECIPE, folds=cur.folds, seed=seed
-            )
+    validatable = _cross_validatable(y).all() and np.unique(y).size >= 2
+    if not _objects(ctx) and validatable and y.size >= 2 * cur.folds:
+        proba, classes = out_of_fold_proba(X, y, CURATION_RECIPE, folds=cur.folds, seed=seed)
     plan = prune_plan(
         X,
         y,
