@@ -221,6 +221,37 @@ def _exemplars(ctx: LoopContext, label: str | None = None) -> _Exemplars:
     )
 
 
+def _other_objects(ctx: LoopContext, classes: Sequence[str]) -> list[Annotation]:
+    """Hard negatives and open proposals of ``classes``: a split or merge renames them too,
+    so no object is left with a class that no longer exists."""
+    with ctx.db.read() as s:
+        return [
+            a
+            for a in current_annotations(
+                s, statuses=(AnnotationStatus.HARD_NEGATIVE, AnnotationStatus.PROPOSED)
+            )
+            if a.label in classes
+        ]
+
+
+def _object_crops(ctx: LoopContext, annotations: Sequence[Annotation]) -> np.ndarray:
+    """:func:`_crops` of any objects, reading their items' rows and sizes."""
+    ids = sorted({a.item_id for a in annotations})
+    with ctx.db.read() as s:
+        found = s.execute(
+            select(Item.id, Item.row, Item.width, Item.height).where(Item.id.in_(ids))
+        ).all()
+    rows = {i: r for i, r, _, _ in found}
+    sizes = {i: (w, h) for i, _, w, h in found}
+    return _crops(ctx, annotations, rows, sizes)
+
+
+def _unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (how :func:`~exemplar.curation.propose_split` compares)."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(norms > 0, norms, 1.0)
+
+
 def _crops(
     ctx: LoopContext,
     annotations: Sequence[Annotation],
@@ -513,7 +544,23 @@ def split_operation(
         )
         for i in range(ex.labels.size)
     ]
-    after = [c for c in ctx.classes if c != label] + names
+    if ex.object_ids is not None:  # hard negatives and open proposals follow their nearest class
+        others = _other_objects(ctx, [label])
+        if others:
+            X = _unit_rows(_object_crops(ctx, others))
+            nearest = (X @ proposal.centroids.T).argmax(axis=1)
+            candidates += [
+                CandidateIn(
+                    item_id=a.item_id,
+                    object_id=a.object_id,
+                    reason=f"split_{a.status}",
+                    current_label=label,
+                    suggested_label=names[int(k)],
+                )
+                for a, k in zip(others, nearest, strict=True)
+            ]
+    at = ctx.classes.index(label)
+    after = [*ctx.classes[:at], *names, *ctx.classes[at + 1 :]]
     with ctx.db.session() as s:
         return record_operation(
             s,
@@ -554,6 +601,17 @@ def merge_operation(
         for i in range(ex.labels.size)
         if ex.labels[i] in sources and ex.labels[i] != into
     ]
+    if ex.object_ids is not None:  # hard negatives and open proposals are renamed too
+        candidates += [
+            CandidateIn(
+                item_id=a.item_id,
+                object_id=a.object_id,
+                reason=f"merge_{a.status}",
+                current_label=a.label,
+                suggested_label=into,
+            )
+            for a in _other_objects(ctx, [c for c in sources if c != into])
+        ]
     with ctx.db.session() as s:
         return record_operation(
             s,

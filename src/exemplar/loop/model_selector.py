@@ -114,6 +114,8 @@ def evaluate_object_candidates(
     build: Mapping[str, Any] | None = None,
     segmentation: bool = False,
     prepare: Callable[[ModelAdapter], object] | None = None,
+    repeats: np.ndarray | None = None,
+    trusted: np.ndarray | None = None,
 ) -> list[CandidateResult]:
     """Fit each detector candidate on the same labeled images and validate it by mAP.
 
@@ -141,11 +143,16 @@ def evaluate_object_candidates(
         parameters override them.
     prepare : callable, optional
         Called with each fresh model before it is fitted (e.g. to bind image files).
+    repeats, trusted : ndarray, optional
+        As for :func:`evaluate_candidates`: training images repeated ``repeats`` times, and
+        only ``trusted`` images (verified, not weak) held out for validation.
     """
-    n = len(objects)
+    trusted_rows = np.arange(len(objects)) if trusted is None else np.flatnonzero(trusted)
+    n = trusted_rows.size
     n_val = math.ceil(validation_fraction * n) if n >= MIN_OBJECT_VALIDATION_IMAGES else 0
-    order = np.random.default_rng(seed % (2**32)).permutation(n)
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    order = trusted_rows[np.random.default_rng(seed % (2**32)).permutation(n)]
+    val = np.sort(order[:n_val])
+    train = _expand(np.setdiff1d(np.arange(len(objects)), val), repeats)
     protocol = (
         f"holdout: fitted on {train.size} image(s), validated on {n_val}"
         if n_val

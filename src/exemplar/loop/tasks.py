@@ -244,13 +244,18 @@ class ObjectTask:
         classes = ctx.classes
         side = ctx.config.data.image_side
         masks = side if self.segmentation and for_training else None
+        cur = ctx.config.curation
         with ctx.db.read() as s:
             rows = current_labels(s, splits=(Split.POOL, Split.TRAIN))
             rows = [c for c in rows if c.label == OBJECTS_LABEL]
             if item_ids is not None:
                 wanted = set(item_ids)
                 rows = [c for c in rows if c.item_id in wanted]
-            ids = [c.item_id for c in rows]
+            n_verified = len(rows)
+            weak_on = for_training and item_ids is None and cur.unverified != "drop"
+            weak = _weak_images(s, cur.weak_min_confidence, classes) if weak_on else {}
+            ids = [c.item_id for c in rows] + list(weak)
+            rows_of = [c.row for c in rows] + [row for row, _ in weak.values()]
             sizes = _item_sizes(s, ids)
             found = current_annotations(
                 s, ids, statuses=(AnnotationStatus.VERIFIED, AnnotationStatus.HARD_NEGATIVE)
@@ -260,11 +265,18 @@ class ObjectTask:
         for ann in found:
             target = negative if ann.status == AnnotationStatus.HARD_NEGATIVE else positive
             target[ann.item_id].append(ann)
+        for item_id, (_, proposals) in weak.items():
+            positive[item_id] = proposals
         scales = [side / max(sizes[i]) for i in ids]
+        repeats = trusted = None
+        if weak:
+            repeats = np.ones(len(ids), dtype=np.int64)
+            repeats[:n_verified] = round(1.0 / cur.weak_weight)
+            trusted = np.arange(len(ids)) < n_verified
         return LabeledSet(
             np.asarray(ids, dtype=np.int64),
-            np.asarray([c.row for c in rows], dtype=np.int64),
-            np.full(len(rows), OBJECTS_LABEL, dtype=object).astype(str),
+            np.asarray(rows_of, dtype=np.int64),
+            np.full(len(ids), OBJECTS_LABEL, dtype=object).astype(str),
             objects=[
                 to_objects(positive[i], classes, scale, masks)
                 for i, scale in zip(ids, scales, strict=True)
@@ -273,6 +285,8 @@ class ObjectTask:
                 to_objects(negative[i], classes, scale, None)
                 for i, scale in zip(ids, scales, strict=True)
             ],
+            repeats=repeats,
+            trusted=trusted,
         )
 
     def trainable(self, labeled: LabeledSet) -> bool:
@@ -299,6 +313,8 @@ class ObjectTask:
                 build=build_params(ctx, cand.recipe),
                 segmentation=self.segmentation,
                 prepare=lambda model: bind_files(ctx, model),
+                repeats=labeled.repeats,
+                trusted=labeled.trusted,
             )
         return results
 
@@ -352,6 +368,13 @@ def to_objects(
     if not annotations:
         return Objects.empty()
     index = {name: k for k, name in enumerate(classes)}
+    unknown = sorted({a.label for a in annotations} - set(index))
+    if unknown:
+        raise ProjectError(
+            f"item {annotations[0].item_id}: objects of class(es) {', '.join(unknown)}, which "
+            f"[project] classes ({', '.join(classes)}) no longer lists; add the class back to "
+            "exemplar.toml, or relabel them (`exemplar classes merge`), then run again"
+        )
     boxes = np.asarray([[a.x0, a.y0, a.x1, a.y1] for a in annotations], np.float32) * scale
     labels = np.asarray([index[a.label] for a in annotations], np.int64)
     masks = None
@@ -447,6 +470,44 @@ def write_proposals(
             )
             written += len(rows)
     return written
+
+
+def _weak_images(
+    s: Session, min_confidence: float, classes: Sequence[str]
+) -> dict[int, tuple[int, list[Annotation]]]:
+    """Unlabeled images whose every open proposal is a model's, at least ``min_confidence``
+    sure: weak training images (``[curation] unverified``), by item id, with their row."""
+    labeled = {
+        c.item_id for c in current_labels(s, verified_only=False) if c.source != LabelSource.MODEL
+    }
+    by_item: dict[int, list[Annotation]] = defaultdict(list)
+    for ann in current_annotations(s, statuses=(AnnotationStatus.PROPOSED,)):
+        if ann.item_id not in labeled:
+            by_item[ann.item_id].append(ann)
+    confident = {
+        i: anns
+        for i, anns in by_item.items()
+        if all(
+            a.source == LabelSource.MODEL
+            and (a.confidence or 0.0) >= min_confidence
+            and a.label in classes
+            for a in anns
+        )
+    }
+    rows = (
+        dict(
+            s.execute(
+                select(Item.id, Item.row).where(
+                    Item.id.in_(list(confident)), Item.split.in_([Split.POOL, Split.TRAIN])
+                )
+            )
+            .tuples()
+            .all()
+        )
+        if confident
+        else {}
+    )
+    return {i: (rows[i], confident[i]) for i in sorted(rows)}
 
 
 def _item_sizes(s: Session, item_ids: Sequence[int]) -> dict[int, tuple[int, int]]:

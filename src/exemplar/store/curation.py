@@ -671,6 +671,7 @@ def _apply_object(
     if current is None or current.status not in (
         AnnotationStatus.VERIFIED,
         AnnotationStatus.PROPOSED,
+        AnnotationStatus.HARD_NEGATIVE,
     ):
         return f"object {cand.object_id}: not a verified object any more"
     if cand.current_label is not None and current.label != cand.current_label:
@@ -692,6 +693,7 @@ def _apply_object(
             classes=classes,
             annotator=reviewer,
             label=cand.suggested_label,
+            source=current.source,  # a renamed proposal stays the model's, with its confidence
         )
     return {"before": current.id, "after": ann.id}
 
@@ -785,6 +787,7 @@ def _undo_object(
         annotator=reviewer,
         label=old.label,
         status=old.status,
+        source=old.source,
     )
     return None
 
