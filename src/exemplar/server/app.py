@@ -27,6 +27,7 @@ from exemplar.server.deps import API_PREFIX, CSRF_HEADER, ServerState
 from exemplar.server.middleware import MAX_BODY_BYTES, install_middleware
 from exemplar.server.routes import (
     accounts,
+    curation,
     dashboard,
     items,
     labeling,
@@ -117,7 +118,7 @@ def create_app(
     )
     app.state.learner = learner
     app.state.exemplar = state
-    for module in (session, accounts, items, objects, pages, review, dashboard):
+    for module in (session, accounts, items, objects, pages, review, dashboard, curation):
         app.include_router(module.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
