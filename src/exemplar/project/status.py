@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from exemplar.store.annotations import AnnotationStatus, current_annotations
+from exemplar.store.curation import verification_queue
 from exemplar.store.labels import current_labels
 from exemplar.store.queue import queue_counts
-from exemplar.store.schema import Cycle, Item, ModelVersion
+from exemplar.store.schema import CurationOperation, CurationStatus, Cycle, Item, ModelVersion
 
 __all__ = ["project_status"]
 
@@ -65,13 +66,31 @@ def project_status(project: Any) -> dict[str, Any]:
             "proposed": sum(1 for c in labels if c.status == "proposed"),
             "rejected": sum(1 for c in labels if c.status == "rejected"),
             "disputed": sum(1 for c in labels if c.status == "disputed"),
+            "pruned": sum(1 for c in labels if c.status == "pruned"),
             "per_class": per_class,
             "per_class_counts": "objects" if objects else "items",
             "classes_without_labels": rare,
         },
+        "curation": _curation(db),
         "queue": queue_counts(db),
         "cycle": current,
         "stopped": bool(current and current["state"] == "stopped"),
         "stop_reason": current["stop_reason"] if current else None,
         "history": history,
     }
+
+
+def _curation(db: Any) -> dict[str, Any]:
+    """Open proposals to verify and curation operations waiting for a reviewer."""
+    with db.read() as s:
+        _, open_proposals = verification_queue(s, limit=0)
+        waiting = dict(
+            s.execute(
+                select(CurationOperation.kind, func.count())
+                .where(CurationOperation.status == CurationStatus.PROPOSED.value)
+                .group_by(CurationOperation.kind)
+            )
+            .tuples()
+            .all()
+        )
+    return {"proposals_to_verify": open_proposals, "operations_to_review": waiting}

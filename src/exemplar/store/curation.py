@@ -425,9 +425,24 @@ def _complete_image(session: Session, item_id: int, reviewer: str, classes: Sequ
 
 
 def expire_label_proposals(session: Session, *, cycle_number: int, expire_after: int) -> int:
-    """Withdraw class proposals written ``expire_after`` or more cycles before ``cycle_number``."""
+    """Withdraw model proposals (classes and objects) written ``expire_after`` or more
+    cycles before ``cycle_number``; return how many. An expired class proposal becomes a
+    rejected model row, an expired object proposal a deleted one (history kept)."""
     numbers = dict(session.execute(select(Cycle.id, Cycle.number)).tuples().all())
     expired = 0
+    for ann in _open_object_proposals(session):
+        made = numbers.get(ann.cycle_id) if ann.cycle_id is not None else None
+        if ann.source != LabelSource.MODEL or made is None or cycle_number - made < expire_after:
+            continue
+        revise(
+            session,
+            ann.object_id,
+            annotator=None,
+            status=AnnotationStatus.DELETED,
+            source=LabelSource.MODEL,
+            classes=[ann.label],
+        )
+        expired += 1
     for row in _open_label_proposals(session):
         made = numbers.get(row.cycle_id) if row.cycle_id is not None else None
         if made is None or cycle_number - made < expire_after:
