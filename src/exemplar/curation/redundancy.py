@@ -18,8 +18,10 @@ All indices are rows of the arrays passed in (the labeled items, in the caller's
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -27,7 +29,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.neighbors import NearestNeighbors
 
-from exemplar.errors import UsageError
+from exemplar.errors import ConfigError, UsageError
 from exemplar.models import make_model
 
 __all__ = [
@@ -46,6 +48,8 @@ Keep = Literal["centroid", "first"]
 
 #: Query rows per k-NN chunk: memory is bounded by ``chunk × k`` neighbours.
 _CHUNK_ROWS = 8192
+#: From this many rows, near-duplicate search uses faiss when it is installed.
+FAISS_MIN_ROWS = 20_000
 #: Default radius = this factor × the median distance to the k-th nearest neighbour.
 RADIUS_FACTOR = 0.25
 #: Reasons, in the order a plan lists them.
@@ -165,17 +169,20 @@ def _to_metric(euclid: np.ndarray, metric: str) -> np.ndarray:
     return euclid
 
 
-def _knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _knn(x: np.ndarray, k: int, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest other rows of each row (Euclidean), queried in chunks of rows.
 
     Self matches are removed by index, so exact duplicates still count as neighbours.
+    ``backend`` ``auto`` uses faiss (an exact flat index; Johnson, Douze & Jégou 2019)
+    from :data:`FAISS_MIN_ROWS` rows when it is installed (``exemplar[faiss]``), and
+    scikit-learn's neighbours otherwise; ``faiss`` or ``sklearn`` force one.
     """
     n = x.shape[0]
-    index = NearestNeighbors(n_neighbors=k + 1).fit(x)
+    search = _neighbour_search(x, k + 1, backend)
     dist = np.empty((n, k), dtype=np.float64)
     nbr = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, _CHUNK_ROWS):
-        d, i = index.kneighbors(x[start : start + _CHUNK_ROWS])
+        d, i = search(x[start : start + _CHUNK_ROWS])
         rows = np.arange(start, start + i.shape[0])[:, None]
         # Drop the row itself (or, when it is missing among k+1 exact ties, the last column).
         not_self = i != rows
@@ -184,6 +191,34 @@ def _knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         dist[start : start + i.shape[0]] = d[not_self].reshape(-1, k)
         nbr[start : start + i.shape[0]] = i[not_self].reshape(-1, k)
     return dist, nbr
+
+
+def _neighbour_search(
+    x: np.ndarray, k: int, backend: str
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A function giving the ``k`` nearest rows of ``x`` (distances, indices) for queries."""
+    if backend not in ("auto", "faiss", "sklearn"):
+        raise ConfigError(f"unknown k-NN backend {backend!r}; expected auto, faiss or sklearn")
+    faiss: Any = None
+    if backend == "faiss" or (backend == "auto" and x.shape[0] >= FAISS_MIN_ROWS):
+        try:
+            faiss = importlib.import_module("faiss")
+        except ImportError:
+            if backend == "faiss":
+                raise ConfigError(
+                    "the faiss backend needs faiss-cpu: pip install 'exemplar[faiss]'"
+                ) from None
+    if faiss is None:
+        index = NearestNeighbors(n_neighbors=k).fit(x)
+        return lambda q: index.kneighbors(q)
+    flat = faiss.IndexFlatL2(x.shape[1])
+    flat.add(np.ascontiguousarray(x, dtype=np.float32))
+
+    def search(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d2, i = flat.search(np.ascontiguousarray(q, dtype=np.float32), k)
+        return np.sqrt(np.maximum(d2, 0.0)).astype(np.float64), i.astype(np.int64)
+
+    return search
 
 
 def near_duplicates(

@@ -166,3 +166,26 @@ def test_validate_plan_refuses_a_plan_for_other_rows() -> None:
     plan = PrunePlan((Removal(0, "confident"),), n_items=5)
     with pytest.raises(UsageError, match="plan's 5 rows"):
         validate_plan(np.zeros((4, 2)), np.zeros(4), plan)
+
+
+@pytest.mark.parametrize("n", [50, 600])
+def test_faiss_and_sklearn_find_the_same_neighbours(n: int) -> None:
+
+    from exemplar.curation.redundancy import _knn
+
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    x[1] = x[0]  # an exact duplicate is still its twin's neighbour
+    d_sk, i_sk = _knn(x, 4, backend="sklearn")
+    d_fa, i_fa = _knn(x, 4, backend="faiss")
+    np.testing.assert_allclose(d_fa, d_sk, atol=1e-4)
+    assert (i_fa == i_sk).mean() > 0.99  # ties may order differently
+    assert i_fa[0, 0] == 1 and i_fa[1, 0] == 0
+
+
+def test_unknown_knn_backend_is_refused() -> None:
+    from exemplar.curation.redundancy import _knn
+    from exemplar.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown k-NN backend"):
+        _knn(np.zeros((3, 2)), 1, backend="annoy")
