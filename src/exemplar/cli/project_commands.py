@@ -471,3 +471,7 @@ def curve(
         console.print(table)
     if result["note"]:
         console.print(Text(result["note"]), highlight=False)
+
+
+# Curation commands (propose, verify, curate, classes) register themselves on `app`.
+from exemplar.cli import curation_commands  # noqa: F401
