@@ -98,7 +98,11 @@ def apply_labels_file(
     report = LabelImport()
     with context.db.read() as s:
         items = s.execute(select(Item.id, Item.uid, Item.uri)).all()
-        current = {c.item_id: c.label for c in current_labels(s, verified_only=False)}
+        current = {  # a model's proposal is not a label: the file's class is written
+            c.item_id: c.label
+            for c in current_labels(s, verified_only=False)
+            if c.source != LabelSource.MODEL
+        }
         open_slots: dict[int, list[QueueEntry]] = {}
         for e in s.scalars(
             select(QueueEntry)

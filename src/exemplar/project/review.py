@@ -49,6 +49,7 @@ from exemplar.store.consensus import (
     is_open_vote,
     review_item,
 )
+from exemplar.store.curation import CURATION_TAG
 from exemplar.store.labels import current_labels
 from exemplar.store.schema import Annotation, Item, Label, LabelSource, LabelStatus
 
@@ -83,7 +84,10 @@ def _disagreeing_items(rows: list[Label]) -> set[int]:
     """Items where ≥2 annotators' newest human labels name different classes."""
     newest: dict[tuple[int, str], Label] = {}
     for row in rows:  # ordered by id: later rows win
-        if row.annotator is not None and row.strategy != REVIEW_STRATEGY:
+        decision = row.strategy == REVIEW_STRATEGY or (row.strategy or "").startswith(
+            CURATION_TAG
+        )  # a reviewer's decision, not an annotator's vote
+        if row.annotator is not None and not decision:
             newest[(row.item_id, row.annotator)] = row
     classes: dict[int, set[str]] = defaultdict(set)
     for (item_id, _), row in newest.items():
@@ -112,7 +116,8 @@ def review_rows(
             c
             for c in labels
             if c.label is not None
-            and c.status != LabelStatus.REJECTED
+            and c.status not in (LabelStatus.REJECTED, LabelStatus.PRUNED)
+            and c.source != LabelSource.MODEL  # a model's proposal is verified elsewhere
             and not is_open_vote(c.status, c.source)
         ]
         disputed = [c for c in labels if c.status == LabelStatus.DISPUTED]
