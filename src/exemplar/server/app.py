@@ -120,6 +120,7 @@ def create_app(
     app.state.exemplar = state
     for module in (session, accounts, items, objects, pages, review, dashboard, curation):
         app.include_router(module.router())
+    app.include_router(curation.pages())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False)

@@ -333,3 +333,27 @@ def test_gallery_is_ordered_by_risk_with_suspects(client: TestClient) -> None:
     page = c.get(f"{API}/gallery/{label}", params={"limit": 2, "offset": 1}).json()
     assert [e["item_id"] for e in page["items"]] == [e["item_id"] for e in gallery["items"][1:3]]
     assert c.get(f"{API}/gallery/nope").status_code == 404
+
+
+# -- the pages -------------------------------------------------------------------------------
+
+
+def test_pages_by_role(client: TestClient) -> None:
+    assert client.get("/curate", follow_redirects=False).headers["location"] == "/login"
+    assert client.get("/gallery", follow_redirects=False).headers["location"] == "/login"
+    c = login(client, "ann")
+    page = c.get("/curate")
+    assert page.status_code == 200
+    assert 'id="queue"' in page.text and "/static/curate.js" in page.text
+    assert 'id="operations-section"' not in page.text  # the operations are for reviewers
+    assert c.get("/gallery?label=3").status_code == 403
+    assert c.delete("/api/v1/session").status_code == 204
+    c = login(client, "rev")
+    page = c.get("/curate")
+    assert 'id="operations-section"' in page.text and 'id="split-form"' in page.text
+    gallery = c.get("/gallery?label=3")
+    assert gallery.status_code == 200 and 'data-label="3"' in gallery.text
+    assert 'data-label="0"' in c.get("/gallery?label=nope").text  # unknown: the first class
+    for script in ("curate.js", "gallery.js", "thumbs.js"):
+        assert c.get(f"/static/{script}").status_code == 200
+    assert 'href="/curate"' in c.get("/review").text and 'href="/gallery"' in c.get("/label").text

@@ -20,6 +20,11 @@ The reviewer (or verifier) recorded is the logged-in user. Errors keep the libra
 message in ``detail``: 404 for an unknown operation, proposal or class, 409 when the state
 forbids it (an operation no longer proposed, a proposal already decided, no trained model
 yet), 400 for anything else wrong with the request. Item file paths are never sent.
+
+The pages ``/curate`` (the verification queue with one key per proposal, and the
+operations) and ``/gallery?label=C`` (a class's exemplars as thumbnails, riskiest first)
+are here too (:func:`pages`); their scripts are ``static/curate.js`` and
+``static/gallery.js``.
 """
 
 from __future__ import annotations
@@ -27,14 +32,25 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from exemplar.errors import ExemplarError, StoreError
 from exemplar.project import Project
 from exemplar.project import curation as facade
-from exemplar.server.deps import API_PREFIX, Labeler, PathId, Reviewer, State
+from exemplar.server.deps import (
+    API_PREFIX,
+    Labeler,
+    PathId,
+    Reviewer,
+    State,
+    page_user,
+    templates,
+)
+from exemplar.server.routes.pages import class_keys
+from exemplar.store.accounts import Role
 from exemplar.store.schema import Item
 
 __all__ = [
@@ -57,10 +73,14 @@ __all__ = [
     "VerificationOut",
     "VerifyIn",
     "curation_http_error",
+    "pages",
     "router",
 ]
 
 PREFIX = f"{API_PREFIX}/curation"
+#: Keys the ``/curate`` page reserves: accept, reject (r or x), move down / up, help.
+CURATE_KEYS = frozenset({"a", "r", "x", "j", "k", "?"})
+_REVIEWERS = (Role.REVIEWER.value, Role.ADMIN.value)
 #: Most rows one page of the queue, an operation or the gallery returns.
 MAX_PAGE = 1000
 
@@ -549,3 +569,54 @@ def router() -> APIRouter:
         return GalleryOut.model_validate({**found, "classes": list(state.project.classes)})
 
     return api
+
+
+# -- the pages -------------------------------------------------------------------------------
+
+
+def pages() -> APIRouter:
+    """``/curate`` (every role; its operations part for reviewers and admins) and
+    ``/gallery?label=C`` (reviewers and admins). Their scripts (``static/curate.js``,
+    ``static/gallery.js``) call the API above with the session's CSRF token."""
+    html = APIRouter(include_in_schema=False)
+
+    @html.get("/curate")
+    def curate_page(request: Request, state: State) -> Response:
+        user, csrf = page_user(request, state.project)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        classes = state.project.classes
+        return templates.TemplateResponse(
+            request,
+            "curate.html",
+            {
+                "csrf": csrf,
+                "user": user.name,
+                "project": state.project.config.project.name,
+                "classes": list(zip(classes, class_keys(classes, CURATE_KEYS), strict=True)),
+                "reviewer": user.role in _REVIEWERS,
+            },
+        )
+
+    @html.get("/gallery")
+    def gallery_page(request: Request, state: State, label: str = "") -> Response:
+        user, csrf = page_user(request, state.project)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        allowed = user.role in _REVIEWERS
+        classes = state.project.classes
+        return templates.TemplateResponse(
+            request,
+            "gallery.html",
+            {
+                "csrf": csrf,
+                "user": user.name,
+                "project": state.project.config.project.name,
+                "classes": classes,
+                "label": label if label in classes else (classes[0] if classes else ""),
+                "allowed": allowed,
+            },
+            status_code=200 if allowed else 403,
+        )
+
+    return html
