@@ -357,3 +357,104 @@ def test_pages_by_role(client: TestClient) -> None:
     for script in ("curate.js", "gallery.js", "thumbs.js"):
         assert c.get(f"/static/{script}").status_code == 200
     assert 'href="/curate"' in c.get("/review").text and 'href="/gallery"' in c.get("/label").text
+
+
+# -- objects (detection) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def detection_client(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+    """A detection project of 2 images (200x100, made in the database): three model
+    proposals on the first, one object a person drew (and verified) on the second."""
+    from exemplar.store.annotations import OBJECTS_LABEL, AnnotationIn, add_annotations
+    from exemplar.store.labels import add_label
+    from exemplar.store.schema import Item
+
+    root = tmp_path / "det"
+    classes = ["cell", "debris"]
+    with Project.init(root, classes, task="detection", oracle={"kind": "human"}) as project:
+        with project.db.session() as s:
+            items = [
+                Item(uid=f"img{k}", row=k, uri=str(root / f"img{k}.png"), kind="image")
+                for k in range(2)
+            ]
+            for item in items:
+                item.width, item.height = 200, 100
+            s.add_all(items)
+            s.flush()
+            add_annotations(
+                s,
+                items[0].id,
+                [
+                    AnnotationIn("cell", (10.0, 10.0, 50.0, 50.0), confidence=0.9),
+                    AnnotationIn("cell", (60.0, 10.0, 90.0, 40.0), confidence=0.4),
+                    AnnotationIn("debris", (120.0, 50.0, 150.0, 90.0), confidence=0.6),
+                ],
+                status="proposed",
+                source="model",
+                model_version="v-test",
+                classes=classes,
+            )
+            add_annotations(
+                s,
+                items[1].id,
+                [AnnotationIn("cell", (5.0, 5.0, 25.0, 25.0))],
+                status="verified",
+                source="human",
+                annotator="ann",
+                classes=classes,
+            )
+            add_label(
+                s,
+                items[1].id,
+                OBJECTS_LABEL,
+                classes=[*classes, OBJECTS_LABEL],
+                source="human",
+                annotator="ann",
+            )
+        for name, role in (("ann", "annotator"), ("rev", "reviewer")):
+            add_user(project.db, name, role, PASSWORD)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as c:
+        yield c, root
+
+
+def test_object_proposals_and_their_gallery(
+    detection_client: tuple[TestClient, Path],
+) -> None:
+    from exemplar.store.annotations import OBJECTS_LABEL, object_history
+
+    client, root = detection_client
+    c = login(client, "ann")
+    queue = c.get(f"{API}/verification", params={"order": "confident"}).json()
+    assert queue["total"] == 3
+    sure, unsure = (p for p in queue["items"] if p["label"] == "cell")
+    (debris,) = (p for p in queue["items"] if p["label"] == "debris")
+    assert {p["kind"] for p in queue["items"]} == {"object"}
+    assert {p["item_kind"] for p in queue["items"]} == {"image"}
+    assert unsure["box"] == [60.0, 10.0, 90.0, 40.0] and unsure["confidence"] == pytest.approx(0.4)
+
+    fixed = c.post(
+        f"{API}/verification/object/{unsure['id']}/verify", json={"box": [60, 12, 90, 40]}
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert c.post(f"{API}/verification/object/{sure['id']}/verify").status_code == 200
+    assert c.post(f"{API}/verification/object/{debris['id']}/reject").status_code == 200
+    again = c.post(f"{API}/verification/object/{debris['id']}/reject")
+    assert again.status_code == 409 and "not an open proposal" in again.json()["detail"]
+    with Project.open(root) as project, project.db.read() as s:
+        last = {p["id"]: object_history(s, p["id"])[-1] for p in (sure, unsure, debris)}
+        assert last[unsure["id"]].status == "verified" and last[unsure["id"]].annotator == "ann"
+        assert (last[unsure["id"]].y0, last[unsure["id"]].x1) == (12.0, 90.0)
+        assert last[debris["id"]].status == "hard_negative"  # 0.6 sure >= 0.5
+    image = newest_label(root, unsure["item_id"])  # every proposal decided: the image is done
+    assert (image.label, image.status) == (OBJECTS_LABEL, "verified")
+
+    assert c.get(f"{API}/gallery/cell").status_code == 403
+    assert c.delete("/api/v1/session").status_code == 204
+    c = login(client, "rev")
+    gallery = c.get(f"{API}/gallery/cell").json()
+    assert [e["object_id"] for e in gallery["items"][:2]] == [unsure["id"], sure["id"]]
+    assert [round(e["risk"], 3) for e in gallery["items"]] == [0.6, 0.1, 0.0]
+    assert gallery["items"][0]["box"] == [60.0, 12.0, 90.0, 40.0]
+    assert {e["item_kind"] for e in gallery["items"]} == {"image"}
+    assert gallery["items"][2]["width"] == 200 and gallery["items"][2]["height"] == 100
