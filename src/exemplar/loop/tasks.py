@@ -500,9 +500,7 @@ def _weak_images(
                 select(Item.id, Item.row).where(
                     Item.id.in_(list(confident)), Item.split.in_([Split.POOL, Split.TRAIN])
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         if confident
         else {}

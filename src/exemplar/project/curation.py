@@ -193,9 +193,7 @@ def operations(
                     select(CurationCandidate.decision, func.count())
                     .where(CurationCandidate.operation_id == op.id)
                     .group_by(CurationCandidate.decision)
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             out.append(_operation_dict(op, counts))
         return out
@@ -443,9 +441,7 @@ def _object_entries(
                 select(Annotation.object_id, Annotation.confidence).where(
                     Annotation.id.in_([a.object_id for a in found])
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         if found
         else {}

@@ -89,8 +89,6 @@ def _curation(db: Any) -> dict[str, Any]:
                 select(CurationOperation.kind, func.count())
                 .where(CurationOperation.status == CurationStatus.PROPOSED.value)
                 .group_by(CurationOperation.kind)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     return {"proposals_to_verify": open_proposals, "operations_to_review": waiting}

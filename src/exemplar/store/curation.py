@@ -428,7 +428,7 @@ def expire_label_proposals(session: Session, *, cycle_number: int, expire_after:
     """Withdraw model proposals (classes and objects) written ``expire_after`` or more
     cycles before ``cycle_number``; return how many. An expired class proposal becomes a
     rejected model row, an expired object proposal a deleted one (history kept)."""
-    numbers = dict(session.execute(select(Cycle.id, Cycle.number)).tuples().all())
+    numbers = dict(session.execute(select(Cycle.id, Cycle.number)).all())
     expired = 0
     for ann in _open_object_proposals(session):
         made = numbers.get(ann.cycle_id) if ann.cycle_id is not None else None
@@ -823,9 +823,7 @@ def curated_items(session: Session) -> dict[int, str | None]:
             select(Label.item_id, Label.label).where(
                 and_(Label.id.in_(newest), Label.status == LabelStatus.PRUNED.value)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
 
 
