@@ -226,6 +226,15 @@ def status(
         console.print(f"cycle {cyc['cycle']}: [bold]{cyc['state']}[/] (strategy {cyc['strategy']})")
     if info["stop_reason"]:
         console.print(f"stopped: {info['stop_reason']}")
+    curation = info.get("curation", {})
+    waiting = curation.get("operations_to_review") or {}
+    if curation.get("proposals_to_verify") or waiting:
+        ops = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in waiting.items())
+        console.print(
+            f"curation: {curation.get('proposals_to_verify', 0)} proposal(s) to verify "
+            f"(`exemplar verify`)"
+            + (f"; operations to review: {ops} (`exemplar curate list`)" if ops else "")
+        )
     unit = info["labels"].get("per_class_counts", "items")
     per_class = Table(title="objects per class" if unit == "objects" else "labels per class")
     per_class.add_column("class", no_wrap=True)
