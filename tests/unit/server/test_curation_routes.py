@@ -458,3 +458,37 @@ def test_object_proposals_and_their_gallery(
     assert gallery["items"][0]["box"] == [60.0, 12.0, 90.0, 40.0]
     assert {e["item_kind"] for e in gallery["items"]} == {"image"}
     assert gallery["items"][2]["width"] == 200 and gallery["items"][2]["height"] == 100
+
+    # a label-error suspicion on an object (recorded as the detection step records it):
+    # the operation shows the object's newest box, the gallery puts it first, and applying
+    # it relabels the object
+    from exemplar.store.curation import CandidateIn, record_operation
+
+    with Project.open(root) as project, project.db.session() as s:
+        op_id = record_operation(
+            s,
+            "label_errors",
+            [
+                CandidateIn(
+                    sure["item_id"],
+                    "confident_learning",
+                    score=0.95,
+                    current_label="cell",
+                    suggested_label="debris",
+                    object_id=sure["id"],
+                )
+            ],
+            summary="1 suspect",
+        ).id
+    (cand,) = c.get(f"{API}/operations/{op_id}").json()["items"]
+    assert (cand["object_id"], cand["box"]) == (sure["id"], [10.0, 10.0, 50.0, 50.0])
+    first = c.get(f"{API}/gallery/cell").json()["items"][0]
+    assert (first["object_id"], first["risk"]) == (sure["id"], pytest.approx(0.95))
+    assert first["suspect"]["operation_id"] == op_id
+    assert first["suspect"]["suggested_label"] == "debris"
+    applied = c.post(f"{API}/operations/{op_id}/apply", json={"all_pending": True})
+    assert applied.status_code == 200 and applied.json()["written"] == 1, applied.text
+    with Project.open(root) as project, project.db.read() as s:
+        row = object_history(s, sure["id"])[-1]
+        assert (row.label, row.status, row.annotator) == ("debris", "verified", "rev")
+    assert sure["id"] not in {e["object_id"] for e in c.get(f"{API}/gallery/cell").json()["items"]}

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from exemplar.errors import ExemplarError, StoreError
 from exemplar.project import Project
@@ -51,7 +51,7 @@ from exemplar.server.deps import (
 )
 from exemplar.server.routes.pages import class_keys
 from exemplar.store.accounts import Role
-from exemplar.store.schema import Item
+from exemplar.store.schema import Annotation, Item
 
 __all__ = [
     "ApplyIn",
@@ -316,15 +316,20 @@ def _items(project: Project, item_ids: list[int]) -> dict[int, tuple[str, str | 
 
 def _object_boxes(project: Project, object_ids: list[int]) -> dict[int, list[float]]:
     """The newest box of each object (candidates of object operations carry no box)."""
-    from exemplar.store.annotations import object_history
-
-    out: dict[int, list[float]] = {}
+    if not object_ids:
+        return {}
+    newest = (
+        select(func.max(Annotation.id))
+        .where(Annotation.object_id.in_(sorted(set(object_ids))))
+        .group_by(Annotation.object_id)
+    )
     with project.db.read() as s:
-        for oid in object_ids:
-            rows = object_history(s, oid)
-            if rows:
-                out[oid] = [rows[-1].x0, rows[-1].y0, rows[-1].x1, rows[-1].y1]
-    return out
+        rows = s.execute(
+            select(
+                Annotation.object_id, Annotation.x0, Annotation.y0, Annotation.x1, Annotation.y1
+            ).where(Annotation.id.in_(newest))
+        )
+        return {int(oid): [x0, y0, x1, y1] for oid, x0, y0, x1, y1 in rows}
 
 
 def _operation_detail(
