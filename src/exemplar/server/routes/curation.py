@@ -140,6 +140,8 @@ class ProposeIn(BaseModel):
 
 
 class ProposeOut(BaseModel):
+    """The model version that proposed, and how many proposals it wrote."""
+
     model_version: str
     proposed: int
 
@@ -212,11 +214,15 @@ class DecisionsIn(BaseModel):
 
 
 class DecisionsOut(BaseModel):
+    """How many decisions were recorded."""
+
     operation_id: int
     decided: int
 
 
 class ApplyIn(BaseModel):
+    """Which candidates an apply takes."""
+
     model_config = ConfigDict(extra="forbid")
 
     all_pending: bool = Field(default=False, description="accept undecided candidates too")
@@ -265,6 +271,8 @@ class GalleryEntryOut(BaseModel):
 
 
 class GalleryOut(BaseModel):
+    """One page of a class's exemplars, riskiest first, and the class count."""
+
     label: str
     total: int
     classes: list[str]
