@@ -34,6 +34,7 @@ from exemplar.curation import (
 )
 from exemplar.loop.config import CONFIG_NAME, save_config
 from exemplar.loop.context import LoopContext
+from exemplar.loop.faults import crash_point
 from exemplar.loop.tasks import predict_proposals, write_proposals
 from exemplar.models import ModelAdapter
 from exemplar.store.annotations import OBJECTS_LABEL, current_annotations
@@ -71,6 +72,7 @@ __all__ = [
     "CurationFindings",
     "apply_curation",
     "curate_cycle",
+    "finish_class_change",
     "label_error_operation",
     "merge_operation",
     "propose",
@@ -633,6 +635,7 @@ def apply_curation(
 ) -> ApplyReport:
     """Apply an operation (its accepted candidates; all pending ones with
     ``accept_pending``), changing the class list for a split or merge."""
+    finish_class_change(ctx)
     with ctx.db.read() as s:
         op = get_operation(s, operation_id)
         kind, params = op.kind, dict(op.params)
@@ -640,10 +643,12 @@ def apply_curation(
         before, after = list(params["classes_before"]), list(params["classes_after"])
         _check_classes(ctx, before, operation_id)
         _write_classes(ctx, list(dict.fromkeys(before + after)))
+        crash_point(f"curate:apply:{operation_id}:classes")
         with ctx.db.session() as s:
             report = apply_operation(
                 s, operation_id, reviewer=reviewer, classes=after, accept_pending=accept_pending
             )
+        crash_point(f"curate:apply:{operation_id}:committed")
         _write_classes(ctx, after)
         return report
     with ctx.db.session() as s:
@@ -655,20 +660,46 @@ def apply_curation(
 def undo_curation(ctx: LoopContext, operation_id: int, *, reviewer: str) -> ApplyReport:
     """Undo an applied operation: the labels it replaced are appended again (and, for a
     split or merge, the class list is restored)."""
+    finish_class_change(ctx)
     with ctx.db.read() as s:
         op = get_operation(s, operation_id)
         kind, params = op.kind, dict(op.params)
     if kind in ("split", "merge"):
         before, after = list(params["classes_before"]), list(params["classes_after"])
-        _write_classes(
-            ctx, list(dict.fromkeys(before + [c for c in ctx.classes if c not in before]))
-        )
+        kept = [c for c in ctx.classes if c not in before + after]  # added by hand since
+        _write_classes(ctx, list(dict.fromkeys(before + after + kept)))
+        crash_point(f"curate:undo:{operation_id}:classes")
         with ctx.db.session() as s:
-            report = undo_operation(s, operation_id, reviewer=reviewer, classes=before)
-        _write_classes(ctx, before + [c for c in ctx.classes if c not in before + after])
+            report = undo_operation(s, operation_id, reviewer=reviewer, classes=before + kept)
+        crash_point(f"curate:undo:{operation_id}:committed")
+        _write_classes(ctx, before + kept)
         return report
     with ctx.db.session() as s:
         return undo_operation(s, operation_id, reviewer=reviewer, classes=ctx.classes)
+
+
+def finish_class_change(ctx: LoopContext) -> bool:
+    """Finish a split or merge a crash interrupted between its database transaction and
+    its final class list: when ``[project] classes`` is exactly the interim list (old and
+    new classes together) of the newest applied or undone class operation, write the
+    list it ended with. Return whether the file was rewritten."""
+    with ctx.db.read() as s:
+        ops = [
+            o
+            for o in list_operations(s)
+            if o.kind in ("split", "merge")
+            and o.status in (CurationStatus.APPLIED, CurationStatus.UNDONE)
+        ]
+    if not ops:
+        return False
+    newest = max(ops, key=lambda o: (o.updated_at, o.id))
+    before, after = list(newest.params["classes_before"]), list(newest.params["classes_after"])
+    interim = list(dict.fromkeys(before + after))
+    final = after if newest.status == CurationStatus.APPLIED else before
+    if list(ctx.classes) != interim or final == interim:
+        return False
+    _write_classes(ctx, final)
+    return True
 
 
 def _check_classes(ctx: LoopContext, before: list[str], operation_id: int) -> None:

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from exemplar.errors import ConfigError, ModelError, ProjectError, StoreError
 from exemplar.loop.context import LoopContext
-from exemplar.loop.curate import curate_cycle
+from exemplar.loop.curate import curate_cycle, finish_class_change
 from exemplar.loop.faults import crash_point
 from exemplar.loop.model_selector import CandidateResult, best_candidate
 from exemplar.loop.oracle import Oracle, make_oracle
@@ -128,6 +128,8 @@ class LoopEngine:
         with self.lock():
             if self.project.n_rows == 0:
                 raise ProjectError("the project has no items; run `exemplar import` first")
+            if finish_class_change(self.project):  # a split or merge a crash interrupted
+                self.on_event("finished an interrupted class change in exemplar.toml")
             self._check_budget()
             finished = 0
             while True:
