@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from loop_helpers import make_project
 
 from exemplar.loop.curate import finish_class_change
-from exemplar.project import Project
-from exemplar.project import curation
+from exemplar.project import Project, curation
 from exemplar.store.labels import current_labels
+from loop_helpers import make_project
 
 AFTER = ["0", "1a", "1b", "2", "3", "4", "5", "6", "7", "8", "9"]
 BEFORE = [str(i) for i in range(10)]
@@ -31,7 +30,9 @@ def _killed_at(root: Path, point: str, call: str) -> None:
         f"from exemplar.project import Project, curation\np = Project.open({str(root)!r})\n{call}\n"
     )
     env = {**os.environ, "EXEMPLAR_CRASH_AT": point}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
 
 
