@@ -120,11 +120,28 @@ def simulate(
     images: Annotated[
         int, typer.Option(help="Detection/segmentation on cells: synthetic images generated.")
     ] = 120,
+    curate: Annotated[
+        bool,
+        typer.Option(
+            help="Curation run (classification): active learning with label-error review "
+            "and pruning, against plain active learning and random, on a pool with injected "
+            "wrong labels and near duplicates."
+        ),
+    ] = False,
+    noise: Annotated[
+        float, typer.Option(help="With --curate: share of oracle answers that are wrong.")
+    ] = 0.10,
+    duplicates: Annotated[
+        float,
+        typer.Option(help="With --curate: share of pool items given a jittered near-duplicate."),
+    ] = 0.30,
 ) -> None:
     """Compare strategies against random on a fully labeled dataset, with paired seeds.
 
     With --task detection or segmentation, the items are annotated images and the labels
-    their objects: curves are COCO mAP against images and boxes labeled.
+    their objects: curves are COCO mAP against images and boxes labeled. With --curate,
+    the curated arm's training set size and accuracy per cycle are compared with plain
+    active learning and random sampling.
     """
     if task not in ("classification", "detection", "segmentation"):
         from exemplar.errors import ConfigError
@@ -132,6 +149,10 @@ def simulate(
         raise ConfigError(
             f"unknown task {task!r}; choose classification, detection or segmentation"
         )
+    if curate and task != "classification":
+        from exemplar.errors import ConfigError
+
+        raise ConfigError(f"--curate runs on classification only, not --task {task}")
     objects = task != "classification"
     default_cycles = 5 if objects else 30
     initial = (10 if objects else 20) if initial is None else initial
@@ -159,6 +180,25 @@ def simulate(
             epochs=epochs,
             min_steps=min_steps,
             images=images,
+            out=out,
+        )
+        return
+    if curate:
+        _simulate_curation(
+            dataset,
+            strategies=strategies,
+            model=model,
+            model_params=parse_params(model_param or []),
+            device=device,
+            seeds=seeds,
+            initial=initial,
+            batch_size=batch_size,
+            cycles=cycles,
+            test_size=test_size,
+            noise=noise,
+            duplicates=duplicates,
+            label_column=label_column,
+            jobs=jobs,
             out=out,
         )
         return
@@ -383,3 +423,94 @@ def main() -> None:
 
 # Project and server commands register themselves on `app`.
 from exemplar.cli import project_commands, server_commands  # noqa: F401
+
+
+def _simulate_curation(
+    dataset: str,
+    *,
+    strategies: str,
+    model: str | None,
+    model_params: dict[str, object],
+    device: str,
+    seeds: int,
+    initial: int,
+    batch_size: int,
+    cycles: int,
+    test_size: float,
+    noise: float,
+    duplicates: float,
+    label_column: str | None,
+    jobs: int,
+    out: Path,
+) -> None:
+    """``exemplar simulate --curate``: curated vs plain active learning vs random."""
+    from exemplar.data import load_dataset
+    from exemplar.errors import ConfigError
+    from exemplar.simulate.curation import (
+        ARMS,
+        CurationSimulationConfig,
+        run_curation_simulation,
+        summarize_curation,
+        validate_curation_config,
+        write_curation_outputs,
+    )
+
+    names = [s.strip() for s in strategies.split(",") if s.strip() and s.strip() != "random"]
+    if len(names) != 1:
+        raise ConfigError(
+            "--curate compares one active-learning strategy (plus random); "
+            f"give one in --strategies, got {strategies!r}"
+        )
+    column: str | int | None = label_column
+    if label_column is not None and label_column.lstrip("-").isdigit():
+        column = int(label_column)
+    data = load_dataset(dataset, label_column=column)
+    config = CurationSimulationConfig(
+        dataset=data.name,
+        model="logreg" if model is None else model,
+        model_params=model_params,
+        device=device,
+        strategy=names[0],
+        seeds=seeds,
+        initial=initial,
+        batch_size=batch_size,
+        cycles=cycles,
+        test_size=test_size,
+        noise=noise,
+        duplicates=duplicates,
+        jobs=jobs,
+    )
+    validate_curation_config(config, data)
+    with Progress(
+        TextColumn("[bold]curation run[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("cycles"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task(data.name, total=len(ARMS) * seeds * (cycles + 1))
+        result = run_curation_simulation(
+            config, data, on_progress=lambda k: progress.advance(bar, k)
+        )
+    summary = summarize_curation(result)
+    paths = write_curation_outputs(result, summary, out)
+    table = Table(title=f"{data.name}: after {cycles} cycles, mean over {seeds} seeds")
+    for col in ("arm", "labels spent", "training set", "accuracy", "wrong labels", "reviews"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for arm, s in summary["arms"].items():
+        f = s["final"]
+        table.add_row(
+            arm,
+            f"{f['labels_spent']:.0f}",
+            f"{f['n_train']:.0f}",
+            f"{f['accuracy']:.3f}",
+            f"{f['wrong_share']:.1%}",
+            f"{f['reviews_total']:.0f}",
+        )
+    console.print(table)
+    console.print(summary["verdict"], highlight=False)
+    console.print(
+        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
+    )

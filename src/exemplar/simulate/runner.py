@@ -107,7 +107,7 @@ def run_simulation(
         random_state=config.split_seed,
     )
     resolved = {name: get_strategy(name).name for name in config.strategies}
-    full = _make_adapter(config, "random", seed=0).fit(X_pool, y_pool)
+    full = make_adapter(config, "random", seed=0).fit(X_pool, y_pool)
     full_pred = full.predict_labels(X_test)
     tasks = [(name, seed) for name in config.strategies for seed in range(config.seeds)]
     rows: list[dict[str, Any]] = []
@@ -177,13 +177,13 @@ def _run_curve(
     strategy = get_strategy(name)
     oracle = SimulatedOracle(y_pool, noise_rate=config.noise_rate, random_state=seed)
     pool = LabeledPool(len(y_pool))
-    initial, initial_labels = _initial_set(seed, config.initial, oracle, len(y_pool))
+    initial, initial_labels = initial_set(seed, config.initial, oracle, len(y_pool))
     pool.label(initial, initial_labels)
     query_seconds = 0.0
     batch_classes = len(np.unique(pool.y_labeled))
     for rnd in range(config.cycles + 1):
         labeled = pool.labeled
-        model = _make_adapter(config, name, seed)
+        model = make_adapter(config, name, seed)
         t0 = time.perf_counter()
         model.fit(X_pool[labeled], pool.y_labeled)
         fit_seconds = time.perf_counter() - t0
@@ -225,7 +225,7 @@ def _run_curve(
         batch_classes = len(np.unique(labels))
 
 
-def _initial_set(
+def initial_set(
     seed: int, size: int, oracle: SimulatedOracle, n_pool: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """A random initial set, labeled by the oracle, grown one random item at a time until
@@ -244,7 +244,8 @@ def _initial_set(
     return chosen.astype(np.int64), labels
 
 
-def _make_adapter(config: SimulationConfig, name: str, seed: int) -> ModelAdapter:
+def make_adapter(config: SimulationConfig, name: str, seed: int) -> ModelAdapter:
+    """A fresh model of ``config``'s recipe, with the outputs strategy ``name`` reads."""
     return make_model(
         config.model,
         seed,
