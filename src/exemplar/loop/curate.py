@@ -43,6 +43,7 @@ from exemplar.store.curation import (
     CURATION_TAG,
     ApplyReport,
     CandidateIn,
+    CurationConflict,
     CurationError,
     apply_operation,
     expire_label_proposals,
@@ -705,7 +706,7 @@ def finish_class_change(ctx: LoopContext) -> bool:
 def _check_classes(ctx: LoopContext, before: list[str], operation_id: int) -> None:
     missing = [c for c in before if c not in ctx.classes]
     if missing:
-        raise CurationError(
+        raise CurationConflict(
             f"operation {operation_id} was proposed for classes {', '.join(before)}, but "
             f"{', '.join(missing)} no longer exist; propose it again"
         )

@@ -29,7 +29,9 @@ from exemplar.project.project import Project
 from exemplar.store.annotations import OBJECTS_LABEL, current_annotations
 from exemplar.store.curation import (
     ApplyReport,
+    CurationConflict,
     CurationError,
+    CurationNotFound,
     decide,
     dismiss_operation,
     get_operation,
@@ -75,7 +77,7 @@ def propose_now(project: Project, *, sample: int | None = None, seed: int = 0) -
     if project.config.project.objects:
         detector = newest_detector(project)
         if detector is None:
-            raise CurationError("no trained detector yet: run `exemplar run` first")
+            raise CurationConflict("no trained detector yet: run `exemplar run` first")
         written = propose(
             project,
             detector.model,
@@ -88,7 +90,7 @@ def propose_now(project: Project, *, sample: int | None = None, seed: int = 0) -
         return {"model_version": detector.version, "proposed": written}
     view = newest_model(project)
     if view is None:
-        raise CurationError("no trained model yet: run `exemplar run` first")
+        raise CurationConflict("no trained model yet: run `exemplar run` first")
     written = propose(
         project,
         None,
@@ -361,7 +363,7 @@ def gallery(project: Project, label: str, *, limit: int = 200, offset: int = 0) 
     score of an open label-error suspicion on it.
     """
     if label not in project.classes:
-        raise CurationError(
+        raise CurationNotFound(
             f"unknown class {label!r}; the classes are {', '.join(project.classes)}"
         )
     suspects = _open_suspects(project)
@@ -392,6 +394,7 @@ def _open_suspects(project: Project) -> dict[tuple[int, int | None], dict[str, A
             for c in operation_candidates(s, op.id):
                 out[(c.item_id, c.object_id)] = {
                     "operation_id": op.id,
+                    "candidate_id": c.id,
                     "kind": op.kind,
                     "reason": c.reason,
                     "score": c.score,

@@ -57,7 +57,9 @@ __all__ = [
     "QUEUE_ORDERS",
     "ApplyReport",
     "CandidateIn",
+    "CurationConflict",
     "CurationError",
+    "CurationNotFound",
     "ProposalView",
     "apply_operation",
     "class_renames",
@@ -86,6 +88,14 @@ Order = Literal["uncertain", "confident", "class"]
 
 class CurationError(ExemplarError, ValueError):
     """A curation request that cannot be carried out (unknown operation, wrong state...)."""
+
+
+class CurationNotFound(CurationError, LookupError):
+    """The operation, proposal or object a request names does not exist."""
+
+
+class CurationConflict(CurationError):
+    """The request does not fit the current state (already applied, decided meanwhile...)."""
 
 
 @dataclass(frozen=True)
@@ -287,10 +297,10 @@ def _proposal(session: Session, kind: str, proposal_id: int) -> Label | Annotati
     if kind == "label":
         row = session.get(Label, proposal_id)
         if row is None or row.source != LabelSource.MODEL or row.status != LabelStatus.PROPOSED:
-            raise CurationError(f"label row {proposal_id} is not a model's proposal")
+            raise CurationNotFound(f"label row {proposal_id} is not a model's proposal")
         newest = session.scalar(select(func.max(Label.id)).where(Label.item_id == row.item_id))
         if newest != row.id:
-            raise CurationError(
+            raise CurationConflict(
                 f"item {row.item_id} changed since proposal {proposal_id}; reload the queue"
             )
         return row
@@ -302,9 +312,9 @@ def _proposal(session: Session, kind: str, proposal_id: int) -> Label | Annotati
             .limit(1)
         )
         if ann is None:
-            raise CurationError(f"no object {proposal_id}")
+            raise CurationNotFound(f"no object {proposal_id}")
         if ann.status != AnnotationStatus.PROPOSED:
-            raise CurationError(f"object {proposal_id} is {ann.status}, not an open proposal")
+            raise CurationConflict(f"object {proposal_id} is {ann.status}, not an open proposal")
         return ann
     raise CurationError(f"unknown proposal kind {kind!r}; expected label or object")
 
@@ -513,7 +523,7 @@ def get_operation(session: Session, operation_id: int) -> CurationOperation:
     """The operation ``operation_id``, or a :class:`CurationError` naming it."""
     op = session.get(CurationOperation, operation_id)
     if op is None:
-        raise CurationError(f"no curation operation {operation_id}")
+        raise CurationNotFound(f"no curation operation {operation_id}")
     return op
 
 
@@ -542,7 +552,7 @@ def operation_candidates(session: Session, operation_id: int) -> list[CurationCa
 
 def _require(op: CurationOperation, status: CurationStatus, action: str) -> None:
     if op.status != status:
-        raise CurationError(
+        raise CurationConflict(
             f"cannot {action} operation {op.id}: it is {op.status}, not {status.value}"
         )
 

@@ -29,7 +29,6 @@ are here too (:func:`pages`); their scripts are ``static/curate.js`` and
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -51,6 +50,7 @@ from exemplar.server.deps import (
 )
 from exemplar.server.routes.pages import class_keys
 from exemplar.store.accounts import Role
+from exemplar.store.curation import CurationConflict, CurationNotFound
 from exemplar.store.schema import Annotation, Item
 
 __all__ = [
@@ -281,31 +281,22 @@ class GalleryOut(BaseModel):
 
 # -- errors ----------------------------------------------------------------------------------
 
-_NOT_FOUND = re.compile(
-    r"^(no curation operation|no object|label row \d+ is not a model's proposal|"
-    r"unknown class .* the classes are)"
-)
-_CONFLICT = re.compile(
-    r"^(cannot \w+( on)? operation \d+: it is|item \d+ changed since proposal|"
-    r"object \d+ is \w+, not an open proposal|no trained|operation \d+ was proposed for)"
-)
 
-
-def curation_http_error(exc: ExemplarError, *, missing_class_404: bool = False) -> HTTPException:
+def curation_http_error(exc: ExemplarError) -> HTTPException:
     """The HTTP error of a curation failure, its message kept as ``detail``.
 
-    404: an unknown operation or proposal (and, with ``missing_class_404``, an unknown class
-    named in the path); 409: the state forbids it; 400: anything else. Database failures
+    404: an unknown operation, proposal or object (:class:`CurationNotFound`, also the
+    gallery's unknown class in the path); 409: the state forbids it
+    (:class:`CurationConflict`); 400: anything else. Database failures
     (:class:`~exemplar.errors.StoreError`) propagate to the app's 503 handler.
     """
     if isinstance(exc, StoreError):
         raise exc
-    message = str(exc)
-    if _CONFLICT.match(message):
-        return HTTPException(409, message)
-    if _NOT_FOUND.match(message) and (missing_class_404 or not message.startswith("unknown")):
-        return HTTPException(404, message)
-    return HTTPException(400, message)
+    if isinstance(exc, CurationConflict):
+        return HTTPException(409, str(exc))
+    if isinstance(exc, CurationNotFound):
+        return HTTPException(404, str(exc))
+    return HTTPException(400, str(exc))
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -575,7 +566,7 @@ def router() -> APIRouter:
         try:
             found = facade.gallery(state.project, label, limit=limit, offset=offset)
         except ExemplarError as exc:
-            raise curation_http_error(exc, missing_class_404=True) from exc
+            raise curation_http_error(exc) from exc
         items = _items(state.project, [e["item_id"] for e in found["items"]])
         for e in found["items"]:
             e["item_kind"] = items.get(e["item_id"], (None, None))[0]

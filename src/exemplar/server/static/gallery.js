@@ -16,7 +16,6 @@
   let total = 0;
   let tiles = [];  // [{e, el, flagged, done}]
   let focused = -1;
-  const candidates = new Map();  // operation id -> Promise<candidate by "item:object">
 
   async function call(method, path, body) {
     const init = { method, headers: { "X-Exemplar-CSRF": csrf }, credentials: "same-origin" };
@@ -33,22 +32,6 @@
     return data;
   }
 
-  function keyOf(itemId, objectId) { return itemId + ":" + (objectId == null ? "" : objectId); }
-
-  // The candidates of an operation by item and object (paged through once).
-  function operationCandidates(operationId) {
-    if (!candidates.has(operationId)) {
-      candidates.set(operationId, (async () => {
-        const byKey = new Map();
-        for (let start = 0; ; start += 1000) {
-          const op = await call("GET", "/curation/operations/" + operationId + "?limit=1000&offset=" + start);
-          for (const c of op.items) byKey.set(keyOf(c.item_id, c.object_id), c);
-          if (op.items.length < 1000) return byKey;
-        }
-      })());
-    }
-    return candidates.get(operationId);
-  }
 
   function columns() {
     if (tiles.length < 2) return 1;
@@ -149,10 +132,9 @@
     const e = tile.e;
     const suspect = e.suspect && e.suspect.kind === "label_errors" ? e.suspect : null;
     if (suspect && choice !== "__reject") {
-      const c = (await operationCandidates(suspect.operation_id)).get(keyOf(e.item_id, e.object_id));
-      if (!c) throw new Error("item " + e.item_id + " is no longer a candidate of operation " + suspect.operation_id);
-      const body = { decisions: { [c.id]: "accepted" } };
-      if (choice && choice !== c.suggested_label) body.labels = { [c.id]: choice };
+      const id = suspect.candidate_id;
+      const body = { decisions: { [id]: "accepted" } };
+      if (choice && choice !== suspect.suggested_label) body.labels = { [id]: choice };
       await call("POST", "/curation/operations/" + suspect.operation_id + "/decisions", body);
       return "accepted in operation " + suspect.operation_id;
     }
