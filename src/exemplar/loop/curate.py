@@ -475,10 +475,14 @@ def prune_operation(
     ]
     with ctx.db.session() as s:
         pending, declined = _pending_items(s, "prune"), _declined(s, "prune")
+        # A suspected label error is reviewed first, never pruned: removing it would hide
+        # the error, and a wrong label makes an item look redundant to its neighbours.
+        suspects = {item for item, _ in _pending_items(s, "label_errors")}
         fresh = [
             c
             for c in candidates
             if (c.item_id, None) not in pending
+            and c.item_id not in suspects
             and (c.item_id, None, c.current_label) not in declined
         ]
         if not fresh:
@@ -489,6 +493,11 @@ def prune_operation(
             + ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in counts.items())
             + ")"
         )
+        if "accuracy_before" in params:
+            summary += (
+                f"; validation accuracy {params['accuracy_before']:.3f} -> "
+                f"{params['accuracy_after']:.3f} without them"
+            )
         return record_operation(
             s,
             "prune",
