@@ -48,10 +48,6 @@ KILL_POINTS = ["enter:curate:1", "curate:1:recorded", "enter:curate:2"]
 #: The representative case that runs without ``-m slow``: the findings committed, the
 #: transition to ``select`` not.
 FAST_POINT = "curate:2:recorded"
-METRICS_BUG = (
-    "curate_cycle (src/exemplar/loop/curate.py) reports proposed=0 and operations=[] for a "
-    "re-entered curate state, so the resumed cycle's metrics['curation'] differ"
-)
 
 
 def _run_cli(root: Path, crash_at: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -163,20 +159,10 @@ def test_kill_at_curate_point_then_resume(
     _check_rows(root, reference)
     with Project.open(root) as p:
         cycles = snapshot(p)["cycles"]
-    if point.startswith("enter:"):
-        assert cycles == reference["cycles"]
-    else:  # the findings' counts in the metrics: see the xfail test below
-        assert _without_curation(cycles) == _without_curation(reference["cycles"])
-
-
-def _without_curation(cycles: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {**c, "metrics": {k: v for k, v in c["metrics"].items() if k != "curation"}} for c in cycles
-    ]
+    assert cycles == reference["cycles"]  # the curation counts in the metrics too
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=METRICS_BUG)
 @pytest.mark.parametrize("point", ["curate:1:recorded", "curate:2:recorded"])
 def test_kill_after_curate_recorded_keeps_cycle_metrics(
     point: str, template: Path, reference: dict[str, Any], tmp_path: Path

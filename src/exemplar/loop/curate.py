@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from exemplar.curation import (
@@ -648,7 +648,11 @@ def apply_curation(
     finish_class_change(ctx)
     with ctx.db.read() as s:
         op = get_operation(s, operation_id)
-        kind, params = op.kind, dict(op.params)
+        kind, params, status = op.kind, dict(op.params), op.status
+    if status != CurationStatus.PROPOSED:
+        raise CurationConflict(
+            f"cannot apply operation {operation_id}: it is {status}, not proposed"
+        )
     if kind in ("split", "merge"):
         before, after = list(params["classes_before"]), list(params["classes_after"])
         _check_classes(ctx, before, operation_id)
@@ -744,16 +748,15 @@ def curate_cycle(
     """Run the steps of ``[curation] auto`` for ``cycle``, each once (a resumed cycle skips
     steps it recorded before a crash)."""
     cur = ctx.config.curation
-    found = CurationFindings(operations=[])
     with ctx.db.session() as s:
         if cur.unverified == "expire":
-            found.expired = expire_label_proposals(
-                s, cycle_number=cycle.number, expire_after=cur.expire_after
+            expire_label_proposals(
+                s, cycle_number=cycle.number, expire_after=cur.expire_after, cycle_id=cycle.id
             )
         done = {o.kind for o in list_operations(s) if o.cycle_id == cycle.id}
         proposed_before = _proposed_in(s, cycle.id)
     if "propose" in cur.auto and model is not None and version and recipe and not proposed_before:
-        found.proposed = propose(
+        propose(
             ctx,
             model,
             version,
@@ -768,22 +771,59 @@ def curate_cycle(
     ]
     for kind, step in steps:
         if kind in cur.auto and kind not in done:
-            op = step(ctx, cycle_id=cycle.id, seed=cycle.seed)
-            if op is not None:
-                assert found.operations is not None
-                found.operations.append(op.id)
-    return found
+            step(ctx, cycle_id=cycle.id, seed=cycle.seed)
+    return _findings(ctx, cycle.id)
+
+
+def _findings(ctx: LoopContext, cycle_id: int) -> CurationFindings:
+    """What the cycle's curate state recorded, read back from the rows (the same after a
+    crash and resume as in one uninterrupted pass)."""
+    with ctx.db.read() as s:
+        labels = dict(
+            s.execute(
+                select(Label.strategy, func.count())
+                .where(Label.cycle_id == cycle_id, Label.source == LabelSource.MODEL.value)
+                .group_by(Label.strategy)
+            ).all()
+        )
+        first = Annotation.id == Annotation.object_id
+        model_rows = (Annotation.cycle_id == cycle_id) & (
+            Annotation.source == LabelSource.MODEL.value
+        )
+        proposed = s.scalar(select(func.count()).where(model_rows & first)) or 0
+        expired = (
+            s.scalar(
+                select(func.count()).where(
+                    model_rows & ~first & (Annotation.status == AnnotationStatus.DELETED.value)
+                )
+            )
+            or 0
+        )
+        operations = [o.id for o in reversed(list_operations(s)) if o.cycle_id == cycle_id]
+    return CurationFindings(
+        proposed=int(labels.get(f"{CURATION_TAG}:propose", 0)) + int(proposed),
+        expired=int(labels.get(f"{CURATION_TAG}:expired", 0)) + int(expired),
+        operations=operations,
+    )
 
 
 def _proposed_in(s: Session, cycle_id: int) -> bool:
     labels = s.scalar(
         select(Label.id)
-        .where(Label.cycle_id == cycle_id, Label.source == LabelSource.MODEL.value)
+        .where(
+            Label.cycle_id == cycle_id,
+            Label.source == LabelSource.MODEL.value,
+            Label.strategy == f"{CURATION_TAG}:propose",
+        )
         .limit(1)
     )
     objects = s.scalar(
         select(Annotation.id)
-        .where(Annotation.cycle_id == cycle_id, Annotation.source == LabelSource.MODEL.value)
+        .where(
+            Annotation.cycle_id == cycle_id,
+            Annotation.source == LabelSource.MODEL.value,
+            Annotation.id == Annotation.object_id,
+        )
         .limit(1)
     )
     return labels is not None or objects is not None

@@ -493,8 +493,12 @@ def revise(
     shape: Mapping[str, Any] | None = None,
     source: LabelSource | str = LabelSource.HUMAN,
     classes: Sequence[str],
+    cycle_id: int | None = None,
 ) -> Annotation:
     """Append a new state of object ``object_id``: what is not given stays as it was.
+
+    The new row keeps the object's cycle unless ``cycle_id`` names the cycle that changes
+    it (curation's expiry records the cycle that withdrew a proposal).
 
     The object keeps its id, item and geometry. A new ``shape`` without a ``box`` takes the
     shape's bounding box. Ground-truth objects (hidden truth for simulation) can only be
@@ -524,7 +528,7 @@ def revise(
         shape=shape,
         source=source,
         classes=classes,
-        cycle_id=old.cycle_id,
+        cycle_id=old.cycle_id if cycle_id is None else cycle_id,
     )
     return _insert(conn, [row])[0]
 

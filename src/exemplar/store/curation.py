@@ -434,10 +434,13 @@ def _complete_image(session: Session, item_id: int, reviewer: str, classes: Sequ
     )
 
 
-def expire_label_proposals(session: Session, *, cycle_number: int, expire_after: int) -> int:
+def expire_label_proposals(
+    session: Session, *, cycle_number: int, expire_after: int, cycle_id: int | None = None
+) -> int:
     """Withdraw model proposals (classes and objects) written ``expire_after`` or more
     cycles before ``cycle_number``; return how many. An expired class proposal becomes a
-    rejected model row, an expired object proposal a deleted one (history kept)."""
+    rejected model row, an expired object proposal a deleted one (history kept), recorded
+    with ``cycle_id``, the cycle that withdrew them (default: the proposal's own)."""
     numbers = dict(session.execute(select(Cycle.id, Cycle.number)).all())
     expired = 0
     for ann in _open_object_proposals(session):
@@ -451,6 +454,7 @@ def expire_label_proposals(session: Session, *, cycle_number: int, expire_after:
             status=AnnotationStatus.DELETED,
             source=LabelSource.MODEL,
             classes=[ann.label],
+            cycle_id=cycle_id,
         )
         expired += 1
     for row in _open_label_proposals(session):
@@ -464,7 +468,7 @@ def expire_label_proposals(session: Session, *, cycle_number: int, expire_after:
             classes=[row.label or ""],
             source=LabelSource.MODEL,
             status=LabelStatus.REJECTED,
-            cycle_id=row.cycle_id,
+            cycle_id=row.cycle_id if cycle_id is None else cycle_id,
             strategy=f"{CURATION_TAG}:expired",
             model_version=row.model_version,
             confidence=row.confidence,
