@@ -3,7 +3,7 @@
 ``apply_curation`` writes ``[project] classes`` as old and new classes together, commits the
 labels, then writes the final list; ``undo_curation`` mirrors it. A SIGKILL at either crash
 point leaves a class list that names every class in use, and the next run (or apply, or
-undo) finishes the change.
+undo) settles it on the list the operation's recorded state stands for.
 """
 
 from __future__ import annotations
@@ -82,7 +82,10 @@ def test_split_killed_before_commit_changes_no_label(tmp_path: Path) -> None:
     assert _labels(root) == before  # the transaction never began
     with Project.open(root) as p:
         assert p.classes == BEFORE + ["1a", "1b"]
-        assert not finish_class_change(p)  # nothing applied: the operation is still proposed
+        # Nothing was applied: the operation is still proposed, so the old list comes back
+        # (a reviewer who dismisses it now is left with no phantom classes).
+        assert finish_class_change(p)
+        assert p.classes == BEFORE
         report = curation.apply(p, op["id"], reviewer="r", accept_pending=True)
         assert report["status"] == "applied" and report["written"] > 0
         assert p.classes == AFTER

@@ -327,8 +327,10 @@ def test_kill_before_the_split_transaction_then_apply_again(
     _kill_in(root, op_id, "apply", point=f"curate:apply:{op_id}:classes")
     _union_is_safe(root, op_id)
     assert _state(root, op_id)[1:] == (before[1], "proposed")
-    _next_run_finishes(root)  # nothing to finish: the operation is still proposed
-    _union_is_safe(root, op_id)
+    # The operation is still proposed: the next run restores the old list (no phantom
+    # classes if the reviewer dismisses it instead), and nothing else changes.
+    _next_run_finishes(root)
+    assert _state(root, op_id) == before
     with Project.open(root) as p:
         apply_curation(p, op_id, reviewer="rev", accept_pending=True)
     assert _state(root, op_id) == applied

@@ -32,9 +32,10 @@ from exemplar.curation import (
     prune_plan,
     validate_plan,
 )
-from exemplar.loop.config import CONFIG_NAME, save_config
+from exemplar.loop.config import CONFIG_NAME, load_config, save_config
 from exemplar.loop.context import LoopContext
 from exemplar.loop.faults import crash_point
+from exemplar.loop.lock import project_lock
 from exemplar.loop.tasks import predict_proposals, write_proposals
 from exemplar.models import ModelAdapter
 from exemplar.store.annotations import OBJECTS_LABEL, current_annotations
@@ -49,16 +50,17 @@ from exemplar.store.curation import (
     expire_label_proposals,
     get_operation,
     list_operations,
-    operation_candidates,
     record_operation,
     undo_operation,
     write_label_proposals,
 )
+from exemplar.store.db import id_chunks
 from exemplar.store.labels import current_labels
 from exemplar.store.schema import (
     Annotation,
     AnnotationStatus,
     CandidateDecision,
+    CurationCandidate,
     CurationOperation,
     CurationStatus,
     Cycle,
@@ -146,14 +148,10 @@ def propose(
             raise CurationError("proposing objects needs the detector and its recipe")
         found = predict_proposals(ctx, model, recipe, rows, ids)
         with ctx.db.session() as s:
-            done = set(
-                s.scalars(
-                    select(Annotation.item_id).where(
-                        Annotation.item_id.in_([int(i) for i in ids]),
-                        Annotation.model_version == version,
-                    )
-                )
-            )
+            # An image with objects already (proposed or decided) is being reviewed: a newer
+            # model's full set would duplicate the verified objects and bring back rejected
+            # ones. Stale proposals expire instead (``unverified = "expire"``).
+            done = {a.item_id for a in current_annotations(s, [int(i) for i in ids])}
             fresh = {
                 i: objs.above(cur.propose_min_confidence)
                 for i, objs in found.items()
@@ -211,8 +209,9 @@ def _exemplars(ctx: LoopContext, label: str | None = None) -> _Exemplars:
         found = [a for a in found if label is None or a.label == label]
         sizes = {
             i: (w, h)
+            for part in id_chunks(list(images))
             for i, w, h in s.execute(
-                select(Item.id, Item.width, Item.height).where(Item.id.in_(list(images)))
+                select(Item.id, Item.width, Item.height).where(Item.id.in_(part))
             )
         }
     X = _crops(ctx, found, images, sizes)
@@ -241,9 +240,13 @@ def _object_crops(ctx: LoopContext, annotations: Sequence[Annotation]) -> np.nda
     """:func:`_crops` of any objects, reading their items' rows and sizes."""
     ids = sorted({a.item_id for a in annotations})
     with ctx.db.read() as s:
-        found = s.execute(
-            select(Item.id, Item.row, Item.width, Item.height).where(Item.id.in_(ids))
-        ).all()
+        found = [
+            row
+            for part in id_chunks(ids)
+            for row in s.execute(
+                select(Item.id, Item.row, Item.width, Item.height).where(Item.id.in_(part))
+            )
+        ]
     rows = {i: r for i, r, _, _ in found}
     sizes = {i: (w, h) for i, _, w, h in found}
     return _crops(ctx, annotations, rows, sizes)
@@ -282,21 +285,30 @@ def _crops(
 
 def _pending_items(s: Session, kind: str) -> set[tuple[int, int | None]]:
     """Items (and objects) already in an open operation of ``kind``: not proposed twice."""
-    ops = [o.id for o in list_operations(s, kind=kind, status=CurationStatus.PROPOSED)]
-    seen: set[tuple[int, int | None]] = set()
-    for op_id in ops:
-        seen.update((c.item_id, c.object_id) for c in operation_candidates(s, op_id))
-    return seen
+    rows = s.execute(
+        select(CurationCandidate.item_id, CurationCandidate.object_id)
+        .join(CurationOperation, CurationOperation.id == CurationCandidate.operation_id)
+        .where(
+            CurationOperation.kind == kind,
+            CurationOperation.status == CurationStatus.PROPOSED.value,
+        )
+    )
+    return {(int(i), None if o is None else int(o)) for i, o in rows}
 
 
 def _declined(s: Session, kind: str) -> set[tuple[int, int | None, str | None]]:
     """Candidates a reviewer declined before, with the label they had: not asked again."""
-    out: set[tuple[int, int | None, str | None]] = set()
-    for op in list_operations(s, kind=kind):
-        for c in operation_candidates(s, op.id):
-            if c.decision == CandidateDecision.DECLINED:
-                out.add((c.item_id, c.object_id, c.current_label))
-    return out
+    rows = s.execute(
+        select(
+            CurationCandidate.item_id, CurationCandidate.object_id, CurationCandidate.current_label
+        )
+        .join(CurationOperation, CurationOperation.id == CurationCandidate.operation_id)
+        .where(
+            CurationOperation.kind == kind,
+            CurationCandidate.decision == CandidateDecision.DECLINED.value,
+        )
+    )
+    return {(int(i), None if o is None else int(o), lab) for i, o, lab in rows}
 
 
 # -- label errors --------------------------------------------------------------------------
@@ -378,23 +390,29 @@ def _dedupe(candidates: list[CandidateIn]) -> list[CandidateIn]:
 
 
 def _disagreements(ctx: LoopContext) -> list[CandidateIn]:
-    """Labeled items whose annotators' newest votes name different classes."""
+    """Labeled items whose annotators' newest votes name different classes, unless a
+    reviewer decided the item after the last vote (a curation or review decision)."""
     with ctx.db.read() as s:
         current = {c.item_id: c for c in current_labels(s)}
         votes: dict[int, dict[str, str]] = defaultdict(dict)
-        for item_id, annotator, label in s.execute(
-            select(Label.item_id, Label.annotator, Label.label)
+        last_vote: dict[int, int] = {}
+        decided: dict[int, int] = {}
+        for row_id, item_id, annotator, label, strategy in s.execute(
+            select(Label.id, Label.item_id, Label.annotator, Label.label, Label.strategy)
             .where(
                 Label.annotator.is_not(None),
                 Label.label.is_not(None),
                 Label.source != LabelSource.MODEL.value,
                 Label.status.in_([LabelStatus.VERIFIED.value, LabelStatus.PROPOSED.value]),
-                Label.strategy.is_(None)
-                | ~Label.strategy.startswith(CURATION_TAG) & (Label.strategy != REVIEW_STRATEGY),
             )
             .order_by(Label.id)
         ):
+            if strategy == REVIEW_STRATEGY or (strategy or "").startswith(CURATION_TAG):
+                decided[item_id] = row_id
+                continue
             votes[item_id][str(annotator)] = str(label)
+            last_vote[item_id] = row_id
+    votes = {i: by for i, by in votes.items() if decided.get(i, -1) < last_vote[i]}
     out = []
     for item_id, by in votes.items():
         if len(set(by.values())) < 2 or item_id not in current:
@@ -654,17 +672,20 @@ def apply_curation(
             f"cannot apply operation {operation_id}: it is {status}, not proposed"
         )
     if kind in ("split", "merge"):
-        before, after = list(params["classes_before"]), list(params["classes_after"])
-        _check_classes(ctx, before, operation_id)
-        _write_classes(ctx, list(dict.fromkeys(before + after)))
-        crash_point(f"curate:apply:{operation_id}:classes")
-        with ctx.db.session() as s:
-            report = apply_operation(
-                s, operation_id, reviewer=reviewer, classes=after, accept_pending=accept_pending
-            )
-        crash_point(f"curate:apply:{operation_id}:committed")
-        _write_classes(ctx, after)
-        return report
+        # The loop (and a server's learner) must not train while the class list changes.
+        with project_lock(ctx.root):
+            before, after = list(params["classes_before"]), list(params["classes_after"])
+            _check_classes(ctx, before, operation_id)
+            after += [c for c in ctx.classes if c not in before + after]  # added since
+            _write_classes(ctx, list(dict.fromkeys(before + after)))
+            crash_point(f"curate:apply:{operation_id}:classes")
+            with ctx.db.session() as s:
+                report = apply_operation(
+                    s, operation_id, reviewer=reviewer, classes=after, accept_pending=accept_pending
+                )
+            crash_point(f"curate:apply:{operation_id}:committed")
+            _write_classes(ctx, after)
+            return report
     with ctx.db.session() as s:
         return apply_operation(
             s, operation_id, reviewer=reviewer, classes=ctx.classes, accept_pending=accept_pending
@@ -679,31 +700,28 @@ def undo_curation(ctx: LoopContext, operation_id: int, *, reviewer: str) -> Appl
         op = get_operation(s, operation_id)
         kind, params = op.kind, dict(op.params)
     if kind in ("split", "merge"):
-        before, after = list(params["classes_before"]), list(params["classes_after"])
-        kept = [c for c in ctx.classes if c not in before + after]  # added by hand since
-        _write_classes(ctx, list(dict.fromkeys(before + after + kept)))
-        crash_point(f"curate:undo:{operation_id}:classes")
-        with ctx.db.session() as s:
-            report = undo_operation(s, operation_id, reviewer=reviewer, classes=before + kept)
-        crash_point(f"curate:undo:{operation_id}:committed")
-        _write_classes(ctx, before + kept)
-        return report
+        with project_lock(ctx.root):
+            before, after = list(params["classes_before"]), list(params["classes_after"])
+            kept = [c for c in ctx.classes if c not in before + after]  # added since
+            _write_classes(ctx, list(dict.fromkeys(before + after + kept)))
+            crash_point(f"curate:undo:{operation_id}:classes")
+            with ctx.db.session() as s:
+                report = undo_operation(s, operation_id, reviewer=reviewer, classes=before + kept)
+            crash_point(f"curate:undo:{operation_id}:committed")
+            _write_classes(ctx, before + kept)
+            return report
     with ctx.db.session() as s:
         return undo_operation(s, operation_id, reviewer=reviewer, classes=ctx.classes)
 
 
 def finish_class_change(ctx: LoopContext) -> bool:
-    """Finish a split or merge a crash interrupted between its database transaction and
-    its final class list: when ``[project] classes`` is exactly the interim list (old and
-    new classes together) of the newest applied or undone class operation, write the
-    list it ended with. Return whether the file was rewritten."""
+    """Finish a split or merge a crash interrupted around its database transaction: when
+    ``[project] classes`` is exactly the interim list (old and new classes together) of
+    the newest class operation, write the list its recorded state stands for (the new
+    classes once applied; the old ones while proposed, dismissed or undone). Return
+    whether the file was rewritten."""
     with ctx.db.read() as s:
-        ops = [
-            o
-            for o in list_operations(s)
-            if o.kind in ("split", "merge")
-            and o.status in (CurationStatus.APPLIED, CurationStatus.UNDONE)
-        ]
+        ops = [o for o in list_operations(s) if o.kind in ("split", "merge")]
     if not ops:
         return False
     newest = max(ops, key=lambda o: (o.updated_at, o.id))
@@ -726,11 +744,15 @@ def _check_classes(ctx: LoopContext, before: list[str], operation_id: int) -> No
 
 
 def _write_classes(ctx: LoopContext, classes: list[str]) -> None:
-    """Rewrite ``[project] classes`` (atomically) and the loaded config."""
-    if list(ctx.config.project.classes) == classes:
+    """Rewrite ``[project] classes`` (atomically) in the file as it reads now (other edits
+    made since this process loaded it are kept), and in the loaded config."""
+    path = ctx.root / CONFIG_NAME
+    on_disk = load_config(path)
+    ctx.config.project.classes = list(classes)
+    if list(on_disk.project.classes) == classes:
         return
-    ctx.config.project.classes = classes
-    save_config(ctx.config, ctx.root / CONFIG_NAME)
+    on_disk.project.classes = list(classes)
+    save_config(on_disk, path)
 
 
 # -- the loop's curate state ---------------------------------------------------------------

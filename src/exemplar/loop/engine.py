@@ -11,16 +11,15 @@ gives the same result as a run that was never killed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import numpy as np
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
@@ -29,6 +28,7 @@ from exemplar.errors import ConfigError, ModelError, ProjectError, StoreError
 from exemplar.loop.context import LoopContext
 from exemplar.loop.curate import curate_cycle, finish_class_change
 from exemplar.loop.faults import crash_point
+from exemplar.loop.lock import project_lock
 from exemplar.loop.model_selector import CandidateResult, best_candidate
 from exemplar.loop.oracle import Oracle, make_oracle
 from exemplar.loop.scoring import drop_scored, load_scored, save_scored, score_pool
@@ -203,7 +203,10 @@ class LoopEngine:
                     recipe=res.candidate.recipe,
                     params=res.candidate.params,
                     path=str(path.relative_to(self.project.root)),
-                    n_labels=int(labeled.size),
+                    # verified labels only: weak labels (curation) are not labels
+                    n_labels=int(
+                        labeled.size if labeled.trusted is None else labeled.trusted.sum()
+                    ),
                     metrics={**res.metrics, "protocol": res.protocol, **self._units(labeled)},
                 )
             )
@@ -807,31 +810,7 @@ class LoopEngine:
         """The project lock that :meth:`run` takes (a context manager; raises ProjectError
         at once when another process holds it). Hold it to change the queue beside the loop,
         e.g. for :func:`~exemplar.loop.refill.refill_queue`."""
-        return _ProjectLock(self.project.root / ".exemplar.lock")
-
-
-class _ProjectLock(FileLock):
-    """A non-blocking lock on the project folder with a clear message when taken."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(str(path), timeout=0)
-        self.info = path.with_name(path.name + ".owner")
-
-    def __enter__(self) -> Self:
-        try:
-            self.acquire()
-        except Timeout:
-            owner = self.info.read_text().strip() if self.info.exists() else "unknown"
-            raise ProjectError(
-                f"another `exemplar run` is driving this project ({owner}); wait for it to "
-                "finish or stop it first"
-            ) from None
-        self.info.write_text(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        return self
-
-    def __exit__(self, *args: object) -> None:
-        self.info.unlink(missing_ok=True)
-        self.release()
+        return project_lock(self.project.root)
 
 
 def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -44,6 +44,7 @@ from exemplar.store.annotations import (
     current_annotations,
     revise,
 )
+from exemplar.store.db import id_chunks
 from exemplar.store.labels import current_labels
 from exemplar.store.schema import Annotation, Item, LabelSource, LabelStatus, Split
 
@@ -266,7 +267,7 @@ class ObjectTask:
             target = negative if ann.status == AnnotationStatus.HARD_NEGATIVE else positive
             target[ann.item_id].append(ann)
         for item_id, (_, proposals) in weak.items():
-            positive[item_id] = proposals
+            positive[item_id].extend(proposals)  # beside any object verified on it already
         scales = [side / max(sizes[i]) for i in ids]
         repeats = trusted = None
         if weak:
@@ -494,17 +495,15 @@ def _weak_images(
             for a in anns
         )
     }
-    rows = (
-        dict(
-            s.execute(
-                select(Item.id, Item.row).where(
-                    Item.id.in_(list(confident)), Item.split.in_([Split.POOL, Split.TRAIN])
-                )
-            ).all()
+    rows = {
+        item_id: row
+        for part in id_chunks(list(confident))
+        for item_id, row in s.execute(
+            select(Item.id, Item.row).where(
+                Item.id.in_(part), Item.split.in_([Split.POOL, Split.TRAIN])
+            )
         )
-        if confident
-        else {}
-    )
+    }
     return {i: (rows[i], confident[i]) for i in sorted(rows)}
 
 

@@ -41,6 +41,7 @@ from exemplar.store.curation import (
     verification_queue,
     verify_proposal,
 )
+from exemplar.store.db import id_chunks
 from exemplar.store.labels import current_labels
 from exemplar.store.schema import (
     Annotation,
@@ -438,17 +439,13 @@ def _object_entries(
         for a in current_annotations(s, images, statuses=(AnnotationStatus.VERIFIED,))
         if a.label == label
     ]
-    first = (
-        dict(
-            s.execute(
-                select(Annotation.object_id, Annotation.confidence).where(
-                    Annotation.id.in_([a.object_id for a in found])
-                )
-            ).all()
+    first = {  # each object's first row: the proposal it was verified from, if any
+        object_id: confidence
+        for part in id_chunks([a.object_id for a in found])
+        for object_id, confidence in s.execute(
+            select(Annotation.object_id, Annotation.confidence).where(Annotation.id.in_(part))
         )
-        if found
-        else {}
-    )
+    }
     entries = []
     for a in found:
         proposed = first.get(a.object_id)

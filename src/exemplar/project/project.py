@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 from sqlalchemy import select
 
-from exemplar.errors import ProjectError
+from exemplar.errors import ExemplarError, ProjectError
 from exemplar.project.config import (
     CONFIG_NAME,
     ProjectConfig,
@@ -53,6 +53,7 @@ class Project:
         self.db = db
         self.arrays = ArrayStore(root)
         self.models_dir = root / "models"
+        self._config_mtime = self._mtime()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -149,8 +150,24 @@ class Project:
 
     @property
     def classes(self) -> list[str]:
-        """The project's class names."""
+        """The project's class names, as ``exemplar.toml`` lists them now: a split or merge
+        applied by another process (the CLI beside a server) is seen at the next read."""
+        mtime = self._mtime()
+        if mtime != self._config_mtime:
+            self._config_mtime = mtime
+            try:
+                self.config.project.classes = list(
+                    load_config(self.root / CONFIG_NAME).project.classes
+                )
+            except ExemplarError:  # a file being edited by hand: keep the classes we have
+                pass
         return list(self.config.project.classes)
+
+    def _mtime(self) -> int | None:
+        try:
+            return (self.root / CONFIG_NAME).stat().st_mtime_ns
+        except OSError:
+            return None
 
     def meta(self, key: str) -> str | None:
         """A value from the ``meta`` table."""

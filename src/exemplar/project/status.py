@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from exemplar.store.annotations import AnnotationStatus, current_annotations
-from exemplar.store.curation import verification_queue
+from exemplar.store.curation import count_open_proposals
 from exemplar.store.labels import current_labels
 from exemplar.store.queue import queue_counts
 from exemplar.store.schema import CurationOperation, CurationStatus, Cycle, Item, ModelVersion
@@ -83,7 +83,7 @@ def project_status(project: Any) -> dict[str, Any]:
 def _curation(db: Any) -> dict[str, Any]:
     """Open proposals to verify and curation operations waiting for a reviewer."""
     with db.read() as s:
-        _, open_proposals = verification_queue(s, limit=0)
+        open_proposals = count_open_proposals(s)
         waiting = dict(
             s.execute(
                 select(CurationOperation.kind, func.count())

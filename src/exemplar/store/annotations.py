@@ -544,7 +544,15 @@ def current_annotations(
     Objects whose current status is ``deleted`` are left out unless ``statuses`` names it;
     ``statuses`` keeps only objects whose current status is one of them (ground-truth
     objects are included unless ``statuses`` leaves them out: filter what you train on).
+    Many ``item_ids`` are read in chunks (an ``IN`` list stays below bind-parameter limits).
     """
+    if item_ids is not None and len(item_ids) > _CHUNK:
+        ordered = sorted({int(i) for i in item_ids})
+        return [
+            row
+            for start in range(0, len(ordered), _CHUNK)
+            for row in current_annotations(s, ordered[start : start + _CHUNK], statuses=statuses)
+        ]
     newest = _newest(item_ids)
     query = select(_A).join(newest, _A.c.id == newest.c.id).order_by(_A.c.item_id, _A.c.object_id)
     if statuses is None:
@@ -552,6 +560,10 @@ def current_annotations(
     else:
         query = query.where(_A.c.status.in_([str(v) for v in statuses]))
     return _rows(_conn(s), query)
+
+
+#: Item ids per query of :func:`current_annotations`.
+_CHUNK = 500
 
 
 def object_history(s: Session | Connection, object_id: int) -> list[Annotation]:

@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, and_, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from exemplar.errors import ExemplarError
 from exemplar.store.annotations import OBJECTS_LABEL, revise
@@ -63,6 +63,7 @@ __all__ = [
     "ProposalView",
     "apply_operation",
     "class_renames",
+    "count_open_proposals",
     "decide",
     "dismiss_operation",
     "expire_label_proposals",
@@ -168,9 +169,10 @@ def write_label_proposals(
     written = 0
     for item_id, label, confidence in proposals:
         old = newest.get(item_id)
-        if item_id in labeled or (
+        if item_id in labeled or (  # this model proposed it already (open or rejected)
             old is not None
-            and old.status == LabelStatus.PROPOSED
+            and old.source == LabelSource.MODEL
+            and old.status in (LabelStatus.PROPOSED, LabelStatus.REJECTED)
             and old.model_version == model_version
         ):
             continue
@@ -203,30 +205,40 @@ def _chunks(values: list[int], size: int = 500) -> list[list[int]]:
     return [values[i : i + size] for i in range(0, len(values), size)] or [[]]
 
 
+def _open_label_query(*columns: Any) -> Any:
+    """``columns`` of model proposals that are still their item's newest label row."""
+    newer = aliased(Label)
+    return select(*columns).where(
+        Label.source == LabelSource.MODEL.value,
+        Label.status == LabelStatus.PROPOSED.value,
+        ~exists().where(newer.item_id == Label.item_id, newer.id > Label.id),
+    )
+
+
+def _open_object_query(*columns: Any) -> Any:
+    """``columns`` of objects whose newest row is a proposal."""
+    newer = aliased(Annotation)
+    return select(*columns).where(
+        Annotation.status == AnnotationStatus.PROPOSED.value,
+        ~exists().where(newer.object_id == Annotation.object_id, newer.id > Annotation.id),
+    )
+
+
 def _open_label_proposals(session: Session) -> list[Label]:
     """Every item's newest row where it is a model's open proposal."""
-    newest = select(func.max(Label.id)).group_by(Label.item_id)
-    return list(
-        session.scalars(
-            select(Label).where(
-                Label.id.in_(newest),
-                Label.source == LabelSource.MODEL.value,
-                Label.status == LabelStatus.PROPOSED.value,
-            )
-        )
-    )
+    return list(session.scalars(_open_label_query(Label)))
 
 
 def _open_object_proposals(session: Session) -> list[Annotation]:
-    newest = select(func.max(Annotation.id)).group_by(Annotation.object_id)
-    return list(
-        session.scalars(
-            select(Annotation).where(
-                Annotation.id.in_(newest),
-                Annotation.status == AnnotationStatus.PROPOSED.value,
-            )
-        )
-    )
+    """Every object whose newest row is a proposal."""
+    return list(session.scalars(_open_object_query(Annotation)))
+
+
+def count_open_proposals(session: Session) -> int:
+    """How many proposals (classes and objects) wait for a verdict."""
+    labels = session.scalar(_open_label_query(func.count()))
+    objects = session.scalar(_open_object_query(func.count()))
+    return int(labels or 0) + int(objects or 0)
 
 
 def verification_queue(
@@ -245,34 +257,81 @@ def verification_queue(
     the first page covers every class: uncertain and diverse first. ``confident`` puts the
     most confident first (a quick run of one-key accepts); ``class`` groups by class, most
     confident first within each. ``min_confidence``/``max_confidence`` filter (inclusive)
-    and ``label`` keeps one class.
+    and ``label`` keeps one class. The filters run in SQL and only the page is read whole.
     """
     if order not in QUEUE_ORDERS:
         raise CurationError(f"unknown order {order!r}; expected one of {', '.join(QUEUE_ORDERS)}")
-    views = [
-        ProposalView("label", r.id, r.item_id, r.label or "", r.confidence, r.model_version)
-        for r in _open_label_proposals(session)
-    ] + [
-        ProposalView(
+    queries = []
+    for kind, query, table in (
+        ("label", _open_label_query(Label.id, Label.item_id, Label.label, Label.confidence), Label),
+        (
             "object",
-            a.object_id,
-            a.item_id,
-            a.label,
-            a.confidence,
-            a.model_version,
-            (a.x0, a.y0, a.x1, a.y1),
-        )
-        for a in _open_object_proposals(session)
-    ]
+            _open_object_query(
+                Annotation.object_id, Annotation.item_id, Annotation.label, Annotation.confidence
+            ),
+            Annotation,
+        ),
+    ):
+        confidence = func.coalesce(table.confidence, 0.0)
+        if label is not None:
+            query = query.where(table.label == label)
+        if min_confidence is not None:
+            query = query.where(confidence >= min_confidence)
+        if max_confidence is not None:
+            query = query.where(confidence <= max_confidence)
+        queries.append((kind, query))
     views = [
-        v
-        for v in views
-        if (label is None or v.label == label)
-        and (min_confidence is None or (v.confidence or 0.0) >= min_confidence)
-        and (max_confidence is None or (v.confidence or 0.0) <= max_confidence)
+        ProposalView(kind, int(row_id), int(item_id), str(name or ""), conf, None)  # type: ignore[arg-type]
+        for kind, query in queries
+        for row_id, item_id, name, conf in session.execute(query)
     ]
-    views = _ordered(views, order)
-    return views[offset : offset + limit], len(views)
+    page = _ordered(views, order)[offset : offset + limit]
+    return _with_details(session, page), len(views)
+
+
+def _with_details(session: Session, page: list[ProposalView]) -> list[ProposalView]:
+    """The page's proposals with their model version (and box, for objects)."""
+    label_ids = [v.id for v in page if v.kind == "label"]
+    object_ids = [v.id for v in page if v.kind == "object"]
+    versions = (
+        dict(
+            session.execute(
+                select(Label.id, Label.model_version).where(Label.id.in_(label_ids))
+            ).all()
+        )
+        if label_ids
+        else {}
+    )
+    objects = (
+        {
+            a.object_id: a
+            for a in session.scalars(
+                _open_object_query(Annotation).where(Annotation.object_id.in_(object_ids))
+            )
+        }
+        if object_ids
+        else {}
+    )
+    out = []
+    for v in page:
+        if v.kind == "label":
+            out.append(
+                ProposalView("label", v.id, v.item_id, v.label, v.confidence, versions.get(v.id))
+            )
+            continue
+        a = objects.get(v.id)
+        out.append(
+            ProposalView(
+                "object",
+                v.id,
+                v.item_id,
+                v.label,
+                v.confidence,
+                a.model_version if a is not None else None,
+                (a.x0, a.y0, a.x1, a.y1) if a is not None else None,
+            )
+        )
+    return out
 
 
 def _ordered(views: list[ProposalView], order: Order) -> list[ProposalView]:
@@ -340,7 +399,7 @@ def verify_proposal(
     renamed = class_renames(session).get(row.label or "", row.label)  # a merged class
     if isinstance(row, Label):
         final = validate_class(label if label is not None else renamed or "", classes)
-        corrected = final != row.label and (row.confidence or 0.0) >= hard_negative_confidence
+        corrected = final != renamed and (row.confidence or 0.0) >= hard_negative_confidence
         written = add_label(
             session,
             row.item_id,
@@ -387,7 +446,7 @@ def reject_proposal(
             session,
             row.item_id,
             row.label,
-            classes=classes,
+            classes=[*classes, row.label or ""],  # a class merged or split away since
             source=LabelSource.MODEL,
             status=LabelStatus.REJECTED,
             annotator=reviewer,
@@ -399,7 +458,9 @@ def reject_proposal(
         return written.id
     confident = (row.confidence or 0.0) >= hard_negative_confidence
     status = AnnotationStatus.HARD_NEGATIVE if confident else AnnotationStatus.REJECTED
-    ann = revise(session, row.object_id, classes=classes, annotator=reviewer, status=status)
+    ann = revise(
+        session, row.object_id, classes=[*classes, row.label], annotator=reviewer, status=status
+    )
     _complete_image(session, row.item_id, reviewer, classes)
     return ann.id
 
@@ -641,9 +702,9 @@ def apply_operation(
             if cand.object_id is not None
             else _apply_item(session, op, cand, newest.get(cand.item_id), reviewer, classes)
         )
-        if isinstance(written, str):
+        if isinstance(written, str):  # changed meanwhile: left undecided, not declined
             report.skipped.append(written)
-            cand.decision = CandidateDecision.DECLINED
+            cand.decision = CandidateDecision.PENDING
             cand.detail = {**(cand.detail or {}), "skipped": written}
             continue
         cand.written = written

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
@@ -48,6 +48,7 @@ __all__ = [
     "WriterBusy",
     "bind_time",
     "damaged_database",
+    "id_chunks",
     "is_damage",
     "open_database",
     "pyformat",
@@ -519,3 +520,10 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for messages
         return "<invalid url>"
+
+
+def id_chunks(values: Sequence[int], size: int = 500) -> list[list[int]]:
+    """``values`` in lists of at most ``size``: an ``IN (...)`` per list stays far below
+    PostgreSQL's 65,535 bind parameters (and SQLite's limit) however many ids there are."""
+    values = list(values)
+    return [values[i : i + size] for i in range(0, len(values), size)]

@@ -593,6 +593,8 @@ def undo_last(
         for row in list(candidates):
             if row.status == LabelStatus.REJECTED.value and row.label is None:
                 continue  # an undo marker
+            if (row.strategy or "").startswith("curation:"):
+                continue  # a curation verdict (store/curation.py), undone there, not here
             slots = list(s.scalars(select(QueueEntry).where(_round(row.item_id, row.cycle_id))))
             entry = next((e for e in slots if e.annotator == annotator), None)
             if entry is not None and len(slots) > 1:

@@ -501,7 +501,8 @@ def test_apply_skips_items_changed_since_the_proposal(db: Database) -> None:
     assert _current(db) == {a: ("dog", False), b: ("bird", False)}
     with db.read() as s:
         skipped = {c.id: c for c in operation_candidates(s, op)}[cb]
-    assert skipped.decision == CandidateDecision.DECLINED and "skipped" in (skipped.detail or {})
+    # left undecided (not declined: no reviewer declined it), with why it was skipped
+    assert skipped.decision == CandidateDecision.PENDING and "skipped" in (skipped.detail or {})
 
 
 def test_dismiss_closes_without_writing(db: Database) -> None:
