@@ -4,6 +4,7 @@ and a class split, with the built-in CenterNet.
     nice python -m bench.curation_detection [--parts label_errors,pruning,class_split]
         [--seeds 3] [--image-side 128] [--epochs 20] [--folds 3] [--noise 0.1]
         [--dup-share 0.3] [--embeddings pixels,detector] [--out curation_detection]
+        [--update]
 
 Data: the mnfinder nuclei and micronuclei (real DNA-stained fluorescence, two classes),
 2 x 2 tiles letterboxed to ``--image-side`` (:func:`exemplar.data.nuclei.nuclei_tiles`):
@@ -40,8 +41,8 @@ Parts (each figure per seed; mean and 95% Student t interval over seeds):
   merged labels embeds every labeled object (``describe_objects``: neck features pooled over
   the box); an 80% sample of the objects is split in two
   (:func:`exemplar.curation.propose_split`, k-means and Ward agglomerative), adjusted Rand
-  index against the true classes. Reference: the same split of the box's log width and
-  height alone.
+  index against the true classes. References: the same split of the box's log width and
+  height alone (standardized), and of the embeddings and the two log sizes side by side.
 
 Writes ``bench/results/<out>.json`` and ``bench/results/<out>.md``.
 """
@@ -384,10 +385,13 @@ def class_split_seed(setup: Setup, seed: int) -> dict[str, Any]:
     take = np.sort(rng.choice(truth.size, round(SAMPLE * truth.size), replace=False))
     out: dict[str, Any] = {"seed": seed, "objects": int(take.size), "fit_seconds": fit_s}
     # the detector's embeddings with the library's defaults (L2-normalized); the box size
-    # standardized and not normalized (a direction of two log sizes says little)
+    # standardized and not normalized (a direction of two log sizes says little); both
+    # side by side with the library's defaults
+    box = _box_features(setup.y)
     embeddings = {
         "detector": (emb, False, True),
-        "box_size": (_box_features(setup.y), True, False),
+        "box_size": (box, True, False),
+        "detector+box_size": (np.hstack([emb, box]), False, True),
     }
     for name, (z, standardize, l2) in embeddings.items():
         for method in ("kmeans", "agglomerative"):
@@ -479,9 +483,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"mnfinder nuclei (real): {result['data']['pool_tiles']} labeled tiles "
             f"({result['data']['pool_objects']} objects), {result['data']['test_tiles']} test "
             f"tiles; CenterNet at {cfg['image_side']} px, {cfg['epochs']} epochs, batch {BATCH}; "
-            f"seeds {cfg['seeds'][: result['seeds_done']]} (paired); mean [95% t CI] over "
-            "seeds; "
-            f"{result['seconds'] / 60:.1f} min in all."
+            "paired seeds per part: "
+            + ", ".join(f"{p} {len(v['runs'])}" for p, v in result["parts"].items())
+            + "; mean [95% t CI] over seeds; "
+            f"{(result['seconds'] + result.get('earlier_seconds', 0.0)) / 60:.1f} min in all."
         ),
         "",
     ]
@@ -586,6 +591,38 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: Settings each part reads (an --update run keeps those of the parts it does not redo).
+PART_SETTINGS = {
+    "label_errors": ("noise", "folds"),
+    "pruning": ("dup_share", "folds", "embeddings", "confident", "tile_f1_threshold"),
+    "class_split": (),
+}
+
+
+def _keep_other_parts(
+    result: dict[str, Any], previous: dict[str, Any], parser: argparse.ArgumentParser
+) -> None:
+    """Carry the parts of an earlier run that this run does not redo into ``result``."""
+    old, new = previous["config"], result["config"]
+    differ = [k for k in ("image_side", "epochs", "batch_size") if old.get(k) != new[k]]
+    kept = {p: v for p, v in previous["parts"].items() if p not in result["parts"]}
+    redone = {k for p in result["parts"] for k in PART_SETTINGS[p]}
+    for part, value in kept.items():
+        value.setdefault("seeds", old["seeds"])
+        for key in PART_SETTINGS[part]:
+            if key in redone and old.get(key) != new[key]:
+                differ.append(key)
+            new[key] = old.get(key, new[key])
+    if differ:
+        parser.error(f"--update: the earlier run differs in {', '.join(sorted(set(differ)))}")
+    result["parts"] = {
+        p: kept.get(p) or result["parts"][p] for p in PARTS if p in kept or p in result["parts"]
+    }
+    new["parts"] = list(result["parts"])
+    result["command"] = f"{previous['command']}; then {result['command']}"
+    result["earlier_seconds"] = previous.get("seconds", 0.0) + previous.get("earlier_seconds", 0.0)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default=",".join(PARTS))
@@ -606,6 +643,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--out", default="curation_detection")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="rerun only --parts and keep the other parts of bench/results/OUT.json "
+        "(same seeds, image side and epochs)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -654,8 +697,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "torch_threads": args.threads,
         },
-        "parts": {p: {"runs": []} for p in parts},
+        "parts": {p: {"seeds": list(range(args.seeds)), "runs": []} for p in parts},
     }
+    path = RESULTS / f"{args.out}.json"
+    if args.update and path.exists():
+        _keep_other_parts(result, json.loads(path.read_text()), parser)
     for seed in range(args.seeds):
         for part in parts:
             t1 = time.perf_counter()
@@ -682,7 +728,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["machine"]["load_average_at_end"] = list(os.getloadavg())
         summarize(result)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
+        path.write_text(json.dumps(result, indent=2) + "\n")
         md = markdown(result)
         (RESULTS / f"{args.out}.md").write_text(md)
     print(md)
