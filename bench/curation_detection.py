@@ -73,6 +73,7 @@ from exemplar.curation import (
     prune_plan,
     rank_by_self_confidence,
 )
+from exemplar.curation.label_errors import Method
 from exemplar.data.detection import letterbox_dataset
 from exemplar.metrics.detection import mean_average_precision
 from exemplar.models.detector import DetectorAdapter, make_detector
@@ -81,7 +82,7 @@ from exemplar.simulate.objects import load_object_dataset
 
 RESULTS = Path(__file__).parent / "results"
 PARTS = ("label_errors", "pruning", "class_split")
-METHODS = ("prune_by_noise_rate", "confident_joint_off_diagonal")
+METHODS: tuple[Method, ...] = ("prune_by_noise_rate", "confident_joint_off_diagonal")
 BATCH = 16
 COPY_NOISE = 0.02
 TILE_F1 = 0.75  # default of --tile-f1
