@@ -3,13 +3,12 @@
 Swagger UI used to come from a CDN, which the app's own ``default-src 'self'`` policy
 blocked: the page stayed blank. It is vendored now (``static/vendor/swagger-ui*``), and its
 inline start script is allowed by its hash on that page only. Debian's chromium through
-Playwright, like the labeling page tests; the module skips where either is missing.
+Playwright (``conftest.py``), like the labeling page tests; skipped where either is missing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,19 +20,7 @@ from uvicorn_server import serve
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 TIMEOUT_S = 20.0
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) "
-        "to run the browser tests",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
-)
 
 
 @pytest.fixture(scope="module")
@@ -45,33 +32,21 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def test_swagger_ui_renders_the_operations_under_the_csp(base_url: str) -> None:
-    try:
-        playwright = sync_api.sync_playwright().start()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no browser here"
-        pytest.skip(f"playwright could not start: {exc}")
-    try:
-        try:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-            )
-        except Exception as exc:  # noqa: BLE001
-            pytest.skip(f"playwright could not launch {CHROMIUM}: {exc}")
-        page = browser.new_page()
-        page.set_default_timeout(TIMEOUT_S * 1000)
-        console: list[str] = []
-        requests: list[str] = []
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        page.on("pageerror", lambda e: console.append(f"page error: {e}"))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto(f"{base_url}/api/v1/docs")
-        page.wait_for_selector(".opblock-summary-path", timeout=TIMEOUT_S * 1000)
-        paths: Any = page.eval_on_selector_all(
-            ".opblock-summary-path", "els => els.map(e => e.dataset.path || e.textContent)"
-        )
-        browser.close()
-    finally:
-        playwright.stop()
+def test_swagger_ui_renders_the_operations_under_the_csp(base_url: str, browser: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_S * 1000)
+    console: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"page error: {e}"))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{base_url}/api/v1/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=TIMEOUT_S * 1000)
+    paths: Any = page.eval_on_selector_all(
+        ".opblock-summary-path", "els => els.map(e => e.dataset.path || e.textContent)"
+    )
+    context.close()
     assert "/api/v1/items/next" in paths and "/api/v1/session" in paths, paths
     blocked = [m for m in console if "Content Security Policy" in m or "Refused" in m]
     assert not blocked, blocked

@@ -5,7 +5,7 @@ the candidates shown and apply them. ``/gallery``: a class's thumbnails ordered 
 flagged with ``f`` and corrected with ``s``. Each effect is checked in the database.
 
 The browser is the system's ``/usr/bin/chromium``; Playwright never downloads one. Without
-chromium or Playwright the whole module skips with the reason. The project is scikit-learn's
+chromium or Playwright each test skips with the reason (conftest.py). The project is scikit-learn's
 digits as 64x64 PNGs, run by the simulated oracle until its budget, so a model exists.
 """
 
@@ -30,28 +30,8 @@ from uvicorn_server import serve
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "correct horse battery"
 TIMEOUT_S = 15.0
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) "
-        "to run the browser tests",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
-)
 
 
 def _digit_images(folder: Path, n: int) -> Path:
@@ -96,25 +76,6 @@ def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def base_url(project_root: Path) -> Iterator[str]:
     with serve(create_app(project_root)) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        playwright = sync_api.sync_playwright().start()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no browser here"
-        pytest.skip(f"playwright could not start: {exc}")
-    try:
-        try:
-            chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-            )
-        except Exception as exc:  # noqa: BLE001
-            pytest.skip(f"playwright could not launch {CHROMIUM}: {exc}")
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """End-to-end tests of the labeling page in a real browser (Debian's chromium, Playwright).
 
 The browser is the system's ``/usr/bin/chromium``; Playwright never downloads one. Without
-chromium or Playwright the whole module skips with the reason. Set ``EXEMPLAR_SCREENSHOTS=1``
+chromium or Playwright each test skips with the reason (conftest.py). Set ``EXEMPLAR_SCREENSHOTS=1``
 to refresh the screenshots in ``docs/img/`` that the README shows.
 
 Each test logs in as its own user in a fresh browser context, so the tests share one
@@ -32,31 +32,11 @@ from uvicorn_server import serve
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "correct horse battery"
 USERS = ("keys", "accept", "undo", "help", "xss")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 XSS = "<img src=x onerror=\"alert('xss')\"><script>alert('xss')</script>"
 TIMEOUT_S = 15.0
-
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) "
-        "to run the browser tests",
-        allow_module_level=True,
-    )
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
-)
 
 
 # -- servers and projects ---------------------------------------------------------------------
@@ -190,25 +170,6 @@ def overlap_url(overlap_project: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def text_url(text_project: Path) -> Iterator[str]:
     yield from _serve(text_project)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        playwright = sync_api.sync_playwright().start()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no browser here"
-        pytest.skip(f"playwright could not start: {exc}")
-    try:
-        try:
-            chromium = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-            )
-        except Exception as exc:  # noqa: BLE001
-            pytest.skip(f"playwright could not launch {CHROMIUM}: {exc}")
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
 
 
 @pytest.fixture
