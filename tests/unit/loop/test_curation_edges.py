@@ -171,3 +171,39 @@ def test_status_counts_open_proposals(tmp_path: Path) -> None:
             )
         assert p.status()["curation"]["proposals_to_verify"] == 3
         assert curation.verification(p, limit=2)["total"] == 3
+
+
+def test_objects_are_proposed_once_per_image_and_ground_truth_does_not_block_it(
+    tmp_path: Path,
+) -> None:
+    from exemplar.store.annotations import current_annotations
+    from exemplar.store.schema import AnnotationStatus
+    from loop_helpers import make_cells_project
+
+    p = make_cells_project(tmp_path / "cells", n=16, budget=8, model_params={"epochs": 2})
+    try:
+        p.run(max_cycles=2)
+        first = curation.propose_now(p, sample=0)
+        assert first["proposed"] > 0  # hidden ground truth on every image blocks nothing
+        with p.db.read() as s:
+            proposed = current_annotations(s, statuses=(AnnotationStatus.PROPOSED,))
+        assert {a.model_version for a in proposed} >= {first["model_version"]}
+        again = curation.propose_now(p, sample=0)
+        assert again["proposed"] == 0  # images under review are not proposed again
+    finally:
+        p.close()
+
+
+def test_object_embedding_weighs_size_beside_the_crop() -> None:
+    import numpy as np
+
+    from exemplar.loop.curate import _object_embedding
+
+    rng = np.random.default_rng(0)
+    crops = rng.random((40, 12))
+    sizes = np.r_[np.full(20, np.log(2.0)), np.full(20, np.log(9.0))]
+    raw = np.column_stack([crops, sizes, sizes])
+    emb = _object_embedding(raw, raw)
+    np.testing.assert_allclose(np.linalg.norm(emb[:, :-2], axis=1), 1.0, rtol=1e-5)
+    small, large = emb[:20, -2:].mean(), emb[20:, -2:].mean()
+    assert small < 0 < large  # standardized on the reference: the two sizes fall apart
