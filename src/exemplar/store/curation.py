@@ -26,7 +26,6 @@ Every function works in the caller's session; nothing commits on its own.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -261,32 +260,60 @@ def verification_queue(
     """
     if order not in QUEUE_ORDERS:
         raise CurationError(f"unknown order {order!r}; expected one of {', '.join(QUEUE_ORDERS)}")
-    queries = []
-    for kind, query, table in (
-        ("label", _open_label_query(Label.id, Label.item_id, Label.label, Label.confidence), Label),
-        (
-            "object",
-            _open_object_query(
-                Annotation.object_id, Annotation.item_id, Annotation.label, Annotation.confidence
-            ),
-            Annotation,
-        ),
+    rows: list[tuple[tuple[Any, ...], ProposalView]] = []
+    total = 0
+    for kind, table, row_id in (
+        ("label", Label, Label.id),
+        ("object", Annotation, Annotation.object_id),
     ):
+        opened = _open_label_query if table is Label else _open_object_query
         confidence = func.coalesce(table.confidence, 0.0)
+        where = []
         if label is not None:
-            query = query.where(table.label == label)
+            where.append(table.label == label)
         if min_confidence is not None:
-            query = query.where(confidence >= min_confidence)
+            where.append(confidence >= min_confidence)
         if max_confidence is not None:
-            query = query.where(confidence <= max_confidence)
-        queries.append((kind, query))
-    views = [
-        ProposalView(kind, int(row_id), int(item_id), str(name or ""), conf, None)  # type: ignore[arg-type]
-        for kind, query in queries
-        for row_id, item_id, name, conf in session.execute(query)
-    ]
-    page = _ordered(views, order)[offset : offset + limit]
-    return _with_details(session, page), len(views)
+            where.append(confidence <= max_confidence)
+        total += int(session.scalar(opened(func.count()).where(*where)) or 0)
+        columns = [
+            row_id.label("id"),
+            table.item_id.label("item_id"),
+            table.label.label("name"),
+            confidence.label("conf"),
+        ]
+        if order == "uncertain":  # round-robin over classes: each item's depth in its class
+            columns += [
+                func.row_number()
+                .over(partition_by=table.label, order_by=(confidence, row_id))
+                .label("depth"),
+                func.min(confidence).over(partition_by=table.label).label("class_min"),
+            ]
+        ranked = opened(*columns).where(*where).subquery()
+        c = ranked.c  # the order, in SQL: only the first offset + limit rows are read
+        keys: tuple[Any, ...]
+        if order == "confident":
+            keys = (c.conf.desc(), c.id)
+        elif order == "class":
+            keys = (c.name, c.conf.desc(), c.id)
+        else:
+            keys = (c.depth, c.class_min, c.name, c.id)
+        query = select(ranked).order_by(*keys).limit(offset + limit)
+        for r in session.execute(query):
+            view = ProposalView(kind, int(r.id), int(r.item_id), str(r.name or ""), r.conf, None)  # type: ignore[arg-type]
+            rows.append((_sort_key(order, r, kind), view))
+    rows.sort(key=lambda pair: pair[0])
+    page = [view for _, view in rows[offset : offset + limit]]
+    return _with_details(session, page), total
+
+
+def _sort_key(order: Order, r: Any, kind: str) -> tuple[Any, ...]:
+    """The SQL order of :func:`verification_queue`, to merge class and object proposals."""
+    if order == "confident":
+        return (-r.conf, kind, r.id)
+    if order == "class":
+        return (r.name, -r.conf, kind, r.id)
+    return (r.depth, r.class_min, r.name, r.conf, kind, r.id)
 
 
 def _with_details(session: Session, page: list[ProposalView]) -> list[ProposalView]:
@@ -331,24 +358,6 @@ def _with_details(session: Session, page: list[ProposalView]) -> list[ProposalVi
                 (a.x0, a.y0, a.x1, a.y1) if a is not None else None,
             )
         )
-    return out
-
-
-def _ordered(views: list[ProposalView], order: Order) -> list[ProposalView]:
-    def conf(v: ProposalView) -> float:
-        return v.confidence if v.confidence is not None else 0.0
-
-    if order == "confident":
-        return sorted(views, key=lambda v: (-conf(v), v.kind, v.id))
-    if order == "class":
-        return sorted(views, key=lambda v: (v.label, -conf(v), v.kind, v.id))
-    by_class: dict[str, list[ProposalView]] = defaultdict(list)
-    for v in sorted(views, key=lambda v: (conf(v), v.kind, v.id)):
-        by_class[v.label].append(v)
-    queues = [by_class[c] for c in sorted(by_class, key=lambda c: conf(by_class[c][0]))]
-    out: list[ProposalView] = []
-    for depth in range(max((len(q) for q in queues), default=0)):
-        out += [q[depth] for q in queues if depth < len(q)]
     return out
 
 
