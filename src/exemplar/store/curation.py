@@ -79,6 +79,8 @@ __all__ = [
 
 #: What a curation operation may be.
 OPERATION_KINDS = ("prune", "label_errors", "split", "merge")
+#: The most rows :func:`verification_queue` reads from one table (an SQL ``LIMIT`` bound).
+_MAX_ROWS = 2**62
 #: How :func:`verification_queue` may order proposals.
 QUEUE_ORDERS = ("uncertain", "confident", "class")
 #: ``labels.strategy`` of rows curation writes (their provenance in the label history).
@@ -298,7 +300,8 @@ def verification_queue(
             keys = (c.name, c.conf.desc(), c.id)
         else:
             keys = (c.depth, c.class_min, c.name, c.id)
-        query = select(ranked).order_by(*keys).limit(offset + limit)
+        # SQLite's integers are 64-bit: a huge offset (a client's typo) reads every row
+        query = select(ranked).order_by(*keys).limit(min(offset + limit, _MAX_ROWS))
         for r in session.execute(query):
             view = ProposalView(kind, int(r.id), int(r.item_id), str(r.name or ""), r.conf, None)  # type: ignore[arg-type]
             rows.append((_sort_key(order, r, kind), view))
