@@ -139,13 +139,25 @@ def _check_rows(root: Path, reference: dict[str, Any]) -> None:
     assert [c["state"] for c in snap["cycles"]] == [c["state"] for c in reference["cycles"]]
 
 
+def _killed_and_resumed(template: Path, tmp_path: Path, point: str) -> Path:
+    """A copy of the template project, killed at ``point`` and run to the end again."""
+    root = tmp_path / "project"
+    shutil.copytree(template, root)
+    _crash_and_resume(root, point)
+    return root
+
+
+def _check_everything(root: Path, reference: dict[str, Any]) -> None:
+    """Rows and cycle records (the curation counts in the metrics too) as uninterrupted."""
+    _check_rows(root, reference)
+    with Project.open(root) as p:
+        assert snapshot(p)["cycles"] == reference["cycles"]
+
+
 def test_kill_after_curate_recorded_then_resume(
     template: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
-    root = tmp_path / "project"
-    shutil.copytree(template, root)
-    _crash_and_resume(root, FAST_POINT)
-    _check_rows(root, reference)
+    _check_everything(_killed_and_resumed(template, tmp_path, FAST_POINT), reference)
 
 
 @pytest.mark.slow
@@ -153,25 +165,7 @@ def test_kill_after_curate_recorded_then_resume(
 def test_kill_at_curate_point_then_resume(
     point: str, template: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
-    root = tmp_path / "project"
-    shutil.copytree(template, root)
-    _crash_and_resume(root, point)
-    _check_rows(root, reference)
-    with Project.open(root) as p:
-        cycles = snapshot(p)["cycles"]
-    assert cycles == reference["cycles"]  # the curation counts in the metrics too
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("point", ["curate:1:recorded", "curate:2:recorded"])
-def test_kill_after_curate_recorded_keeps_cycle_metrics(
-    point: str, template: Path, reference: dict[str, Any], tmp_path: Path
-) -> None:
-    root = tmp_path / "project"
-    shutil.copytree(template, root)
-    _crash_and_resume(root, point)
-    with Project.open(root) as p:
-        assert snapshot(p)["cycles"] == reference["cycles"]
+    _check_everything(_killed_and_resumed(template, tmp_path, point), reference)
 
 
 @pytest.mark.slow
