@@ -98,11 +98,7 @@ def probe(path: Path) -> VideoInfo:
         n_frames = int(stream.frames or 0)
         if n_frames <= 0:  # not in the header (mkv, webm): count the stream's packets
             try:
-                n_frames = sum(
-                    1
-                    for packet in container.demux(stream)
-                    if packet.size and packet.dts is not None
-                )
+                n_frames = sum(1 for packet in container.demux(stream) if packet.size)
             except _ERRORS as exc:
                 raise DatasetError(f"cannot read the video '{path}': {exc}") from exc
         if stream.duration is not None and stream.time_base is not None:

@@ -95,3 +95,26 @@ def test_the_fixture_is_reproducible_and_documented(tmp_path: Path) -> None:
     )
     with pytest.raises(DatasetError, match="even"):
         build_video_fixture(tmp_path / "x.mp4", size=255)
+
+
+def _remux(src: Path, dst: Path) -> None:
+    """The same stream in another container (Matroska keeps no frame count in its header)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.size:
+                packet.stream = copy
+                out.mux(packet)
+
+
+def test_a_container_without_a_frame_count_is_counted(
+    tmp_path: Path, nuclei_video: VideoFixture
+) -> None:
+    mkv = tmp_path / "clip.mkv"
+    _remux(nuclei_video.path, mkv)
+    info = probe(mkv)
+    assert info.n_frames == 48 and info.fps == pytest.approx(12.0)
+    assert len(list(iter_frames(mkv))) == 48

@@ -1,0 +1,134 @@
+"""Deep Zoom tiles (exemplar.media.deepzoom) of the fixture slide (a pyramidal TIFF built
+from real microscopy tiles) and of a plain PNG: the DZI, tile sizes, the disk and memory
+caches, bad addresses and concurrency."""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from exemplar.data.slide_fixture import SlideFixture, build_slide_fixture
+from exemplar.media.deepzoom import ByteLRU, DeepZoom, NoSuchTileError, TileCache
+
+NS = "{http://schemas.microsoft.com/deepzoom/2008}"
+
+
+@pytest.fixture(scope="module")
+def fixture_slide(tmp_path_factory: pytest.TempPathFactory) -> SlideFixture:
+    return build_slide_fixture(tmp_path_factory.mktemp("slide") / "nuclei.tif")
+
+
+def test_dzi_and_tiles(fixture_slide: SlideFixture, tmp_path: Path) -> None:
+    dz = DeepZoom(fixture_slide.path, TileCache(tmp_path / "tiles"), "slide1")
+    root = ET.fromstring(dz.dzi())
+    assert root.get("TileSize") == "254" and root.get("Overlap") == "1"
+    assert root.get("Format") == "jpeg"
+    size = root.find(f"{NS}Size")
+    assert size is not None
+    assert (size.get("Width"), size.get("Height")) == ("2607", "2304")
+    # Deep Zoom levels go down to 1x1: ceil(log2(2607)) + 1
+    assert dz.level_count == math.ceil(math.log2(2607)) + 1 == 13
+    top = dz.level_count - 1
+    assert dz.level_tiles[top] == (11, 10)
+    inner = Image.open(io.BytesIO(dz.tile(top, 1, 1)))
+    assert inner.format == "JPEG" and inner.size == (256, 256)  # 254 + overlap both sides
+    corner = Image.open(io.BytesIO(dz.tile(top, 0, 0)))
+    assert corner.size == (255, 255)
+    last = Image.open(io.BytesIO(dz.tile(top, 10, 9)))
+    assert last.size == (2607 - 10 * 254 + 1, 2304 - 9 * 254 + 1)
+    assert Image.open(io.BytesIO(dz.tile(0, 0, 0))).size == (1, 1)
+    # the tile shows the slide's pixels there (JPEG, so close, not equal)
+    from exemplar.media.slides import read_region
+
+    expected = read_region(fixture_slide.path, (253, 253), 1.0, 256).astype(int)
+    assert np.abs(np.asarray(inner.convert("RGB")).astype(int) - expected).mean() < 4
+
+
+def test_tiles_are_cached_on_disk_and_in_memory(
+    fixture_slide: SlideFixture, tmp_path: Path
+) -> None:
+    memory = ByteLRU(1 << 20)
+    cache = TileCache(tmp_path / "tiles", memory)
+    dz = DeepZoom(fixture_slide.path, cache, "slide1")
+    top = dz.level_count - 1
+    first = dz.tile(top, 2, 3)
+    assert cache.made == 1 and memory.hits == 0
+    path = tmp_path / "tiles" / "slide1" / "t254-o1-jpeg-q85" / str(top) / "2_3.jpeg"
+    assert path.read_bytes() == first
+    assert dz.tile(top, 2, 3) == first and memory.hits == 1 and cache.made == 1
+    assert dz.cached_tile(top, 2, 3) == first
+    assert not list(path.parent.glob("*.tmp"))
+    # a new process (a fresh memory cache) reads the tile from disk, not the slide
+    again = TileCache(tmp_path / "tiles", ByteLRU(1 << 20))
+    dz2 = DeepZoom(fixture_slide.path, again, "slide1")
+    assert dz2.cached_tile(top, 2, 3) is None
+    assert dz2.tile(top, 2, 3) == first and again.from_disk == 1 and again.made == 0
+    # other settings never share files
+    png = DeepZoom(fixture_slide.path, cache, "slide1", fmt="png")
+    assert Image.open(io.BytesIO(png.tile(top, 2, 3))).format == "PNG"
+    assert cache.made == 2
+
+
+def test_memory_cache_is_bounded_in_bytes() -> None:
+    lru = ByteLRU(1000)
+    for k in range(10):
+        lru.put(str(k), bytes(200))
+    assert lru.size <= 1000 and len(lru) == 5
+    assert lru.get("0") is None and lru.get("9") == bytes(200)
+    lru.put("huge", bytes(400))  # over a quarter of the bound: not kept
+    assert lru.get("huge") is None
+
+
+def test_bad_addresses(fixture_slide: SlideFixture, tmp_path: Path) -> None:
+    dz = DeepZoom(fixture_slide.path, TileCache(tmp_path), "k")
+    top = dz.level_count - 1
+    for level, col, row in ((13, 0, 0), (-1, 0, 0), (top, 11, 0), (top, 0, 10), (0, 1, 0)):
+        with pytest.raises(NoSuchTileError):
+            dz.tile(level, col, row)
+    with pytest.raises(NoSuchTileError, match="served as .jpeg"):
+        dz.tile(top, 0, 0, "png")
+    with pytest.raises(ValueError, match="not a tile cache name"):
+        DeepZoom(fixture_slide.path, TileCache(tmp_path), "../escape")
+
+
+def test_plain_image_pyramid_and_region_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (600, 900, 3), dtype=np.uint8)
+    path = tmp_path / "large.png"
+    Image.fromarray(pixels).save(path)
+    dz = DeepZoom(path, TileCache(tmp_path / "tiles"), "img", fmt="png")
+    assert (dz.width, dz.height) == (900, 600)
+    tile = np.asarray(Image.open(io.BytesIO(dz.tile(dz.level_count - 1, 1, 1))))
+    assert np.array_equal(tile, pixels[253 : 253 + 256, 253 : 253 + 256])  # lossless
+    region = Image.open(io.BytesIO(dz.region_png((100, 50), 1.0, (300, 200))))
+    assert region.size == (300, 200)
+    assert np.array_equal(np.asarray(region), pixels[50:250, 100:400])
+
+
+def test_concurrent_requests_make_a_tile_once(fixture_slide: SlideFixture, tmp_path: Path) -> None:
+    cache = TileCache(tmp_path / "tiles")
+    dz = DeepZoom(fixture_slide.path, cache, "slide1")
+    top = dz.level_count - 1
+    got: list[bytes] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(6)
+
+    def fetch() -> None:
+        barrier.wait()
+        data = dz.tile(top, 4, 4)
+        with lock:
+            got.append(data)
+
+    threads = [threading.Thread(target=fetch) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 6 and len(set(got)) == 1 and cache.made == 1
