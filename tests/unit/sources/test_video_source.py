@@ -3,6 +3,7 @@ project's media folder, with the video's media row; importing it again adds noth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> VideoFixture:
     return build_video_fixture(tmp_path_factory.mktemp("video") / "clip.mp4", n_frames=20)
 
 
-def _rows(images: list[np.ndarray]) -> np.ndarray:
+def _rows(images: Sequence[np.ndarray]) -> np.ndarray:
     return grey_features(images, 8)
 
 
@@ -52,7 +53,7 @@ def test_the_source_writes_every_nth_frame_once(tmp_path: Path, video: VideoFixt
         ]
         assert all(Path(r.uri) == (folder / f"frame-{r.frame:06d}.jpg").resolve() for r in records)
         assert all((r.width, r.height, r.kind) == (256, 256, "image") for r in records)
-        done, X = chunks[0].featurize(chunks[0].records, pool)  # type: ignore[misc]
+        done, X = chunks[0].featurize(chunks[0].records, pool)
         assert done == [0, 1, 2, 3] and X.shape == (4, 64) and X.dtype == np.float32
         stamps = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
         again = [
