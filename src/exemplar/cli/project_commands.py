@@ -81,8 +81,9 @@ def import_(
     source: Annotated[
         Path,
         typer.Argument(
-            help="Image folder, .csv, .parquet, .npy or .npz; for detection: a COCO or Label "
-            "Studio JSON, a YOLO or VOC folder, or a folder of images."
+            help="Image folder, .csv, .parquet, .npy or .npz, a whole-slide image or a "
+            "video; for detection: a COCO or Label Studio JSON, a YOLO or VOC folder, or a "
+            "folder of images."
         ),
     ],
     project: ProjectDir = Path("."),
@@ -106,8 +107,22 @@ def import_(
             "--format", help="Detection: coco, yolo, voc or labelstudio (detected if omitted)."
         ),
     ] = None,
+    magnification: Annotated[
+        float | None,
+        typer.Option(help="Slides: cut regions at this objective power (default: [data])."),
+    ] = None,
+    region_size: Annotated[
+        int | None, typer.Option(help="Slides: region side in pixels (default: [data]).")
+    ] = None,
+    frame_step: Annotated[
+        int | None, typer.Option(help="Videos: import every n-th frame (default: [data]).")
+    ] = None,
 ) -> None:
-    """Import items; re-importing the same content adds nothing."""
+    """Import items; re-importing the same content adds nothing.
+
+    A whole-slide image (.svs, .ndpi, .mrxs, pyramidal .tif) is cut into regions, one item
+    each; a video (.mp4, .avi, .mov, .mkv, .webm) into frames.
+    """
     from rich.progress import Progress
 
     from exemplar.project import Project
@@ -126,6 +141,9 @@ def import_(
             labels_as=labels_as,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
             **({"annotation_format": fmt} if fmt is not None else {}),
+            magnification=magnification,
+            region_size=region_size,
+            frame_step=frame_step,
         )
     for line in report.lines():
         console.print(line, highlight=False, markup=False)

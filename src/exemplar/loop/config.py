@@ -124,6 +124,28 @@ class DataSection(_Section):
     tile_size: int | None = Field(default=None, ge=32)
     #: Pixels neighbouring tiles share (objects cut by a tile border appear whole in one).
     tile_overlap: int = Field(default=0, ge=0)
+    #: Whole-slide images: each slide is cut into regions of ``region_size`` pixels at
+    #: ``magnification`` (an objective power such as 20; None: the slide's full
+    #: resolution), each region one item; neighbours share ``region_overlap`` pixels, and
+    #: regions with less than ``min_tissue`` tissue (the rest is background) are left out.
+    region_size: int = Field(default=512, ge=32, le=8192)
+    magnification: float | None = Field(default=None, gt=0)
+    region_overlap: int = Field(default=0, ge=0)
+    min_tissue: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: Videos: every ``frame_step``-th frame is imported (each one item).
+    frame_step: int = Field(default=1, ge=1)
+    #: Videos: a batch takes at most one frame from each run of ``segment_frames`` frames
+    #: of a video (its best-scored one) before a second; 0 lets frames compete freely.
+    segment_frames: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_region(self) -> DataSection:
+        if self.region_overlap >= self.region_size:
+            raise ValueError(
+                f"region_overlap ({self.region_overlap}) must be smaller than region_size "
+                f"({self.region_size})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _overlap_below_tile(self) -> DataSection:

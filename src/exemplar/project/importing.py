@@ -65,9 +65,14 @@ from exemplar.data.detection import tile_image, to_rows
 from exemplar.errors import ConfigError, DatasetError
 from exemplar.formats import AnnotatedImage, ObjectRecord
 from exemplar.objects import Objects, outline_mask
-from exemplar.sources.annotated import AnnotatedSource, counts_as_labeled, read_pixels
+from exemplar.sources.annotated import (
+    AnnotatedSource,
+    PixelRows,
+    counts_as_labeled,
+    read_pixels,
+)
 from exemplar.sources.base import PROBLEM_KINDS, Problem, Source, SourceOptions
-from exemplar.sources.features import TextFeaturizer, hashing_featurizer
+from exemplar.sources.features import TextFeaturizer, grey_features, hashing_featurizer
 from exemplar.sources.registry import open_source
 from exemplar.sources.writer import BatchWriter, LabelsAs, Written, check_dim
 
@@ -185,6 +190,9 @@ def import_path(
     folder_labels: bool = True,
     batch_size: int | None = None,
     annotation_format: str | None = None,
+    magnification: float | None = None,
+    region_size: int | None = None,
+    frame_step: int | None = None,
 ) -> ImportReport:
     """Import a folder of images, a CSV/Parquet table or an ``.npy``/``.npz`` file.
 
@@ -225,6 +233,12 @@ def import_path(
         Each image's objects are stored as annotations with their status and provenance
         (``labels_as="ground_truth"``: hidden, for the simulated oracle); a folder with no
         annotation file imports its images unlabeled.
+    magnification, region_size, frame_step : optional
+        Override ``[data]``'s values for this import: a whole-slide image (``.svs``,
+        ``.ndpi``, ``.mrxs``, a tiled pyramidal TIFF, ...) is cut into regions of
+        ``region_size`` pixels at ``magnification`` (docs/slides.md); a video (``.mp4``,
+        ``.avi``, ``.mov``, ``.mkv``, ``.webm``) imports every ``frame_step``-th frame
+        (docs/video.md).
 
     Returns
     -------
@@ -258,7 +272,14 @@ def import_path(
         image_size=data.image_size,
         max_image_pixels=data.max_image_pixels,
         text_featurizer=lambda: text_featurizer(project),
+        region_size=data.region_size if region_size is None else region_size,
+        magnification=data.magnification if magnification is None else magnification,
+        region_overlap=data.region_overlap,
+        min_tissue=data.min_tissue,
+        frame_step=data.frame_step if frame_step is None else frame_step,
+        media_dir=project.root / "media",
     )
+    _check_media_options(options)
     source = _open(project, path, options, report, annotation_format)
     check_dim(project.feature_dim, source.dim, source.what)
     if labels_as == "ground_truth" and project.config.oracle.kind != "simulated":
@@ -283,7 +304,11 @@ def _open(
     report: ImportReport,
     annotation_format: str | None,
 ) -> Source:
-    """The source reading ``path``: annotated images for object tasks, else by file type."""
+    """The source reading ``path``: slides and videos by their suffix, annotated images for
+    object tasks, else by file type."""
+    media = _media_source(project, path, options, report)
+    if media is not None:
+        return media
     if not project.config.project.objects:
         if annotation_format is not None:
             raise ConfigError(
@@ -307,6 +332,78 @@ def _open(
     return AnnotatedSource(
         path, project.classes, rows, channels * side * side, report, annotation_format, expand
     )
+
+
+#: Suffixes of whole-slide formats (a ``.tif``/``.tiff`` is a slide when it is a tiled
+#: pyramid: :func:`exemplar.media.slides.is_slide`).
+SLIDE_SUFFIXES = frozenset({".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+
+
+def _check_media_options(options: SourceOptions) -> None:
+    if options.region_size < 32:
+        raise ConfigError(f"region_size must be at least 32 pixels, got {options.region_size}")
+    if options.magnification is not None and not options.magnification > 0:
+        raise ConfigError(f"magnification must be positive, got {options.magnification}")
+    if options.frame_step < 1:
+        raise ConfigError(f"frame_step must be a positive integer, got {options.frame_step}")
+
+
+def _media_source(
+    project: Project, path: Path, options: SourceOptions, report: ImportReport
+) -> Source | None:
+    """A slide's regions or a video's frames, when ``path`` is one; else None."""
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix not in SLIDE_SUFFIXES | VIDEO_SUFFIXES | {".tif", ".tiff"}:
+        return None
+    if not path.exists():
+        raise DatasetError(f"nothing to import: '{path}' does not exist")
+    video = suffix in VIDEO_SUFFIXES
+    _require(("av", "cv2") if video else ("openslide",), "video" if video else "slides")
+    if suffix in {".tif", ".tiff"}:
+        from exemplar.media.slides import is_slide
+
+        if not is_slide(path):
+            return None
+    rows, dim = _pixel_rows(project)
+    if suffix in VIDEO_SUFFIXES:
+        from exemplar.sources.video import VideoSource
+
+        return VideoSource(path, options, rows, dim, report)
+    from exemplar.sources.slides import SlideSource
+
+    return SlideSource(path, options, rows, dim, report)
+
+
+def _require(modules: Sequence[str], extra: str) -> None:
+    """Raise a clear error when an optional package of ``extra`` is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DatasetError(
+            f"importing {'videos' if extra == 'video' else 'whole-slide images'} needs "
+            f"{', '.join(missing)}: pip install 'exemplar[{extra}]'"
+        )
+
+
+def _pixel_rows(project: Project) -> tuple[PixelRows, int]:
+    """How decoded images become feature rows here, and how many features each has: the
+    detector's padded pixels for object tasks, grey ``image_size`` squared otherwise."""
+    data = project.config.data
+    if project.config.project.objects:
+        side, channels = data.image_side, data.channels
+
+        def detector_rows(images: Sequence[np.ndarray]) -> np.ndarray:
+            return to_rows(images, side, channels)[0]
+
+        return detector_rows, channels * side * side
+    size = data.image_size
+
+    def grey_rows(images: Sequence[np.ndarray]) -> np.ndarray:
+        return grey_features(images, size)
+
+    return grey_rows, size * size
 
 
 class ImageTiler:

@@ -25,6 +25,7 @@ import numpy as np
 
 from exemplar.formats import ObjectRecord
 from exemplar.sources.features import TextFeaturizer
+from exemplar.store.media import MediaRecord
 
 __all__ = [
     "PROBLEM_KINDS",
@@ -117,6 +118,13 @@ class Record:
     objects: list[ObjectRecord] | None = None
     width: int | None = None
     height: int | None = None
+    #: A slide's region or a video's frame: the file it was cut from, where the region
+    #: lies (level-0 pixels of its top-left corner, level-0 pixels per item pixel) or
+    #: which frame it is.
+    media: MediaRecord | None = None
+    origin: tuple[int, int] | None = None
+    scale: float | None = None
+    frame: int | None = None
 
 
 Featurize = Callable[[list[Record], ThreadPoolExecutor], tuple[list[int], np.ndarray]]
@@ -153,6 +161,18 @@ class SourceOptions:
         Images with more pixels are skipped and reported (``[data] max_image_pixels``).
     text_featurizer : callable, optional
         Builds the featurizer of text items (called only when an input holds text).
+    region_size : int
+        Slides: the side of a region in pixels at the chosen magnification (one item each).
+    magnification : float, optional
+        Slides: the objective power regions are cut at (None: the slide's full resolution).
+    region_overlap : int
+        Slides: pixels (at the chosen magnification) neighbouring regions share.
+    min_tissue : float
+        Slides: regions with a smaller share of tissue (not background) are not imported.
+    frame_step : int
+        Videos: import every ``frame_step``-th frame.
+    media_dir : Path, optional
+        The project's folder for files an import writes (a video's frames).
     """
 
     label_column: str | int | None = None
@@ -161,6 +181,12 @@ class SourceOptions:
     image_size: int = 16
     max_image_pixels: int = 200_000_000
     text_featurizer: Callable[[], TextFeaturizer] | None = None
+    region_size: int = 512
+    magnification: float | None = None
+    region_overlap: int = 0
+    min_tissue: float = 0.05
+    frame_step: int = 1
+    media_dir: Path | None = None
 
     def featurizer(self) -> TextFeaturizer:
         """The text featurizer (the hashing one of 512 columns when none was given)."""

@@ -28,6 +28,7 @@ import numpy as np
 __all__ = [
     "ImageTooLargeError",
     "TextFeaturizer",
+    "grey_features",
     "hashing_featurizer",
     "image_features",
     "open_image",
@@ -149,6 +150,20 @@ def image_features(data: bytes | IO[bytes], size: int, max_pixels: int | None = 
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(gray, dtype=np.float32).reshape(-1) / np.float32(255.0)
+
+
+def grey_features(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Decoded images (``(h, w)`` or ``(h, w, 3)`` uint8) as :func:`image_features` rows:
+    grayscale, ``size`` x ``size`` (bilinear), in [0, 1]; one row per image."""
+    from PIL import Image
+
+    out = np.empty((len(images), size * size), dtype=np.float32)
+    for i, pixels in enumerate(images):
+        gray = Image.fromarray(np.asarray(pixels, dtype=np.uint8)).convert("L")
+        if gray.size != (size, size):
+            gray = gray.resize((size, size), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(gray, dtype=np.float32).reshape(-1) / np.float32(255.0)
+    return out
 
 
 def _factor(width: int, height: int, size: int) -> int:

@@ -32,6 +32,7 @@ from exemplar.store.annotations import (
 from exemplar.store.arrays import ArrayStore
 from exemplar.store.db import Database
 from exemplar.store.labels import UnknownClassError, add_labels, validate_class
+from exemplar.store.media import ensure_media
 from exemplar.store.schema import Item, LabelSource, LabelStatus, Meta, Split, utcnow
 
 __all__ = ["BatchWriter", "LabelsAs", "Written", "check_dim"]
@@ -172,6 +173,10 @@ class BatchWriter:
         labels set and the objects stored."""
         ground_truth = self.labels_as == "ground_truth"
         now = utcnow()
+        media_ids: dict[str, int] = {}
+        for r in records:
+            if r.media is not None and r.media.uid not in media_ids:
+                media_ids[r.media.uid] = ensure_media(s, r.media)
         s.execute(
             insert(Item),
             [
@@ -187,6 +192,11 @@ class BatchWriter:
                     "file_id": r.file_id,
                     "width": r.width,
                     "height": r.height,
+                    "media_id": None if r.media is None else media_ids[r.media.uid],
+                    "origin_x": None if r.origin is None else int(r.origin[0]),
+                    "origin_y": None if r.origin is None else int(r.origin[1]),
+                    "scale": r.scale,
+                    "frame": r.frame,
                 }
                 for j, r in enumerate(records)
             ],

@@ -40,6 +40,8 @@ __all__ = [
     "Label",
     "LabelSource",
     "LabelStatus",
+    "Media",
+    "MediaKind",
     "Meta",
     "ModelVersion",
     "QueueEntry",
@@ -148,6 +150,35 @@ class Meta(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
+class MediaKind(StrEnum):
+    """What a media row is: a whole-slide image (its items are regions) or a video (its
+    items are frames)."""
+
+    SLIDE = "slide"
+    VIDEO = "video"
+
+
+class Media(Base):
+    """A large file whose parts are items: a slide's regions or a video's frames.
+
+    ``width`` and ``height`` are the slide's level-0 pixels or the video's frame size;
+    ``properties`` holds what the file says of itself (slides: ``mpp_x``, ``mpp_y``,
+    ``objective_power``, ``vendor``, ``levels``; videos: ``fps``, ``n_frames``,
+    ``duration``, ``codec``, ``frame_step``).
+    """
+
+    __tablename__ = "media"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(64), unique=True)  # content hash
+    kind: Mapped[str] = mapped_column(String(16))
+    uri: Mapped[str] = mapped_column(Text)
+    file_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Item(Base):
     """One thing to label. ``row`` indexes the project's feature array."""
 
@@ -168,6 +199,15 @@ class Item(Base):
     #: against it.
     width: Mapped[int | None] = mapped_column(Integer, default=None)
     height: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: A slide's region or a video's frame: the media row it is part of (None otherwise).
+    media_id: Mapped[int | None] = mapped_column(ForeignKey("media.id"), default=None, index=True)
+    #: A region: its top-left corner in the slide's level-0 pixels, and the slide's level-0
+    #: pixels per item pixel (the item is the region at the magnification it was cut at).
+    origin_x: Mapped[int | None] = mapped_column(Integer, default=None)
+    origin_y: Mapped[int | None] = mapped_column(Integer, default=None)
+    scale: Mapped[float | None] = mapped_column(Float, default=None)
+    #: A frame: its index in the video.
+    frame: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Label(Base):
@@ -224,6 +264,12 @@ class Annotation(Base):
     cycle_id: Mapped[int | None] = mapped_column(ForeignKey("cycles.id"), default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(160), unique=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Video: the objects of one track (one thing followed across frames) share this id.
+    track_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), default=None, index=True
+    )
+    #: Video: True for a box a person placed on a keyframe (False: interpolated or tracked).
+    keyframe: Mapped[bool | None] = mapped_column(default=None)
 
 
 class ModelVersion(Base):

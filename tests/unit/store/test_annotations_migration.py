@@ -100,10 +100,14 @@ def test_0005_database_is_upgraded_with_its_data(db_url: str) -> None:
                 text("SELECT id, uid, row, uri, file_id, width, height FROM items ORDER BY id")
             ).all()
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0007"  # and on through curation's tables
-        assert {"curation_operations", "curation_candidates"} <= set(
+        assert version == "0008"  # and on through curation's and media's tables
+        assert {"curation_operations", "curation_candidates", "media"} <= set(
             inspect(db.engine).get_table_names()
         )
+        item_cols = {c["name"] for c in inspect(db.engine).get_columns("items")}
+        assert {"media_id", "origin_x", "origin_y", "scale", "frame"} <= item_cols
+        annotation_cols = {c["name"] for c in inspect(db.engine).get_columns("annotations")}
+        assert {"track_id", "keyframe"} <= annotation_cols
         assert [tuple(r) for r in items] == [
             (i + 1, f"u{i}", i, f"/d/{i}.png", f"f{i}", None, None) for i in range(3)
         ]
