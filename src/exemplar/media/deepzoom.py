@@ -30,11 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from openslide import OpenSlideError
 from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 
 from exemplar.errors import DatasetError
-from exemplar.media.slides import open_slide, read_region
+from exemplar.media.slides import open_slide, read_region, reopen
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
@@ -225,9 +226,9 @@ class DeepZoom:
         settings = f"t{tile_size}-o{overlap}-{fmt}" + (f"-q{quality}" if fmt == "jpeg" else "")
         self.prefix = f"{key}/{settings}"
         cache.path_of(self.prefix)  # checks the key
-        self.slide = open_slide(path)
+        self.tile_size, self.overlap = tile_size, overlap
         self.generator = DeepZoomGenerator(
-            self.slide, tile_size=tile_size, overlap=overlap, limit_bounds=False
+            open_slide(path), tile_size=tile_size, overlap=overlap, limit_bounds=False
         )
         self.level_count = int(self.generator.level_count)
         self.level_tiles = tuple((int(c), int(r)) for c, r in self.generator.level_tiles)
@@ -274,8 +275,19 @@ class DeepZoom:
     def _make(self, level: int, col: int, row: int) -> bytes:
         try:
             image = self.generator.get_tile(level, (col, row))
-        except Exception as exc:  # openslide's errors, a truncated file, a decode error
-            raise DatasetError(f"cannot read slide '{self.path}': {exc}") from exc
+        except (OpenSlideError, OSError, ValueError):
+            # An OpenSlide handle that failed once fails every call after: go on with a new
+            # one, and report the tile only if it fails there too.
+            generator = DeepZoomGenerator(
+                reopen(self.path), self.tile_size, self.overlap, limit_bounds=False
+            )
+            self.generator = generator
+            try:
+                image = generator.get_tile(level, (col, row))
+            except (OpenSlideError, OSError, ValueError) as exc:
+                raise DatasetError(
+                    f"cannot read slide '{self.path}' at level {level} tile ({col}, {row}): {exc}"
+                ) from exc
         return encode_image(image, self.fmt, self.quality)
 
     def region_png(self, origin: tuple[int, int], scale: float, size: tuple[int, int]) -> bytes:

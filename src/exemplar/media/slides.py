@@ -42,6 +42,7 @@ __all__ = [
     "open_slide",
     "plan_regions",
     "read_region",
+    "reopen",
     "scale_for",
     "slide_info",
     "tissue_fraction",
@@ -199,6 +200,12 @@ def open_slide(path: Path | str) -> Slide:
     return _HANDLES.get(path)
 
 
+def reopen(path: Path | str) -> Slide:
+    """A new handle of ``path`` (shared from now on), after the current one failed."""
+    _HANDLES.forget(path)
+    return _HANDLES.get(path)
+
+
 def close_all() -> None:
     """Drop every open slide (they close once no reader holds them)."""
     _HANDLES.clear()
@@ -333,6 +340,14 @@ def _rgb(region: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
+def _read(slide: Slide, x: int, y: int, scale: float, width: int, height: int) -> Image.Image:
+    level = int(slide.get_best_level_for_downsample(scale)) if scale > 1 else 0
+    downsample = float(slide.level_downsamples[level])
+    read_w = max(1, math.ceil(width * scale / downsample))
+    read_h = max(1, math.ceil(height * scale / downsample))
+    return slide.read_region((x, y), level, (read_w, read_h))
+
+
 def read_region(
     path: Path | str,
     origin: Sequence[int],
@@ -364,17 +379,18 @@ def read_region(
         raise DatasetError(f"region size must be positive, got {width}x{height}")
     if not math.isfinite(scale) or scale <= 0:
         raise DatasetError(f"scale must be a positive number, got {scale}")
-    slide = open_slide(path)
     x, y = int(origin[0]), int(origin[1])
-    level = int(slide.get_best_level_for_downsample(scale)) if scale > 1 else 0
-    downsample = float(slide.level_downsamples[level])
-    read_w = max(1, math.ceil(width * scale / downsample))
-    read_h = max(1, math.ceil(height * scale / downsample))
     try:
-        region = slide.read_region((x, y), level, (read_w, read_h))
-    except (openslide.OpenSlideError, OSError, ValueError) as exc:
+        region = _read(open_slide(path), x, y, scale, width, height)
+    except (openslide.OpenSlideError, OSError, ValueError):
+        # An OpenSlide handle that failed once fails every call after, the other threads'
+        # included: drop it, and read again with a handle of this call's own, so that only
+        # a region that itself cannot be decoded is reported.
         _HANDLES.forget(path)
-        raise DatasetError(f"cannot read slide '{path}' at ({x}, {y}): {exc}") from exc
+        try:
+            region = _read(_open(os.path.realpath(path), path), x, y, scale, width, height)
+        except (openslide.OpenSlideError, OSError, ValueError) as exc:
+            raise DatasetError(f"cannot read slide '{path}' at ({x}, {y}): {exc}") from exc
     if region.size != (width, height):
         region = region.resize((width, height), Image.Resampling.BILINEAR)
     return _rgb(region)
