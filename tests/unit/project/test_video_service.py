@@ -1,0 +1,269 @@
+"""The video service: keyframes, interpolation, tracker proposals and finished frames, on a
+project that imported the fixture video (real nuclei crops moving with known boxes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from exemplar.data.video_fixture import VideoFixture, build_video_fixture
+from exemplar.errors import ExemplarError
+from exemplar.project import Project
+from exemplar.project.video import (
+    VideoError,
+    finish_frames,
+    interpolate_track,
+    propagate_track,
+    save_keyframe,
+    video_info,
+    video_objects,
+)
+from exemplar.store.annotations import OBJECTS_LABEL, AnnotationError, object_history
+from exemplar.store.labels import UnknownClassError
+from exemplar.store.queue import enqueue, lease
+from exemplar.store.schema import Annotation, Label, Media, QueueEntry
+
+N_FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> VideoFixture:
+    return build_video_fixture(tmp_path_factory.mktemp("clip") / "clip.mp4", n_frames=N_FRAMES)
+
+
+@pytest.fixture
+def project(tmp_path: Path, clip: VideoFixture) -> Iterator[Project]:
+    with Project.init(
+        tmp_path / "p", ["nucleus", "debris"], task="detection", data={"image_side": 32}
+    ) as project:
+        assert project.import_(clip.path).added == N_FRAMES
+        yield project
+
+
+def _media_id(project: Project) -> int:
+    with project.db.read() as s:
+        return int(s.scalar(select(Media.id)) or 0)
+
+
+def _items(project: Project) -> dict[int, int]:
+    """frame -> item id"""
+    return {f.frame: f.item_id for f in video_info(project, _media_id(project)).frames}
+
+
+def _rows(project: Project) -> int:
+    with project.db.read() as s:
+        return int(s.scalar(select(func.count()).select_from(Annotation)) or 0)
+
+
+def test_video_info_lists_the_frames(project: Project) -> None:
+    info = video_info(project, _media_id(project))
+    assert (info.width, info.height, info.fps, info.n_frames, info.codec) == (
+        256,
+        256,
+        12.0,
+        N_FRAMES,
+        "h264",
+    )
+    assert [f.frame for f in info.frames] == list(range(N_FRAMES))
+    assert info.frames[6].time == pytest.approx(0.5)
+    assert not any(f.labeled or f.keyframe or f.n_objects for f in info.frames)
+    with pytest.raises(VideoError, match="no video 999"):
+        video_info(project, 999)
+
+
+def test_keyframes_then_interpolation_box_the_middle_frames(
+    project: Project, clip: VideoFixture
+) -> None:
+    media, items = _media_id(project), _items(project)
+    truth = clip.tracks[0].boxes
+    first = save_keyframe(project, "ann", items[4], label="nucleus", box=truth[4])
+    track = first.track_id
+    assert track == first.object_id and first.keyframe is True
+    assert (first.status, first.source, first.annotator) == ("verified", "human", "ann")
+    second = save_keyframe(project, "ann", items[8], label="nucleus", box=truth[8], track_id=track)
+    assert second.track_id == track and second.object_id != first.object_id
+
+    done = interpolate_track(project, "ann", media, track)
+    assert (len(done.added), len(done.revised), done.unchanged) == (3, 0, 0)
+    by_frame = {o.frame: o.annotation for o in video_objects(project, media)}
+    assert sorted(by_frame) == [4, 5, 6, 7, 8]
+    middle = by_frame[6]
+    expected = (np.add(truth[4], truth[8]) / 2).tolist()
+    assert [middle.x0, middle.y0, middle.x1, middle.y1] == pytest.approx(expected)
+    assert (middle.status, middle.source, middle.keyframe, middle.track_id) == (
+        "verified",
+        "human",
+        False,
+        track,
+    )
+    # the interpolated boxes follow the real motion between close keyframes
+    for frame in (5, 6, 7):
+        row = by_frame[frame]
+        assert np.abs(np.subtract([row.x0, row.y0, row.x1, row.y1], truth[frame])).max() <= 4
+    info = video_info(project, media)
+    assert [f.frame for f in info.frames if f.keyframe] == [4, 8]
+    assert info.frames[6].n_objects == 1
+
+    # nothing changed: interpolating again writes nothing
+    rows = _rows(project)
+    again = interpolate_track(project, "ann", media, track)
+    assert (len(again.added), len(again.revised), again.unchanged) == (0, 0, 3)
+    assert _rows(project) == rows
+
+    # a moved keyframe: the middle objects are revised, never duplicated
+    moved = tuple(v + 8 for v in truth[8])
+    save_keyframe(project, "ann", items[8], label="nucleus", box=moved, track_id=track)
+    third = interpolate_track(project, "ann", media, track)
+    assert (len(third.added), len(third.revised)) == (0, 3)
+    objects = [o for o in video_objects(project, media) if o.track_id == track]
+    assert sorted(o.frame for o in objects) == [4, 5, 6, 7, 8]  # one object per frame
+    middle = next(o.annotation for o in objects if o.frame == 6)
+    expected = (np.add(truth[4], moved) / 2).tolist()
+    assert [middle.x0, middle.y0, middle.x1, middle.y1] == pytest.approx(expected)
+    with project.db.read() as s:
+        history = object_history(s, middle.object_id)
+    assert len(history) == 2 and all(r.track_id == track for r in history)
+
+
+def test_a_keyframe_by_object_id_moves_that_object(project: Project) -> None:
+    items = _items(project)
+    first = save_keyframe(project, "ann", items[2], label="nucleus", box=(10, 10, 40, 40))
+    moved = save_keyframe(
+        project, "ann", items[2], label="debris", box=(12, 10, 42, 40), object_id=first.object_id
+    )
+    assert moved.object_id == first.object_id and moved.track_id == first.track_id
+    assert moved.label == "debris" and moved.keyframe
+    with pytest.raises(VideoError, match="belongs to track"):
+        save_keyframe(
+            project,
+            "ann",
+            items[2],
+            label="nucleus",
+            box=(1, 1, 5, 5),
+            object_id=first.object_id,
+            track_id=first.object_id + 100,
+        )
+
+
+def test_a_retried_keyframe_is_written_once(project: Project) -> None:
+    items = _items(project)
+    a = save_keyframe(
+        project, "ann", items[3], label="nucleus", box=(1, 1, 20, 20), idempotency_key="k-1"
+    )
+    b = save_keyframe(
+        project, "ann", items[3], label="nucleus", box=(1, 1, 20, 20), idempotency_key="k-1"
+    )
+    assert a.id == b.id and _rows(project) == 1
+
+
+def test_bad_input_writes_nothing(project: Project) -> None:
+    media, items = _media_id(project), _items(project)
+    save_keyframe(project, "ann", items[0], label="nucleus", box=(0, 0, 20, 20))
+    rows = _rows(project)
+    with pytest.raises(UnknownClassError):
+        save_keyframe(project, "ann", items[1], label="cat", box=(0, 0, 20, 20))
+    with pytest.raises(AnnotationError, match="outside"):
+        save_keyframe(project, "ann", items[1], label="nucleus", box=(200, 0, 300, 20))
+    with pytest.raises(VideoError, match="no track 4242"):
+        save_keyframe(project, "ann", items[1], label="nucleus", box=(0, 0, 9, 9), track_id=4242)
+    with pytest.raises(VideoError, match="no track 4242"):
+        interpolate_track(project, "ann", media, 4242)
+    with pytest.raises(VideoError, match="no object 777"):
+        save_keyframe(project, "ann", items[1], label="nucleus", box=(0, 0, 9, 9), object_id=777)
+    with pytest.raises(VideoError, match="no item"):
+        save_keyframe(project, "ann", 10**6, label="nucleus", box=(0, 0, 9, 9))
+    with pytest.raises(VideoError, match="unknown tracker"):
+        propagate_track(project, "ann", items[0], 1, frames=3, method="kcf")  # type: ignore[arg-type]
+    with pytest.raises(VideoError, match="empty range"):
+        finish_frames(project, "ann", media, 5, 2)
+    assert _rows(project) == rows
+    assert all(isinstance(e, ExemplarError) for e in (VideoError("x"), AnnotationError("y")))
+
+
+def test_propagate_writes_tracker_proposals(project: Project, clip: VideoFixture) -> None:
+    media, items = _media_id(project), _items(project)
+    truth = clip.tracks[1].boxes
+    start = save_keyframe(project, "ann", items[0], label="nucleus", box=truth[0])
+    done = propagate_track(project, "ann", items[0], start.object_id, frames=10, method="template")
+    assert len(done.added) == 10 and done.stopped_at is None
+    for row in done.added:
+        assert (row.status, row.source, row.model_version) == (
+            "proposed",
+            "model",
+            "tracker:template",
+        )
+        assert row.track_id == start.track_id and row.keyframe is False
+        assert row.confidence is not None and 0.5 <= row.confidence <= 1.0
+    by_frame = {o.frame: o.annotation for o in video_objects(project, media)}
+    for frame in range(1, 11):
+        row = by_frame[frame]
+        assert np.abs(np.subtract([row.x0, row.y0, row.x1, row.y1], truth[frame])).max() <= 2
+    # again: the same boxes, nothing new
+    rows = _rows(project)
+    again = propagate_track(project, "ann", items[0], start.object_id, frames=10)
+    assert (len(again.added), len(again.revised), again.unchanged) == (0, 0, 10)
+    assert _rows(project) == rows
+    # a person's keyframe on frame 5 stops the tracker there
+    save_keyframe(project, "ann", items[5], label="nucleus", box=truth[5], track_id=start.track_id)
+    stopped = propagate_track(project, "ann", items[0], start.object_id, frames=10, method="mil")
+    assert stopped.stopped_at is not None and stopped.stopped_at <= 5
+    assert all(
+        items_frame < 5 for items_frame in [_frame_of(project, r.item_id) for r in stopped.revised]
+    )
+
+
+def _frame_of(project: Project, item_id: int) -> int:
+    return next(
+        f.frame for f in video_info(project, _media_id(project)).frames if f.item_id == item_id
+    )
+
+
+def test_finish_frames_labels_them_and_closes_their_queue_entries(project: Project) -> None:
+    media, items = _media_id(project), _items(project)
+    with project.db.session() as s:
+        enqueue(s, None, [(items[f], "uncertainty", 0.5) for f in (2, 3, 9)])
+    leased = lease(project.db, "ann", lease_seconds=600)
+    assert leased is not None
+    start = save_keyframe(project, "ann", items[1], label="nucleus", box=(100, 100, 130, 125))
+    proposals = propagate_track(project, "ann", items[1], start.object_id, frames=3)
+    done = finish_frames(project, "ann", media, 0, 4)
+    assert (done.frames, done.labeled, done.closed) == (5, 5, 2)
+    assert done.rejected == len(proposals.added) and done.accepted == 0
+    info = video_info(project, media)
+    assert [f.frame for f in info.frames if f.labeled] == [0, 1, 2, 3, 4]
+    with project.db.read() as s:
+        statuses = dict(s.execute(select(QueueEntry.item_id, QueueEntry.status)).all())
+        labels = list(s.scalars(select(Label).order_by(Label.id)))
+    assert statuses == {items[2]: "done", items[3]: "done", items[9]: "pending"}
+    assert {lab.label for lab in labels} == {OBJECTS_LABEL}
+    assert {(lab.source, lab.status, lab.annotator) for lab in labels} == {
+        ("human", "verified", "ann")
+    }
+    assert {lab.strategy for lab in labels if lab.item_id in (items[2], items[3])} == {
+        "uncertainty"
+    }
+    # idempotent
+    rows = _rows(project)
+    again = finish_frames(project, "ann", media, 0, 4)
+    assert (again.labeled, again.closed, again.rejected) == (0, 0, 0)
+    assert _rows(project) == rows
+    with project.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Label)) == 5
+    with pytest.raises(VideoError, match="no imported frame"):
+        finish_frames(project, "ann", media, 500, 600)
+
+
+def test_finish_frames_can_accept_the_proposals(project: Project) -> None:
+    media, items = _media_id(project), _items(project)
+    start = save_keyframe(project, "ann", items[10], label="nucleus", box=(100, 100, 130, 125))
+    proposals = propagate_track(project, "ann", items[10], start.object_id, frames=2, min_score=-1)
+    done = finish_frames(project, "ann", media, 10, 12, accept_proposals=True)
+    assert done.accepted == len(proposals.added) == 2
+    objects = [o.annotation for o in video_objects(project, media) if 10 < o.frame <= 12]
+    assert {(a.status, a.source, a.track_id) for a in objects} == {
+        ("verified", "human", start.track_id)
+    }
