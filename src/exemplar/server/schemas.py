@@ -229,6 +229,29 @@ class ObjectIn(ObjectShapeIn):
     status: Literal["verified", "rejected", "hard_negative"] = "verified"
 
 
+class DrawnObjectIn(ObjectShapeIn):
+    """One object a person drew on an item: its class, box and outline (``polygons`` for
+    geometry ``polygon``, ``rle`` for a brush ``mask``)."""
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"label": "cell", "box": _BOX_EXAMPLE},
+                {
+                    "label": "cell",
+                    "box": _BOX_EXAMPLE,
+                    "geometry": "polygon",
+                    "polygons": _POLYGON_EXAMPLE,
+                },
+            ]
+        }
+    }
+
+    label: str = Field(min_length=1, max_length=255)
+    box: Box
+    geometry: Geometry = "box"
+
+
 class ObjectsIn(BaseModel):
     """The whole object set of a leased item, submitted at once.
 
@@ -319,6 +342,9 @@ class ObjectOut(BaseModel):
     confidence: float | None
     cycle_id: int | None
     created_at: datetime
+    #: Video: the track the object belongs to, and whether a person placed it on a keyframe.
+    track_id: int | None = None
+    keyframe: bool | None = None
 
 
 class ItemObjectsOut(BaseModel):

@@ -366,8 +366,15 @@ def add_annotations(
     model_version: str | None = None,
     cycle_id: int | None = None,
     classes: Sequence[str],
+    track_id: int | None = None,
+    keyframe: bool | None = None,
+    idempotency_key: str | None = None,
 ) -> list[Annotation]:
     """Append new objects to item ``item_id``, each the first row of its own history.
+
+    Video frames: ``track_id`` puts the objects on a track, ``keyframe`` marks boxes a
+    person placed on a keyframe. ``idempotency_key`` is stored on the rows (with the
+    object's index after the first), so a retry can find what the first attempt wrote.
 
     Every object is checked before anything is written, so one bad object writes nothing.
 
@@ -398,6 +405,9 @@ def add_annotations(
                 "model_version": model_version,
                 "confidence": confidence,
                 "cycle_id": cycle_id,
+                "track_id": track_id,
+                "keyframe": keyframe,
+                "idempotency_key": _key(idempotency_key, i),
             }
         )
     return _insert(conn, rows)
@@ -448,8 +458,10 @@ def _revised_row(
     classes: Sequence[str],
     cycle_id: int | None,
     size: tuple[int | None, int | None] | None = None,
+    keyframe: bool | None = None,
 ) -> dict[str, Any]:
-    """The row that revises ``old`` (checked), keeping its object, item and geometry."""
+    """The row that revises ``old`` (checked), keeping its object, item, geometry and track
+    (and whether it is a keyframe, unless ``keyframe`` says)."""
     if (old.status == AnnotationStatus.GROUND_TRUTH) != (status == AnnotationStatus.GROUND_TRUTH):
         raise AnnotationError(
             f"{where}: ground truth is hidden from labels: a ground_truth object stays one, "
@@ -479,6 +491,8 @@ def _revised_row(
         model_version=old.model_version if model else None,
         confidence=old.confidence if model else None,
         cycle_id=cycle_id,
+        track_id=old.track_id,
+        keyframe=old.keyframe if keyframe is None else keyframe,
     )
 
 
@@ -494,8 +508,14 @@ def revise(
     source: LabelSource | str = LabelSource.HUMAN,
     classes: Sequence[str],
     cycle_id: int | None = None,
+    keyframe: bool | None = None,
+    idempotency_key: str | None = None,
 ) -> Annotation:
     """Append a new state of object ``object_id``: what is not given stays as it was.
+
+    ``keyframe`` marks (or unmarks) a video box as a person's keyframe; the object keeps
+    its track. With ``idempotency_key``, the row carries the key (the caller looks it up
+    first to answer a retry; a second row with the same key is refused by the database).
 
     The new row keeps the object's cycle unless ``cycle_id`` names the cycle that changes
     it (curation's expiry records the cycle that withdrew a proposal).
@@ -529,7 +549,9 @@ def revise(
         source=source,
         classes=classes,
         cycle_id=old.cycle_id if cycle_id is None else cycle_id,
+        keyframe=keyframe,
     )
+    row["idempotency_key"] = idempotency_key
     return _insert(conn, [row])[0]
 
 

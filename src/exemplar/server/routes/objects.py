@@ -29,12 +29,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from exemplar.errors import ExemplarError, QueueError, StoreError
 from exemplar.project import Project
 from exemplar.server.deps import API_PREFIX, Labeler, PathId, State, queue_http_error
 from exemplar.server.schemas import (
+    DrawnObjectIn,
     ItemObjectsOut,
     ObjectHistoryOut,
     ObjectIn,
@@ -48,14 +50,23 @@ from exemplar.store.accounts import Role, User
 from exemplar.store.annotations import (
     TOLERANCE_PX,
     AnnotationError,
+    AnnotationIn,
     SubmittedObject,
+    add_annotations,
     current_annotations,
     object_history,
     revise,
     submit_objects,
 )
 from exemplar.store.labels import UnknownClassError
-from exemplar.store.schema import Annotation, AnnotationStatus, Item, QueueEntry, QueueStatus
+from exemplar.store.schema import (
+    Annotation,
+    AnnotationStatus,
+    Item,
+    LabelSource,
+    QueueEntry,
+    QueueStatus,
+)
 
 __all__ = ["project_task", "router"]
 
@@ -126,6 +137,8 @@ def _object_out(row: Annotation) -> ObjectOut:
         confidence=row.confidence,
         cycle_id=row.cycle_id,
         created_at=row.created_at,
+        track_id=row.track_id,
+        keyframe=row.keyframe,
     )
 
 
@@ -342,6 +355,38 @@ def submit_set(
     )
 
 
+def _row_key(user: User, key: str | None) -> str | None:
+    """The stored idempotency key of a one-object write by ``user`` (None: no key)."""
+    return None if key is None else f"o{user.id}:{key}"
+
+
+def _replayed(project: Project, stored_key: str | None) -> Annotation | None:
+    """The row a first attempt with ``stored_key`` wrote, if any (a retry's answer)."""
+    if stored_key is None:
+        return None
+    with project.db.read() as s:
+        return s.scalar(
+            select(Annotation).where(
+                Annotation.idempotency_key.in_([stored_key, f"{stored_key}#0"])
+            )
+        )
+
+
+def _once(project: Project, stored_key: str | None, write: Callable[[], Annotation]) -> ObjectOut:
+    """Run ``write`` unless a first attempt with the same key already wrote its row; a
+    concurrent duplicate that loses the race on the key's uniqueness gets the winner's row."""
+    done = _replayed(project, stored_key)
+    if done is not None:
+        return _object_out(done)
+    try:
+        return _object_out(write())
+    except IntegrityError:
+        done = _replayed(project, stored_key)
+        if done is None:
+            raise
+        return _object_out(done)
+
+
 def revise_object(
     project: Project,
     user: User,
@@ -349,8 +394,26 @@ def revise_object(
     *,
     status: str | None = None,
     patch: ObjectPatchIn | None = None,
+    key: str | None = None,
 ) -> ObjectOut:
-    """Append one row to an object's history: a decision (``status``) or a ``patch``."""
+    """Append one row to an object's history: a decision (``status``) or a ``patch``.
+
+    With ``key`` (the ``Idempotency-Key`` header), a retry returns the first answer.
+    """
+    stored_key = _row_key(user, key)
+    return _once(
+        project, stored_key, lambda: _revise(project, user, object_id, status, patch, stored_key)
+    )
+
+
+def _revise(
+    project: Project,
+    user: User,
+    object_id: int,
+    status: str | None,
+    patch: ObjectPatchIn | None,
+    stored_key: str | None,
+) -> Annotation:
     with project.db.session() as s:
         row = _current(s, object_id)
         _check_access(s, user, row.item_id)
@@ -382,11 +445,152 @@ def revise_object(
                 annotator=user.name,
                 status=status,
                 classes=project.classes,
+                idempotency_key=stored_key,
                 **changes,
             )
         except (AnnotationError, UnknownClassError) as exc:
             raise _invalid(("body",), str(exc), None) from exc
-        return _object_out(written)
+        s.flush()
+        s.expunge_all()
+    return written
+
+
+def draw_object(
+    project: Project, user: User, item_id: int, body: DrawnObjectIn, key: str | None
+) -> ObjectOut:
+    """Add one object a person drew on item ``item_id`` (verified, source human)."""
+    stored_key = _row_key(user, key)
+
+    def write() -> Annotation:
+        with project.db.session() as s:
+            _check_access(s, user, item_id)
+            item = s.get(Item, item_id)
+            if item is None:
+                raise HTTPException(404, f"no item {item_id}")
+            drawn = ObjectIn.model_validate(body.model_dump())
+            check_objects(
+                [drawn],
+                classes=project.classes,
+                width=item.width,
+                height=item.height,
+                item_id=item_id,
+                known={},
+            )
+            try:
+                (row,) = add_annotations(
+                    s,
+                    item_id,
+                    [AnnotationIn(body.label, tuple(body.box), body.geometry, _shape(body))],
+                    status=AnnotationStatus.VERIFIED,
+                    source=LabelSource.HUMAN,
+                    annotator=user.name,
+                    classes=project.classes,
+                    idempotency_key=stored_key,
+                )
+            except (AnnotationError, UnknownClassError) as exc:
+                message = str(exc).replace(f" ({item.uri})", "")
+                raise _invalid(("body",), message, None) from exc
+        return row
+
+    return _once(project, stored_key, write)
+
+
+#: How far back (rows of one person) undo looks for the action to revert.
+UNDO_WINDOW = 500
+_UNDO_PREFIX = "undo:"
+
+
+def undo_object_action(project: Project, user: User, key: str | None) -> ObjectOut:
+    """Revert ``user``'s newest object action that is not undone yet: append a row that
+    restores the object as it was before (a drawn object is deleted again).
+
+    409 when there is nothing to undo, or when someone changed the object since (their
+    change is never overwritten). A retry with the same ``key`` returns the first answer.
+    """
+    suffix = None if key is None else f":u{user.id}:{key}"
+    with project.db.session() as s:
+        mine = list(
+            s.scalars(
+                select(Annotation)
+                .where(Annotation.annotator == user.name)
+                .order_by(Annotation.id.desc())
+                .limit(UNDO_WINDOW)
+            )
+        )
+        undone: set[int] = set()
+        for row in mine:
+            stored = row.idempotency_key or ""
+            if stored.startswith(_UNDO_PREFIX):
+                if suffix is not None and stored.endswith(suffix):
+                    return _object_out(row)  # a retry: the first attempt's answer
+                undone.add(int(stored[len(_UNDO_PREFIX) :].split(":", 1)[0]))
+        target = next(
+            (
+                r
+                for r in mine
+                if r.id not in undone and not (r.idempotency_key or "").startswith(_UNDO_PREFIX)
+            ),
+            None,
+        )
+        if target is None:
+            raise HTTPException(409, "nothing to undo")
+        _check_access(s, user, target.item_id)
+        history = object_history(s, target.object_id)
+        # Only this person's own undone actions (and their undo rows) may follow the target.
+        later = [
+            r
+            for r in history
+            if r.id > target.id
+            and not (
+                r.annotator == user.name
+                and (r.id in undone or (r.idempotency_key or "").startswith(_UNDO_PREFIX))
+            )
+        ]
+        if later:
+            by = later[-1].annotator or later[-1].source
+            raise HTTPException(
+                409, f"object {target.object_id} was changed since by {by}; nothing undone"
+            )
+        before = [r for r in history if r.id < target.id]
+        source_row = before[-1] if before else target
+        restored = {c: getattr(source_row, c) for c in _RESTORED_COLUMNS}
+        if not before:
+            restored["status"] = AnnotationStatus.DELETED.value
+        written = Annotation(
+            **restored,
+            object_id=target.object_id,
+            item_id=target.item_id,
+            geometry=target.geometry,
+            track_id=target.track_id,
+            annotator=user.name,
+            idempotency_key=f"{_UNDO_PREFIX}{target.id}{suffix or ''}",
+        )
+        s.add(written)
+        s.flush()
+        out = _object_out(written)
+    return out
+
+
+#: What undo copies from the row before the undone one (the object's earlier state).
+_RESTORED_COLUMNS = (
+    "label",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "shape",
+    "status",
+    "source",
+    "model_version",
+    "confidence",
+    "cycle_id",
+    "keyframe",
+)
+
+
+def delete_object(project: Project, user: User, object_id: int, key: str | None) -> ObjectOut:
+    """Delete an object (a ``deleted`` row: it leaves every current view, its history stays)."""
+    return revise_object(project, user, object_id, status=AnnotationStatus.DELETED.value, key=key)
 
 
 def _http_error(exc: ExemplarError) -> HTTPException:
@@ -451,9 +655,13 @@ def router() -> APIRouter:
             raise _http_error(exc) from exc
 
     def decide(status: str) -> Callable[..., ObjectOut]:
-        def endpoint(object_id: PathId, user: Labeler, state: State) -> ObjectOut:
+        def endpoint(
+            object_id: PathId, user: Labeler, state: State, idempotency_key: IdempotencyKey = None
+        ) -> ObjectOut:
             try:
-                return revise_object(state.project, user, object_id, status=status)
+                return revise_object(
+                    state.project, user, object_id, status=status, key=idempotency_key
+                )
             except ExemplarError as exc:
                 raise _http_error(exc) from exc
 
@@ -480,12 +688,58 @@ def router() -> APIRouter:
 
     @api.patch("/objects/{object_id}", response_model=ObjectOut)
     def patch_object(
-        object_id: PathId, body: ObjectPatchIn, user: Labeler, state: State
+        object_id: PathId,
+        body: ObjectPatchIn,
+        user: Labeler,
+        state: State,
+        idempotency_key: IdempotencyKey = None,
     ) -> ObjectOut:
         """Move or resize (``box``), relabel (``label``) or reshape (``polygons``/``rle``)
         an object: a new history row; the old ones stay."""
         try:
-            return revise_object(state.project, user, object_id, patch=body)
+            return revise_object(state.project, user, object_id, patch=body, key=idempotency_key)
+        except ExemplarError as exc:
+            raise _http_error(exc) from exc
+
+    @api.post("/items/{item_id}/objects", response_model=ObjectOut, status_code=201)
+    def post_drawn_object(
+        item_id: PathId,
+        body: DrawnObjectIn,
+        user: Labeler,
+        state: State,
+        idempotency_key: IdempotencyKey = None,
+    ) -> ObjectOut:
+        """Add one object a person drew (a box, polygon or brush mask): verified, source
+        human, the first row of its own history. The queue entry stays open until the
+        item's object set is submitted. 422 for an unknown class or a shape outside the
+        item; a retry with the same ``Idempotency-Key`` returns the first answer."""
+        try:
+            return draw_object(state.project, user, item_id, body, idempotency_key)
+        except ExemplarError as exc:
+            raise _http_error(exc) from exc
+
+    @api.delete("/objects/{object_id}", response_model=ObjectOut)
+    def delete_one(
+        object_id: PathId, user: Labeler, state: State, idempotency_key: IdempotencyKey = None
+    ) -> ObjectOut:
+        """Delete an object: a ``deleted`` row hides it from every current view; its
+        history stays (undo brings it back)."""
+        try:
+            return delete_object(state.project, user, object_id, idempotency_key)
+        except ExemplarError as exc:
+            raise _http_error(exc) from exc
+
+    @api.post(
+        "/objects/undo",
+        response_model=ObjectOut,
+        responses={409: {"description": "nothing to undo, or changed since by someone else"}},
+    )
+    def undo_one(user: Labeler, state: State, idempotency_key: IdempotencyKey = None) -> ObjectOut:
+        """Undo the caller's newest object action (accept, reject, move, relabel, draw,
+        delete, ...) not undone yet: a new row restores the object as it was before. Undo
+        again to go further back. Someone else's later change is never overwritten (409)."""
+        try:
+            return undo_object_action(state.project, user, idempotency_key)
         except ExemplarError as exc:
             raise _http_error(exc) from exc
 
