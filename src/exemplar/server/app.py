@@ -35,6 +35,7 @@ from exemplar.server.routes import (
     pages,
     review,
     session,
+    viewer,
 )
 from exemplar.server.security import (
     LoginRateLimiter,
@@ -118,7 +119,7 @@ def create_app(
     )
     app.state.learner = learner
     app.state.exemplar = state
-    for module in (session, accounts, items, objects, pages, review, dashboard, curation):
+    for module in (session, accounts, items, objects, pages, review, dashboard, curation, viewer):
         app.include_router(module.router())
     app.include_router(curation.pages())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")

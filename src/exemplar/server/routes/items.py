@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
 from exemplar.errors import QueueError, StoreError
@@ -19,6 +19,7 @@ from exemplar.server.deps import (
     queue_http_error,
 )
 from exemplar.server.items import registered_image
+from exemplar.server.routes.viewer import region_image
 from exemplar.server.schemas import UndoOut
 from exemplar.server.security import parse_db_id
 
@@ -76,8 +77,9 @@ def router() -> APIRouter:
         return {"status": "requested", "worker": learner.state()}
 
     @api.get("/media/{item_ref:path}", tags=["labeling"])
-    def media(item_ref: str, request: Request, _user: Labeler, state: State) -> FileResponse:
-        """The image of a registered image item; anything else is 404."""
+    def media(item_ref: str, request: Request, _user: Labeler, state: State) -> Response:
+        """The image of a registered image item (a slide's region: rendered from the slide,
+        as PNG); anything else is 404."""
         item_id = parse_db_id(item_ref)
         if item_id is None:
             log.warning(
@@ -86,7 +88,12 @@ def router() -> APIRouter:
             raise HTTPException(404, "no such media")
         path = registered_image(state.project, item_id)
         if path is None:
-            raise HTTPException(404, "no such media")
+            png = region_image(state.project, item_id)
+            if png is None:
+                raise HTTPException(404, "no such media")
+            return Response(
+                png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+            )
         return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
     return api
