@@ -8,6 +8,7 @@ model proposals on the first.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from test_object_routes import Api, _proposals, build_detection_project
 
 from exemplar.server import create_app
 from exemplar.store.schema import Annotation
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from pg_helpers import fresh_pg_database
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +206,26 @@ def test_undo_never_overwrites_someone_elses_later_change(api: Api) -> None:
     undo = api.post("/api/v1/objects/undo")
     assert undo.status_code == 409 and "rev" in undo.text
     assert _rows(api, target)[-1].status == "rejected"
+
+
+def test_draw_retry_and_undo_on_postgresql(tmp_path: Path) -> None:
+    for url in fresh_pg_database():
+        root = build_detection_project(tmp_path / "proj", url)
+        with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
+            api = Api(Served(root, client))
+            item_id = api.lease()["item_id"]
+            target = _proposals(api, item_id)[0]["object_id"]
+            key = {"Idempotency-Key": "pg-verify-0001"}
+            first = api.post(f"/api/v1/objects/{target}/verify", headers=key)
+            again = api.post(f"/api/v1/objects/{target}/verify", headers=key)
+            assert first.json()["annotation_id"] == again.json()["annotation_id"]
+            body = {"label": "cell", "box": [2, 2, 12, 12]}
+            drawn = _draw(api, item_id, body, key="pg-draw-0001")
+            assert _draw(api, item_id, body, key="pg-draw-0001").json() == drawn.json()
+            undo = api.post("/api/v1/objects/undo")
+            assert (undo.json()["object_id"], undo.json()["status"]) == (
+                drawn.json()["object_id"],
+                "deleted",
+            )
+            undo = api.post("/api/v1/objects/undo")
+            assert (undo.json()["object_id"], undo.json()["status"]) == (target, "proposed")
