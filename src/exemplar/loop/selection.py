@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exemplar.loop.scoring import score_pool
+from exemplar.loop.segments import spread_picks
 from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
 from exemplar.predictions import Predictions
 from exemplar.strategies import RandomSampling
@@ -43,6 +44,8 @@ class Selection:
     indices: np.ndarray
     scores: np.ndarray
     strategy: str
+    #: The strategy's score of every candidate (aligned with the ``unlabeled`` it was given).
+    pool_scores: np.ndarray | None = None
 
 
 def query_batch(
@@ -76,7 +79,7 @@ def query_batch(
     else:
         lookup = {int(v): p for p, v in enumerate(unlabeled)}
         position = np.array([lookup[int(i)] for i in indices], dtype=np.int64)
-    return Selection(indices, scores[position], strategy.name)
+    return Selection(indices, scores[position], strategy.name, pool_scores=scores)
 
 
 def select_batch(
@@ -137,6 +140,7 @@ def pick_batch(
     control_fraction: float = 0.0,
     budget_left: int | None = None,
     reduced: ReducedSamples | None = None,
+    segments: np.ndarray | None = None,
 ) -> list[Pick]:
     """Pick one cycle's batch: the one selection rule of projects and the simulator.
 
@@ -167,6 +171,11 @@ def pick_batch(
         Labels the budget still allows; the batch never exceeds it.
     reduced : ReducedSamples, optional
         The samples' reduction from scoring, for a strategy that reads samples.
+    segments : ndarray of int, optional
+        Each pool row's segment (aligned with ``pool_rows``; video frames,
+        :func:`~exemplar.loop.segments.frame_segments`): the strategy's part of the batch
+        holds at most one row per segment until segments run out
+        (:func:`~exemplar.loop.segments.spread_picks`).
 
     Returns
     -------
@@ -196,6 +205,12 @@ def pick_batch(
             random_state=np.random.default_rng(seeds[0] if len(seeds) == 1 else seeds),
             reduced=reduced if strategy.requires & {"samples", "objects"} else None,
         )
+        if segments is not None and selection.pool_scores is not None:
+            rows = spread_picks(
+                selection.indices, pool_rows, selection.pool_scores, segments, batch - n_control
+            )
+            scores = selection.pool_scores[np.searchsorted(pool_rows, rows)]
+            selection = Selection(rows, scores, selection.strategy)
         picks = [
             Pick(int(row), selection.strategy, float(score))
             for row, score in zip(selection.indices, selection.scores, strict=True)
