@@ -55,6 +55,7 @@ from exemplar.store.annotations import (
     current_annotations,
     revise,
 )
+from exemplar.store.db import id_chunks
 from exemplar.store.labels import add_label, validate_class
 from exemplar.store.media import get_media, media_items
 from exemplar.store.schema import (
@@ -221,7 +222,7 @@ def _labeled_items(s: Session, item_ids: Sequence[int]) -> set[int]:
 def _objects(s: Session, items: Sequence[Item]) -> list[VideoObject]:
     frame_of = {i.id: int(i.frame or 0) for i in items}
     rows = current_annotations(s, list(frame_of), statuses=_TRACK_STATUSES) if items else []
-    return [VideoObject(frame_of[r.item_id], r) for r in rows]
+    return [VideoObject(frame_of[r.item_id], r) for r in _fill_track(s, rows)]
 
 
 def video_info(project: Project, media_id: int) -> VideoView:
@@ -313,28 +314,64 @@ def _keyed(s: Session, key: str) -> list[Annotation]:
     return [Annotation(**dict(r)) for r in rows]
 
 
+def _newest_rows(s: Session, object_ids: Sequence[int]) -> list[Annotation]:
+    """The newest row of each of ``object_ids`` (any status), oldest object first."""
+    out: list[Annotation] = []
+    for part in id_chunks(sorted({int(i) for i in object_ids})):
+        newest = (
+            select(func.max(_A.c.id).label("id"))
+            .where(_A.c.object_id.in_(part))
+            .group_by(_A.c.object_id)
+            .subquery()
+        )
+        query = select(_A).join(newest, _A.c.id == newest.c.id).order_by(_A.c.object_id)
+        out += [Annotation(**dict(r)) for r in s.execute(query).mappings()]
+    return out
+
+
+def _fill_track(s: Session, rows: Sequence[Annotation]) -> list[Annotation]:
+    """``rows`` with ``track_id`` and ``keyframe`` taken from their object's history where
+    the current row lacks them (a revision written elsewhere, e.g. a verify through the
+    objects API, may not repeat them)."""
+    missing = [r.object_id for r in rows if r.track_id is None or r.keyframe is None]
+    if not missing:
+        return list(rows)
+    known: dict[int, dict[str, Any]] = {}
+    for part in id_chunks(sorted(set(missing))):
+        query = (
+            select(_A.c.object_id, _A.c.track_id, _A.c.keyframe)
+            .where(
+                _A.c.object_id.in_(part),
+                (_A.c.track_id.is_not(None)) | (_A.c.keyframe.is_not(None)),
+            )
+            .order_by(_A.c.id)
+        )
+        for object_id, track, keyframe in s.execute(query):
+            seen = known.setdefault(int(object_id), {})
+            if track is not None:
+                seen["track_id"] = int(track)
+            if keyframe is not None:
+                seen["keyframe"] = bool(keyframe)
+    for row in rows:
+        for name, value in known.get(row.object_id, {}).items():
+            if getattr(row, name) is None:
+                setattr(row, name, value)
+    return list(rows)
+
+
 def _track_objects(s: Session, media_id: int, track_id: int) -> dict[int, Annotation]:
     """The track's current object on each frame (frame -> row); VideoError if it has none."""
     items = media_items(s, media_id)
     frame_of = {i.id: int(i.frame or 0) for i in items}
-    newest = (
-        select(func.max(_A.c.id).label("id"))
-        .where(_A.c.track_id == int(track_id))
-        .group_by(_A.c.object_id)
-        .subquery()
-    )
-    rows = [
-        Annotation(**dict(r))
-        for r in s.execute(
-            select(_A).join(newest, _A.c.id == newest.c.id).order_by(_A.c.id)
-        ).mappings()
-    ]
+    members = s.scalars(select(_A.c.object_id).where(_A.c.track_id == int(track_id)).distinct())
+    rows = _newest_rows(s, list(members))
     rows = [r for r in rows if r.item_id in frame_of and r.status in _TRACK_STATUSES]
     if not rows:
         raise VideoError(f"video {media_id} has no track {track_id}")
     out: dict[int, Annotation] = {}
-    for row in rows:  # one object per (track, frame): the newest wins if ever two
-        out[frame_of[row.item_id]] = row
+    for row in sorted(_fill_track(s, rows), key=lambda r: r.id):
+        row.track_id = int(track_id)
+        out[frame_of[row.item_id]] = row  # one object per (track, frame): the newest wins
     return out
 
 
@@ -400,14 +437,7 @@ def save_keyframe(
         conn = s.connection()
         target: Annotation | None = None
         if object_id is not None:
-            rows = [
-                r
-                for r in current_annotations(s, [item.id], statuses=_TRACK_STATUSES)
-                if r.object_id == int(object_id)
-            ]
-            if not rows:
-                raise VideoError(f"no object {object_id} on frame {item.frame} (item {item.id})")
-            target = rows[0]
+            target = _object_on(s, item, object_id)
             if track_id is not None and target.track_id not in (None, int(track_id)):
                 raise VideoError(
                     f"object {object_id} belongs to track {target.track_id}, not {track_id}"
@@ -670,7 +700,7 @@ def propagate_track(
 def _object_on(s: Session, item: Item, object_id: int) -> Annotation:
     for row in current_annotations(s, [item.id], statuses=_TRACK_STATUSES):
         if row.object_id == int(object_id):
-            return row
+            return _fill_track(s, [row])[0]
     raise VideoError(f"no object {object_id} on frame {item.frame} (item {item.id})")
 
 

@@ -22,7 +22,7 @@ from exemplar.project.video import (
     video_info,
     video_objects,
 )
-from exemplar.store.annotations import OBJECTS_LABEL, AnnotationError, object_history
+from exemplar.store.annotations import OBJECTS_LABEL, AnnotationError, object_history, revise
 from exemplar.store.labels import UnknownClassError
 from exemplar.store.queue import enqueue, lease
 from exemplar.store.schema import Annotation, Label, Media, QueueEntry
@@ -267,3 +267,24 @@ def test_finish_frames_can_accept_the_proposals(project: Project) -> None:
     assert {(a.status, a.source, a.track_id) for a in objects} == {
         ("verified", "human", start.track_id)
     }
+
+
+def test_a_track_survives_revisions_that_do_not_repeat_it(project: Project) -> None:
+    """A verify through the objects API writes a row without track_id or keyframe: the
+    object stays in its track, and interpolation still revises it."""
+    media, items = _media_id(project), _items(project)
+    a = save_keyframe(project, "ann", items[0], label="nucleus", box=(10, 10, 40, 40))
+    save_keyframe(
+        project, "ann", items[4], label="nucleus", box=(50, 10, 80, 40), track_id=a.track_id
+    )
+    interpolate_track(project, "ann", media, a.object_id)
+    middle = next(o.annotation for o in video_objects(project, media) if o.frame == 2)
+    with project.db.session() as s:
+        revise(s, middle.object_id, annotator="rev", box=(31, 10, 61, 40), classes=project.classes)
+        revise(s, a.object_id, annotator="rev", status="verified", classes=project.classes)
+    objects = {o.frame: o for o in video_objects(project, media)}
+    assert objects[2].track_id == a.track_id and objects[2].annotation.keyframe is False
+    assert objects[0].annotation.keyframe is True
+    again = interpolate_track(project, "ann", media, a.track_id)  # type: ignore[arg-type]
+    assert (len(again.added), len(again.revised), again.unchanged) == (0, 1, 2)
+    assert len([o for o in video_objects(project, media) if o.track_id == a.track_id]) == 5
