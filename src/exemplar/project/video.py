@@ -79,6 +79,7 @@ __all__ = [
     "FramesDone",
     "TrackWrite",
     "VideoError",
+    "VideoNotFoundError",
     "VideoObject",
     "VideoView",
     "finish_frames",
@@ -103,7 +104,11 @@ Box = tuple[float, float, float, float]
 
 
 class VideoError(ExemplarError, ValueError):
-    """A video request names no video, frame, track or object, or asks the impossible."""
+    """A video request asks the impossible (an empty frame range, an unknown tracker, ...)."""
+
+
+class VideoNotFoundError(VideoError):
+    """A video request names a video, frame item, track or object that does not exist."""
 
 
 @dataclass(frozen=True)
@@ -190,14 +195,14 @@ class FramesDone:
 def _video(s: Session, media_id: int) -> Media:
     media = get_media(s, int(media_id))
     if media is None or media.kind != MediaKind.VIDEO:
-        raise VideoError(f"no video {media_id}")
+        raise VideoNotFoundError(f"no video {media_id}")
     return media
 
 
 def _frame_item(s: Session, item_id: int) -> tuple[Item, Media]:
     item = s.get(Item, int(item_id))
     if item is None:
-        raise VideoError(f"no item {item_id}")
+        raise VideoNotFoundError(f"no item {item_id}")
     if item.media_id is None or item.frame is None:
         raise VideoError(f"item {item_id} is not a video frame")
     return item, _video(s, item.media_id)
@@ -367,7 +372,7 @@ def _track_objects(s: Session, media_id: int, track_id: int) -> dict[int, Annota
     rows = _newest_rows(s, list(members))
     rows = [r for r in rows if r.item_id in frame_of and r.status in _TRACK_STATUSES]
     if not rows:
-        raise VideoError(f"video {media_id} has no track {track_id}")
+        raise VideoNotFoundError(f"video {media_id} has no track {track_id}")
     out: dict[int, Annotation] = {}
     for row in sorted(_fill_track(s, rows), key=lambda r: r.id):
         row.track_id = int(track_id)
@@ -701,7 +706,7 @@ def _object_on(s: Session, item: Item, object_id: int) -> Annotation:
     for row in current_annotations(s, [item.id], statuses=_TRACK_STATUSES):
         if row.object_id == int(object_id):
             return _fill_track(s, [row])[0]
-    raise VideoError(f"no object {object_id} on frame {item.frame} (item {item.id})")
+    raise VideoNotFoundError(f"no object {object_id} on frame {item.frame} (item {item.id})")
 
 
 def _track_rows_or_empty(s: Session, media_id: int, track_id: int) -> dict[int, Annotation]:

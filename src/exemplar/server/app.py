@@ -37,6 +37,7 @@ from exemplar.server.routes import (
     session,
     viewer,
 )
+from exemplar.server.routes import video as video_routes
 from exemplar.server.security import (
     LoginRateLimiter,
     swagger_ui_page,
@@ -122,6 +123,7 @@ def create_app(
     for module in (session, accounts, items, objects, pages, review, dashboard, curation, viewer):
         app.include_router(module.router())
     app.include_router(curation.pages())
+    app.include_router(video_routes.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False)
