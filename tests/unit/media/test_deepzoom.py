@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from exemplar.data.slide_fixture import SlideFixture, build_slide_fixture
+from exemplar.errors import DatasetError
 from exemplar.media.deepzoom import ByteLRU, DeepZoom, NoSuchTileError, TileCache
 
 NS = "{http://schemas.microsoft.com/deepzoom/2008}"
@@ -132,3 +133,24 @@ def test_concurrent_requests_make_a_tile_once(fixture_slide: SlideFixture, tmp_p
     for t in threads:
         t.join()
     assert len(got) == 6 and len(set(got)) == 1 and cache.made == 1
+
+
+def test_damaged_tiles_raise_and_the_rest_still_serve(
+    fixture_slide: SlideFixture, tmp_path: Path
+) -> None:
+    """Garbage over part of level 0's tile data: those tiles raise a clear error, and the
+    pyramid (whose OpenSlide handle failed) goes on serving the tiles that decode."""
+    data = bytearray(fixture_slide.path.read_bytes())
+    n = len(data)
+    data[n // 10 : n // 3] = b"\xff" * (n // 3 - n // 10)
+    damaged = tmp_path / "damaged.tif"
+    damaged.write_bytes(bytes(data))
+    dz = DeepZoom(damaged, TileCache(tmp_path / "tiles"), "damaged")
+    top = dz.level_count - 1
+    with pytest.raises(DatasetError, match=r"cannot read slide .*damaged.tif.* tile \(2, 2\)"):
+        dz.tile(top, 2, 2)
+    assert Image.open(io.BytesIO(dz.tile(top, 0, 9))).size == (255, 2304 - 9 * 254 + 1)
+    assert Image.open(io.BytesIO(dz.tile(top - 4, 0, 0))).size == (163, 144)
+    assert Image.open(io.BytesIO(dz.tile(top, 0, 0))).size == (255, 255)
+    folder = tmp_path / "tiles" / "damaged" / "t254-o1-jpeg-q85" / str(top)
+    assert (folder / "0_0.jpeg").exists() and not (folder / "2_2.jpeg").exists()

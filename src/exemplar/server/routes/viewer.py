@@ -25,9 +25,11 @@ A file that changed or moved since import is refused (404), as ``/media`` refuse
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,9 +63,13 @@ DEEP_ZOOM_MIN_SIDE = 4096
 MEMORY_BYTES = 128 << 20
 #: Seconds a pyramid is used before its file is checked again (moved, replaced).
 CHECK_SECONDS = 5.0
+#: Pyramids kept per project and process (each holds its slide open).
+MAX_PYRAMIDS = 64
 TILE_CACHE_CONTROL = "private, max-age=604800, immutable"
 DZI_CACHE_CONTROL = "private, max-age=3600"
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
+
+log = logging.getLogger("exemplar.server")
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class Pyramids:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.cache = TileCache(project.root / "cache" / "tiles", ByteLRU(MEMORY_BYTES))
-        self._entries: dict[tuple[str, int], _Entry] = {}
+        self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
     def fresh(self, key: tuple[str, int]) -> DeepZoom | None:
@@ -134,6 +140,9 @@ class Pyramids:
                 return None
         with self._lock:
             self._entries[key] = _Entry(pyramid, time.monotonic() + CHECK_SECONDS)
+            self._entries.move_to_end(key)
+            while len(self._entries) > MAX_PYRAMIDS:
+                self._entries.popitem(last=False)
         return pyramid
 
 
@@ -182,7 +191,8 @@ def region_image(project: Project, item_id: int) -> bytes | None:
         return None
     try:
         return pyramid.region_png(origin, scale, size)
-    except DatasetError:
+    except DatasetError as exc:
+        log.warning("region item %s: %s", item_id, exc)
         return None
 
 
@@ -291,6 +301,7 @@ async def _tile(
         except NoSuchTileError as exc:
             raise HTTPException(404, str(exc)) from exc
         except DatasetError as exc:
+            log.warning("tile %s/%s_%s of %s %s: %s", level, col, row, key[0], key[1], exc)
             raise HTTPException(404, f"cannot read this tile: {exc}") from exc
 
     made, name = await run_in_threadpool(make)
