@@ -422,7 +422,7 @@ def main() -> None:
 
 
 # Project and server commands register themselves on `app`.
-from exemplar.cli import project_commands, server_commands  # noqa: F401
+from exemplar.cli import project_commands, server_commands, video_commands  # noqa: F401
 
 
 def _simulate_curation(
