@@ -1,4 +1,9 @@
-"""The HTML pages: login, labeling, review and dashboard (none is in the OpenAPI schema).
+"""The HTML pages: login, labeling, annotating, review and dashboard (none is in the OpenAPI
+schema).
+
+``/label`` labels whole items (classification); detection and segmentation projects label
+objects on ``/annotate`` (``static/annotate.js`` with the viewer of ``static/viewer.js``), and
+``/label`` sends them there.
 
 A page without a logged-in session redirects to ``/login``. The pages only render the
 frame; their scripts (``static/*.js``) call the JSON API with the session's CSRF token.
@@ -10,9 +15,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from exemplar.server.deps import State, page_csrf, page_user, templates
+from exemplar.server.security import CONTENT_SECURITY_POLICY
 from exemplar.store.accounts import Role
 
-__all__ = ["RESERVED_KEYS", "REVIEW_KEYS", "class_keys", "router"]
+__all__ = ["ANNOTATE_CSP", "RESERVED_KEYS", "REVIEW_KEYS", "class_keys", "router"]
+
+#: The object labeling page's policy: the strict one, plus ``'unsafe-eval'`` for scripts.
+#: Annotorious draws with PixiJS 7, whose WebGL shader system compiles its uniform upload
+#: functions with ``new Function`` and refuses to start without it. Inline scripts stay
+#: forbidden (injected markup still cannot run), and the page's own scripts never eval.
+ANNOTATE_CSP = f"{CONTENT_SECURITY_POLICY}; script-src 'self' 'unsafe-eval'"
 
 #: Keys the labeling page reserves for actions.
 RESERVED_KEYS = frozenset({"x", "s", "u", "?"})
@@ -34,7 +46,7 @@ def class_keys(classes: list[str], reserved: frozenset[str] = RESERVED_KEYS) -> 
 
 
 def router() -> APIRouter:
-    """``/``, ``/login``, ``/label``, ``/review`` and ``/dashboard``."""
+    """``/``, ``/login``, ``/label``, ``/annotate``, ``/review`` and ``/dashboard``."""
     pages = APIRouter(include_in_schema=False)
 
     @pages.get("/")
@@ -52,6 +64,8 @@ def router() -> APIRouter:
         user, csrf = page_user(request, state.project)
         if user is None:
             return RedirectResponse("/login", status_code=303)
+        if state.project.config.project.objects:
+            return RedirectResponse("/annotate", status_code=303)
         return templates.TemplateResponse(
             request,
             "label.html",
@@ -64,6 +78,24 @@ def router() -> APIRouter:
                 ),
             },
         )
+
+    @pages.get("/annotate")
+    def annotate_page(request: Request, state: State) -> Response:
+        user, csrf = page_user(request, state.project)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        page = templates.TemplateResponse(
+            request,
+            "annotate.html",
+            {
+                "csrf": csrf,
+                "user": user.name,
+                "project": state.project.config.project.name,
+                "classes": list(state.project.classes),
+            },
+        )
+        page.headers["content-security-policy"] = ANNOTATE_CSP
+        return page
 
     @pages.get("/review")
     def review_page(request: Request, state: State) -> Response:
