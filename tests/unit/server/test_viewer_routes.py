@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +216,13 @@ def test_a_changed_slide_is_refused(tmp_path: Path) -> None:
         Served(root, client).login("ann")
         assert client.get(f"/api/v1/slides/{media_id}.dzi").status_code == 404
         assert client.get(f"/api/v1/media/{region_id}").status_code == 404
+
+
+def test_the_server_starts_without_openslide() -> None:
+    """openslide is an optional extra (exemplar[slides]): the app imports without it."""
+    code = (
+        "import sys; sys.modules['openslide'] = None\n"
+        "import exemplar.server.app, exemplar.server.routes.viewer\n"
+        "assert 'openslide' not in {m.split('.')[0] for m in sys.modules if sys.modules[m]}\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -32,19 +32,22 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image, UnidentifiedImageError
 
 from exemplar.errors import DatasetError
-from exemplar.media.deepzoom import ByteLRU, DeepZoom, NoSuchTileError, TileCache
+from exemplar.media.tilecache import ByteLRU, NoSuchTileError, TileCache
 from exemplar.project import Project
 from exemplar.server.deps import API_PREFIX, Labeler, PathId, State
 from exemplar.server.security import media_file
 from exemplar.store.media import get_media
 from exemplar.store.schema import Item, Media, MediaKind
+
+if TYPE_CHECKING:  # openslide is an optional extra: imported when a pyramid is first made
+    from exemplar.media.deepzoom import DeepZoom
 
 __all__ = [
     "DEEP_ZOOM_MIN_SIDE",
@@ -134,6 +137,13 @@ class Pyramids:
         if entry is not None and entry.pyramid.path == path:
             pyramid = entry.pyramid  # same file (media_file checked its identity)
         else:
+            try:
+                from exemplar.media.deepzoom import DeepZoom
+            except ImportError as exc:
+                log.warning(
+                    "cannot serve %s as Deep Zoom tiles: %s (install exemplar[slides])", path, exc
+                )
+                return None
             try:
                 pyramid = DeepZoom(path, self.cache, cache_key)
             except DatasetError:
