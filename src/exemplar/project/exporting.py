@@ -236,6 +236,8 @@ def export_objects(
     COCO and Label Studio; YOLO and VOC hold the verified objects only). With
     ``proposals``, the model's open proposals are written too, on any image (as Label
     Studio predictions, or with a score in COCO), so another tool can review them.
+    ``geojson`` writes one file per slide in its level-0 pixels, for QuPath
+    (:mod:`exemplar.project.slide_export`; ``images`` then counts slides).
 
     Raises
     ------
@@ -247,9 +249,15 @@ def export_objects(
             f"format {fmt!r} exports objects; this project's task is "
             f"{project.config.project.task!r} (export its labels as .csv or .json)"
         )
+    if fmt == "geojson":  # slides: one file per slide, in level-0 pixels (QuPath)
+        from exemplar.project.slide_export import export_slides_geojson
+
+        out = export_slides_geojson(project, Path(dest), proposals=proposals)
+        return ObjectsExport(out.path, out.images, out.objects)
     if fmt not in FORMATS:
         raise ProjectError(
-            f"unknown annotation format {fmt!r}; choose one of: {', '.join(FORMATS)}"
+            f"unknown annotation format {fmt!r}; choose one of: {', '.join(FORMATS)}, "
+            "or geojson for slides"
         )
     keep = {AnnotationStatus.VERIFIED.value, AnnotationStatus.HARD_NEGATIVE.value}
     if fmt in ("yolo", "voc"):
