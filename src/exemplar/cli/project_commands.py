@@ -117,6 +117,13 @@ def import_(
     frame_step: Annotated[
         int | None, typer.Option(help="Videos: import every n-th frame (default: [data]).")
     ] = None,
+    objects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Slides: the slide's objects as GeoJSON (QuPath export; default: "
+            "<slide>.geojson beside it, when there is one)."
+        ),
+    ] = None,
 ) -> None:
     """Import items; re-importing the same content adds nothing.
 
@@ -144,6 +151,7 @@ def import_(
             magnification=magnification,
             region_size=region_size,
             frame_step=frame_step,
+            **({"objects": objects} if objects is not None else {}),
         )
     for line in report.lines():
         console.print(line, highlight=False, markup=False)
@@ -169,7 +177,8 @@ def export(
         str | None,
         typer.Option(
             "--format",
-            help="Detection: write the labeled objects as coco, yolo, voc or labelstudio.",
+            help="Detection: write the labeled objects as coco, yolo, voc or labelstudio; "
+            "slides: geojson (one file per slide, for QuPath).",
         ),
     ] = None,
     proposals: Annotated[
@@ -188,7 +197,8 @@ def export(
                 destination, fmt, proposals=proposals, copy_images=copy_images
             )
             console.print(
-                f"wrote {exported.objects} object(s) on {exported.images} image(s) as {fmt} "
+                f"wrote {exported.objects} object(s) on {exported.images} "
+                f"{'slide' if fmt == 'geojson' else 'image'}(s) as {fmt} "
                 f"to {exported.path}"
             )
             return

@@ -193,6 +193,7 @@ def import_path(
     magnification: float | None = None,
     region_size: int | None = None,
     frame_step: int | None = None,
+    objects: Path | str | None = None,
 ) -> ImportReport:
     """Import a folder of images, a CSV/Parquet table or an ``.npy``/``.npz`` file.
 
@@ -239,6 +240,11 @@ def import_path(
         ``region_size`` pixels at ``magnification`` (docs/slides.md); a video (``.mp4``,
         ``.avi``, ``.mov``, ``.mkv``, ``.webm``) imports every ``frame_step``-th frame
         (docs/video.md).
+    objects : path-like, optional
+        A slide's objects as GeoJSON (QuPath's export, level-0 pixels); without it the
+        sidecar ``<slide>.geojson`` (or ``<slide stem>.geojson``) beside the slide is read
+        when there is one. Each region carries the objects inside it and is labeled
+        (``labels_as="ground_truth"``: hidden truth for the simulated oracle).
 
     Returns
     -------
@@ -280,7 +286,8 @@ def import_path(
         media_dir=project.root / "media",
     )
     _check_media_options(options)
-    source = _open(project, path, options, report, annotation_format)
+    objects_path = None if objects is None else Path(objects)
+    source = _open(project, path, options, report, annotation_format, objects_path)
     check_dim(project.feature_dim, source.dim, source.what)
     if labels_as == "ground_truth" and project.config.oracle.kind != "simulated":
         report.note(
@@ -303,12 +310,15 @@ def _open(
     options: SourceOptions,
     report: ImportReport,
     annotation_format: str | None,
+    objects: Path | None = None,
 ) -> Source:
     """The source reading ``path``: slides and videos by their suffix, annotated images for
     object tasks, else by file type."""
-    media = _media_source(project, path, options, report)
+    media = _media_source(project, path, options, report, objects)
     if media is not None:
         return media
+    if objects is not None:
+        raise ConfigError(_not_a_slide(objects, path))
     if not project.config.project.objects:
         if annotation_format is not None:
             raise ConfigError(
@@ -350,7 +360,11 @@ def _check_media_options(options: SourceOptions) -> None:
 
 
 def _media_source(
-    project: Project, path: Path, options: SourceOptions, report: ImportReport
+    project: Project,
+    path: Path,
+    options: SourceOptions,
+    report: ImportReport,
+    objects: Path | None = None,
 ) -> Source | None:
     """A slide's regions or a video's frames, when ``path`` is one; else None."""
     suffix = path.suffix.lower()
@@ -369,10 +383,29 @@ def _media_source(
     if suffix in VIDEO_SUFFIXES:
         from exemplar.sources.video import VideoSource
 
+        if objects is not None:
+            raise ConfigError(_not_a_slide(objects, path))
+
         return VideoSource(path, options, rows, dim, report)
+    from exemplar.sources.slide_objects import slide_annotations
     from exemplar.sources.slides import SlideSource
 
-    return SlideSource(path, options, rows, dim, report)
+    # objects drawn on the slide (QuPath GeoJSON beside it): each region gets its share
+    if objects is not None and not project.config.project.objects:
+        raise ConfigError(
+            f"a slide's objects ({objects}) import into a detection or segmentation project; "
+            f"this project's task is {project.config.project.task!r}"
+        )
+    found = (
+        slide_annotations(path, project.classes, report, objects)
+        if project.config.project.objects
+        else None
+    )
+    return SlideSource(path, options, rows, dim, report, objects=found)
+
+
+def _not_a_slide(objects: Path, path: Path) -> str:
+    return f"a GeoJSON of objects ({objects}) goes with a whole-slide image; '{path}' is not one"
 
 
 def _require(modules: Sequence[str], extra: str) -> None:
