@@ -175,3 +175,11 @@ def test_reads_from_many_threads_agree(fixture_slide: SlideFixture) -> None:
     for t in threads:
         t.join()
     assert len(results) == 20 and all(np.array_equal(r, expected) for r in results)
+
+
+def test_fixture_is_deterministic(fixture_slide: SlideFixture, tmp_path: Path) -> None:
+    again = build_slide_fixture(tmp_path / "again.tif")
+    assert again.path.read_bytes() == fixture_slide.path.read_bytes()
+    assert np.array_equal(again.boxes, fixture_slide.boxes)
+    with pytest.raises(DatasetError, match="needs 10 images"):
+        build_slide_fixture(tmp_path / "big.tif", grid=(5, 2), blank=())
