@@ -21,19 +21,28 @@ out and counted in a note, not reported as a problem. The others become image it
 
 Their feature rows are computed from the region's pixels (read at the region's scale, in
 the import's thread pool) only for regions not stored yet.
+
+Given the slide's ``objects`` (level-0 pixels, e.g. its QuPath GeoJSON read by
+:func:`exemplar.sources.slide_objects.slide_annotations`), each region carries the objects
+that lie in it, clipped and in its item pixels
+(:meth:`exemplar.sources.slide_objects.SlideObjects.region`), and is labeled
+(:data:`~exemplar.store.annotations.OBJECTS_LABEL`) unless all its objects are a model's
+proposals: the objects are taken as the slide's whole annotation, so a region with none is
+labeled empty, as an image a COCO file lists with no objects is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from exemplar.errors import DatasetError
+from exemplar.formats import AnnotatedImage, ObjectRecord
 from exemplar.media.slides import (
     SlideInfo,
     open_slide,
@@ -43,9 +52,11 @@ from exemplar.media.slides import (
     slide_info,
     tissue_fraction,
 )
-from exemplar.sources.annotated import PixelRows
+from exemplar.sources.annotated import PixelRows, counts_as_labeled
 from exemplar.sources.base import Chunk, Log, Problem, Record, Source, SourceOptions
 from exemplar.sources.images import file_id
+from exemplar.sources.slide_objects import SlideObjects
+from exemplar.store.annotations import OBJECTS_LABEL
 from exemplar.store.media import MediaRecord
 from exemplar.store.schema import MediaKind
 
@@ -99,6 +110,9 @@ class SlideSource(Source):
         Features per region.
     log : Log
         Receives the note on background regions and the regions that could not be read.
+    objects : sequence of ObjectRecord, optional
+        The slide's objects in level-0 pixels; each region carries those inside it (see
+        the module docstring). None: the regions are imported unlabeled.
 
     Raises
     ------
@@ -108,7 +122,13 @@ class SlideSource(Source):
     """
 
     def __init__(
-        self, path: Path, options: SourceOptions, rows: PixelRows, dim: int, log: Log
+        self,
+        path: Path,
+        options: SourceOptions,
+        rows: PixelRows,
+        dim: int,
+        log: Log,
+        objects: Sequence[ObjectRecord] | None = None,
     ) -> None:
         if not 0.0 <= options.min_tissue <= 1.0:
             raise DatasetError(f"min_tissue must lie in [0, 1], got {options.min_tissue}")
@@ -125,6 +145,7 @@ class SlideSource(Source):
         self.size = int(options.region_size)
         self.min_tissue = float(options.min_tissue)
         self.info: SlideInfo = slide_info(real)
+        self.objects = None if objects is None else SlideObjects(objects)
         self.scale = scale_for(self.info, options.magnification)
         self.origins = plan_regions(self.info, self.scale, self.size, options.region_overlap)
         self.extent = max(1, round(self.size * self.scale))
@@ -185,12 +206,18 @@ class SlideSource(Source):
         return tissue_fraction(small, stride=1)
 
     def _record(self, x: int, y: int) -> Record:
+        label = objects = None
+        if self.objects is not None:
+            objects = self.objects.region((x, y), self.scale, self.size)
+            region = AnnotatedImage(self.real, self.size, self.size, objects)
+            label = OBJECTS_LABEL if counts_as_labeled(region) else None
         return Record(
             uid=region_uid(self.uid, x, y, self.scale, self.size),
             uri=f"{self.real}#region={x},{y},{self.extent},{self.extent}",
             where=self._where(x, y),
             kind="image",
-            label=None,
+            label=label,
+            objects=objects,
             file_id=self.media.file_id,
             width=self.size,
             height=self.size,
