@@ -35,6 +35,7 @@ from exemplar.server.routes import (
     pages,
     review,
     session,
+    video_pages,
     viewer,
 )
 from exemplar.server.routes import video as video_routes
@@ -124,6 +125,7 @@ def create_app(
         app.include_router(module.router())
     app.include_router(curation.pages())
     app.include_router(video_routes.router())
+    app.include_router(video_pages.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False)

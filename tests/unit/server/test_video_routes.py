@@ -232,3 +232,17 @@ def test_bad_input_is_refused_and_writes_nothing(api: VideoApi) -> None:
         "/keyframes", {"item_id": items[1], "label": "nucleus", "box": [1, 1, 9, 9]}, key="x"
     )
     assert bad_key.status_code == 422 and api.rows() == rows
+
+
+def test_the_video_page_needs_a_session_and_a_video(api: VideoApi) -> None:
+    client = api.client
+    r = client.get(f"/video/{api.media_id}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    login = client.post("/api/v1/session", json={"name": "ann", "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    page = client.get(f"/video/{api.media_id}")
+    assert page.status_code == 200
+    assert 'data-media-id="1"' in page.text and "/static/video.js" in page.text
+    assert "'unsafe-eval'" in page.headers["content-security-policy"]
+    assert client.get("/video/999").status_code == 404
+    assert client.get("/static/video.js").status_code == 200
