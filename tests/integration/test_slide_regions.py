@@ -44,12 +44,12 @@ def slide(tmp_path_factory: pytest.TempPathFactory) -> SlideFixture:
 
 def _truth(slide: SlideFixture) -> list[ObjectRecord]:
     return [
-        ObjectRecord(slide.classes[int(c)], tuple(float(v) for v in box))
-        for box, c in zip(slide.boxes.tolist(), slide.labels, strict=True)
+        ObjectRecord(slide.classes[int(c)], (x0, y0, x1, y1))
+        for (x0, y0, x1, y1), c in zip(slide.boxes.tolist(), slide.labels, strict=True)
     ]
 
 
-def _project(root: Path, slide: SlideFixture, **sections: dict[str, object]) -> Project:
+def _project(root: Path, slide: SlideFixture) -> Project:
     return Project.init(
         root,
         slide.classes,
@@ -62,7 +62,6 @@ def _project(root: Path, slide: SlideFixture, **sections: dict[str, object]) -> 
         },
         selection={"batch_size": 3, "initial_size": 4},
         stopping={"criteria": [{"name": "label_budget", "budget": 10}]},
-        **sections,
     )
 
 
