@@ -505,3 +505,175 @@ def test_rle_encoding_matches_pycocotools(page: Any, annotate_url: str) -> None:
             "(rle) => Array.from(ExemplarViewer.rle.decode(rle))", {"size": [h, w], "counts": want}
         )
         assert np.array_equal(np.asarray(back, np.uint8).reshape(h, w), mask)
+
+
+# -- a slide region -----------------------------------------------------------------------------
+
+#: Regions are cut at 5x from the 20x fixture slide: 256 item px cover 1024 slide px (scale 4).
+SLIDE_MAGNIFICATION = 5
+SLIDE_REGION = 256
+
+
+@pytest.fixture(scope="module")
+def slide_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A detection project of the fixture slide's regions; the region with the most nuclei
+    is queued with the nuclei inside it as model proposals. Returns the root and its item."""
+    base = tmp_path_factory.mktemp("slide")
+    fixture = build_slide_fixture(base / "slides" / "nuclei.tif")
+    root = base / "slide-proj"
+    with Project.init(
+        root, CLASSES, name="slide", task="detection", oracle={"kind": "human"}
+    ) as project:
+        project.import_(fixture.path, magnification=SLIDE_MAGNIFICATION, region_size=SLIDE_REGION)
+        with project.db.session() as s:
+            regions = list(s.scalars(select(Item).where(Item.media_id.is_not(None))))
+            assert regions, "the slide import made no regions"
+
+            def inside(item: Item) -> list[tuple[float, ...]]:
+                assert item.origin_x is not None and item.origin_y is not None and item.scale
+                side = SLIDE_REGION * item.scale
+                return [
+                    tuple(
+                        (v - o) / item.scale
+                        for v, o in zip(box, (item.origin_x, item.origin_y) * 2, strict=True)
+                    )
+                    for box, label in zip(fixture.boxes.tolist(), fixture.labels, strict=True)
+                    if label == 0
+                    and box[0] >= item.origin_x
+                    and box[1] >= item.origin_y
+                    and box[2] <= item.origin_x + side
+                    and box[3] <= item.origin_y + side
+                ]
+
+            region = max(regions, key=lambda item: len(inside(item)))
+            found = inside(region)
+            boxes = found[:: max(1, len(found) // 12)][:12]  # spread over the region
+            enqueue(s, None, [(region.id, "test", 1.0)])
+            add_annotations(
+                s,
+                region.id,
+                [
+                    AnnotationIn("nucleus", box, confidence=CONFIDENCES[j % len(CONFIDENCES)])
+                    for j, box in enumerate(boxes)
+                ],
+                status="proposed",
+                source="model",
+                model_version="v-test",
+                classes=CLASSES,
+            )
+            region_id = region.id
+        add_user(project.db, "pathologist", "annotator", PASSWORD)
+    return root, region_id
+
+
+@pytest.fixture(scope="module")
+def slide_url(slide_project: tuple[Path, int]) -> Iterator[str]:
+    with serve(create_app(slide_project[0])) as url:
+        yield url
+
+
+def _tile_levels(requests: list[str]) -> list[int]:
+    """The Deep Zoom levels of the slide tiles among the requested URLs."""
+    levels = []
+    for url in requests:
+        if "/api/v1/slides/" in url and "_files/" in url:
+            levels.append(int(url.split("_files/", 1)[1].split("/", 1)[0]))
+    return levels
+
+
+def _zoom_until_deeper(page: Any, requests: list[str], zoom: Callable[[], None]) -> None:
+    """Zoom in step by step until a tile deeper than the fitted view's is requested."""
+    fitted = max(_tile_levels(requests))
+    for _ in range(5):
+        zoom()
+        settle(page)
+        if max(_tile_levels(requests)) > fitted:
+            return
+    raise AssertionError(f"no tile deeper than level {fitted} was requested: {requests[-5:]}")
+
+
+def _open_slide(browser: Any, base: str) -> tuple[Any, Any, list[str]]:
+    context = browser.new_context(viewport={"width": 1000, "height": 640})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_S * 1000)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    open_annotate(page, base, "pathologist")
+    return context, page, requests
+
+
+def test_a_slide_region_opens_in_deep_zoom(
+    browser: Any, slide_url: str, slide_project: tuple[Path, int]
+) -> None:
+    root, region_id = slide_project
+    context, page, requests = _open_slide(browser, slide_url)
+    try:
+        info = page.evaluate(
+            "() => fetch('/api/v1/items/' + exemplarAnnotate.item().item_id + '/viewer').then(r => r.json())"
+        )
+        assert info["item_id"] == region_id and info["kind"] == "region"
+        assert any(url.endswith(info["dzi_url"]) for url in requests)  # the slide's pyramid
+        assert _tile_levels(requests)
+        # the region is outlined in slide px, with the slide around it in view
+        outline = page.locator(".exemplar-overlay rect.region")
+        assert [
+            float(outline.get_attribute(k) or "nan") for k in ("x", "y", "width", "height")
+        ] == [info["region"][k] for k in ("x", "y", "width", "height")]
+        viewer_box = page.locator("#viewer").bounding_box()
+        region_box = outline.bounding_box()
+        assert viewer_box is not None and region_box is not None
+        assert (
+            region_box["width"] < viewer_box["width"]
+            and region_box["height"] < viewer_box["height"]
+        )
+        assert "region at" in page.inner_text("#where")
+        # the model's nuclei are on it; accepting one writes a history row
+        assert page.locator(".exemplar-overlay g.object.proposed").count() >= 3
+        screenshot(page, "annotate-slide")
+        first = selected(page)
+        page.keyboard.press("a")
+        rows = wait_rows(root, first, 2)
+        assert (rows[-1].status, rows[-1].annotator) == ("verified", "pathologist")
+        # the + key zooms in: deeper tiles are requested
+        _zoom_until_deeper(page, requests, lambda: page.keyboard.press("+"))
+    finally:
+        context.close()
+    # the mouse wheel too (a fresh browser, so no tile is cached yet)
+    context, page, requests = _open_slide(browser, slide_url)
+    try:
+        box = page.locator("#viewer").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        _zoom_until_deeper(page, requests, lambda: page.mouse.wheel(0, -240))
+    finally:
+        context.close()
+
+
+def test_help_and_focus(page: Any, annotate_url: str) -> None:
+    """? shows every key (and what finishing does); focus moves in page order and shows."""
+    open_annotate(page, annotate_url, "coder")
+    assert not page.is_visible("#help")
+    page.keyboard.press("?")
+    page.wait_for_selector("#help", state="visible")
+    help_text = page.inner_text("#help")
+    for words in ("accept the selected proposal", "hard negative", "brush mask", "undo", "skip"):
+        assert words in help_text
+    assert "accepted if its confidence is at or above the slider" in help_text
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#help", state="hidden")
+    # every action button names its key; focus order: the image, then the actions
+    for button in page.locator("#tools button").all():
+        assert button.locator("kbd").count() == 1 and button.get_attribute("aria-keyshortcuts")
+    # On the image, Tab walks its objects; after the last one it moves on (no trap).
+    visible = page.evaluate("() => exemplarAnnotate.viewer.visibleObjects().map(o => o.object_id)")
+    page.locator("#viewer").focus()
+    page.keyboard.press("Escape")  # clear the selection
+    for object_id in visible:
+        page.keyboard.press("Tab")
+        assert selected(page) == object_id
+        assert page.evaluate("() => document.activeElement.id") == "viewer"
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => document.activeElement.outerHTML.slice(0, 80)")
+    assert page.evaluate("() => document.activeElement.dataset.action") == "accept", focused
+    assert page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle") == "solid"
+    assert page.get_attribute("#status", "aria-live") == "polite"

@@ -167,6 +167,7 @@
     leased = item;
     if (!item) {
       info = null;
+      viewer.close();
       setObjects([]);
       $("where").textContent = "";
       say("The queue is empty: nothing to annotate right now.");
@@ -328,6 +329,8 @@
     verification.box = null;
     verification.label = null;
     if (!p) {
+      info = null;
+      viewer.close();
       setObjects([]);
       $("where").textContent = "";
       say("No object proposals to verify.");

@@ -13,6 +13,7 @@
 //                                (`{type: "image", url: info.image_url}`), then fit the region
 //                                (`info.region`, with the slide around it; the region is outlined)
 //   setObjects(objects)          draw these objects (replaces the previous set)
+//   close()                      show nothing (an empty queue)
 //   setThreshold(t)              hide proposals whose confidence is below t (0..1)
 //   select(objectId | null)      select an object (boxes and polygons get resize handles)
 //   selected() -> objectId|null  the selected object
@@ -157,6 +158,8 @@
       imageSmoothingEnabled: false,
       crossOriginPolicy: false,
     });
+    // One focus stop for the image: the page's element (OpenSeadragon's canvas would be a second).
+    osd.canvas.tabIndex = -1;
     // The page owns the keyboard: OpenSeadragon's own keys (w/a/s/d, r, f, 0, +, -) are off.
     osd.addHandler("canvas-key", (e) => { e.preventDefaultAction = true; });
 
@@ -185,6 +188,15 @@
         stroke: "#ffffff", strokeOpacity: 0, strokeWidth: 1,
       }),
     });
+
+    // One focus stop for the image (the page's element): the libraries' layers leave the tab order.
+    // Annotorious' editing handles come and go with the selection, so this watches for them.
+    const untab = () => osd.element.querySelectorAll("[tabindex]").forEach((el) => {
+      if (el.getAttribute("tabindex") !== "-1") el.setAttribute("tabindex", "-1");
+    });
+    untab();
+    const tabWatch = new MutationObserver(untab);
+    tabWatch.observe(osd.element, { subtree: true, childList: true, attributes: true, attributeFilter: ["tabindex"] });
 
     let info = null;
     let region = { x: 0, y: 0 };
@@ -582,6 +594,7 @@
               size = { width: Math.round(d.x / scale), height: Math.round(d.y / scale) };
             }
             api.focusRegion(true);
+            untab();
             render();
             ok();
           };
@@ -589,6 +602,14 @@
           osd.addOnceHandler("open-failed", bad);
           osd.open(source);
         });
+      },
+      close() {
+        api.setTool(null);
+        objects = []; byId.clear(); masks.clear(); live.clear(); selectedId = null;
+        info = null; regionOutline = false;
+        anno.setAnnotations([], true);
+        osd.close();
+        render();
       },
       setObjects(list) {
         objects = (list || []).filter((o) => o.status !== "deleted").slice();
@@ -665,6 +686,7 @@
       },
       destroy() {
         window.removeEventListener("pointerup", onPointerUp, true);
+        tabWatch.disconnect();
         anno.destroy();
         osd.destroy();
         element.removeChild(host);
