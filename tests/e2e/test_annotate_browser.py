@@ -275,6 +275,14 @@ def test_draw_a_box_then_move_it(page: Any, annotate_url: str, annotate_project:
     assert box_close([moved.x0, moved.y0, moved.x1, moved.y1], (50, 310, 110, 360))
     assert (moved.status, moved.annotator) == ("verified", "drawer")
     assert "moved nucleus" in status_line(page)
+    # Delete removes it (a "deleted" row); the overlay no longer draws it
+    page.keyboard.press("Delete")
+    rows = wait_rows(annotate_project, row.object_id, 3)
+    assert (rows[-1].status, rows[-1].annotator) == ("deleted", "drawer")
+    page.wait_for_function(
+        "(id) => !document.querySelector(`.exemplar-overlay g.object[data-object-id='${id}']`)",
+        arg=row.object_id,
+    )
 
 
 def test_accept_reject_relabel_and_undo_with_keys(

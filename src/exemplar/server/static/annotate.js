@@ -54,7 +54,9 @@
     const body = await response.json().catch(() => ({}));
     let detail = body.detail;
     if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
-    return new ApiError(response.status, what + " was refused (" + response.status + ")" + (detail ? ": " + detail : ""));
+    const error = new ApiError(response.status, what + " was refused (" + response.status + ")" + (detail ? ": " + detail : ""));
+    error.detail = detail || "";
+    return error;
   }
 
   // A write: one idempotency key, retried until the server answers (network error or 5xx).
@@ -267,7 +269,7 @@
     try {
       done = await send("POST", "/objects/undo", undefined, "the undo");
     } catch (err) {
-      if (err.status === 409) { say("Nothing to undo."); return; }
+      if (err.status === 409) { say("Nothing undone: " + (err.detail || "nothing to undo")); return; }
       throw err;
     }
     if (leased && done.item_id === leased.item_id) {
