@@ -39,8 +39,9 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, overload
 
+import numpy as np
 from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.orm import Session
 
@@ -619,7 +620,7 @@ def propagate_track(
         if int(i.frame or 0) in stops:
             break
         window.append(i)
-    pixels = [read_pixels(Path(item.uri)), *(read_pixels(Path(i.uri)) for i in window)]
+    pixels = _FrameFiles([Path(item.uri), *(Path(i.uri) for i in window)])
     tracked = track_boxes(
         pixels, (start.x0, start.y0, start.x1, start.y1), method, min_score=min_score
     )
@@ -700,6 +701,30 @@ def propagate_track(
         if result.stopped_at is None and len(tracked) < len(window):
             result.stopped_at = int(window[len(tracked)].frame or 0)
         return result
+
+
+class _FrameFiles(Sequence[np.ndarray]):
+    """Frame files decoded when the tracker reaches them (one at a time in memory)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        try:
+            return read_pixels(self.paths[index])
+        except (OSError, ValueError) as exc:
+            raise VideoError(f"cannot read the frame file {self.paths[index]}: {exc}") from exc
 
 
 def _object_on(s: Session, item: Item, object_id: int) -> Annotation:
