@@ -430,6 +430,12 @@ def test_verification_mode_accepts_and_rejects(
         "(id) => exemplarAnnotate.proposal() && exemplarAnnotate.proposal().id !== id",
         arg=second["id"],
     )
+    # a digit, then a: accepted as that class
+    third = page.evaluate("() => exemplarAnnotate.proposal()")
+    page.keyboard.press("2")
+    page.keyboard.press("a")
+    rows = wait_rows(annotate_project, third["id"], 2)
+    assert (rows[-1].status, rows[-1].label) == ("verified", "micronucleus")
 
 
 def test_polygon_and_brush_mask(page: Any, annotate_url: str, annotate_project: Path) -> None:
@@ -486,6 +492,19 @@ def test_polygon_and_brush_mask(page: Any, annotate_url: str, annotate_project: 
     )
     settle(page)
     screenshot(page, "annotate-polygon")
+    # m on the selected mask repaints it: one more dab, kept with m, is a new row of it
+    page.wait_for_function(
+        "(id) => exemplarAnnotate.viewer.selected() === id", arg=mask_row.object_id
+    )
+    page.keyboard.press("m")
+    drag(page, (130, 240), (131, 241))
+    page.keyboard.press("m")
+    rows = wait_rows(annotate_project, mask_row.object_id, 2)
+    grown = mask_utils.decode(
+        {"size": rle["size"], "counts": rows[-1].shape["rle"]["counts"].encode()}
+    )
+    assert grown[240, 130] == 1 and grown[200, 100] == 1  # the new dab and the old stroke
+    assert rows[-1].y1 > mask_row.y1
 
 
 def test_rle_encoding_matches_pycocotools(page: Any, annotate_url: str) -> None:
