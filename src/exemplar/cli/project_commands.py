@@ -109,13 +109,21 @@ def import_(
     ] = None,
     magnification: Annotated[
         float | None,
-        typer.Option(help="Slides: cut regions at this objective power (default: [data])."),
+        typer.Option(
+            help="Slides: cut regions at this objective power (default: the data section of exemplar.toml)."
+        ),
     ] = None,
     region_size: Annotated[
-        int | None, typer.Option(help="Slides: region side in pixels (default: [data]).")
+        int | None,
+        typer.Option(
+            help="Slides: region side in pixels (default: the data section of exemplar.toml)."
+        ),
     ] = None,
     frame_step: Annotated[
-        int | None, typer.Option(help="Videos: import every n-th frame (default: [data]).")
+        int | None,
+        typer.Option(
+            help="Videos: import every n-th frame (default: the data section of exemplar.toml)."
+        ),
     ] = None,
     objects: Annotated[
         Path | None,
