@@ -175,7 +175,8 @@ def propose(
     sample: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Pool items to label (default: [curation] propose_sample; 0: all)."
+            min=0,
+            help="Pool items to label (default: propose_sample in the curation section; 0: all).",
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the pool sample.")] = 0,
