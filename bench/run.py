@@ -15,6 +15,9 @@
 8. ``bench.mc_dropout_throughput``: the built-in CNN with 20 MC-dropout passes scoring pools
    of 10^4..10^6 with BALD, and its dropout masks against PyTorch's
    (mc_dropout_throughput.json).
+9. ``bench.object_load``: 50 annotators verifying model proposals (one-object writes and
+   object sets) over HTTP while the detector retrains, SQLite and PostgreSQL
+   (object_load.json, object_load_postgresql.json).
 
 Each runs in its own process, so one's memory and thread pools do not affect the other.
 """
@@ -41,6 +44,8 @@ BENCHMARKS: list[list[str]] = [
     ["bench.stochastic_scoring", "--model", "mlp", "--sizes", "10000,100000"],
     ["bench.stochastic_scoring", "--model", "committee", "--sizes", "10000,100000,1000000"],
     ["bench.mc_dropout_throughput"],
+    ["bench.object_load", "--db", "sqlite"],
+    ["bench.object_load", "--db", "postgresql"],
 ]
 
 

@@ -176,13 +176,16 @@ class Http1:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """Send one request; the status and the body of the answer."""
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, extra: str = ""
+    ) -> tuple[int, bytes]:
+        """Send one request (``extra``: more ``Name: value\\r\\n`` header lines); the status
+        and the body of the answer."""
         try:
             if self._writer is None:
                 self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
             assert self._reader is not None
-            head = f"{method} {path} HTTP/1.1\r\n{self._head}"
+            head = f"{method} {path} HTTP/1.1\r\n{self._head}{extra}"
             if body is not None:
                 head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             self._writer.write(head.encode() + b"\r\n" + (body or b""))
@@ -373,13 +376,15 @@ def _count_cycles(root: Path) -> int:
         return int(s.scalar(select(func.count()).select_from(Cycle)) or 0)
 
 
-def start_server(cmd: list[str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` (a server on ``port``) and wait until it answers."""
+def start_server(
+    cmd: list[str], port: int, log_path: Path, timeout: float = 60.0
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` (a server on ``port``) and wait up to ``timeout`` s until it answers."""
     log = log_path.open("wb")
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parent.parent
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
@@ -389,7 +394,7 @@ def start_server(cmd: list[str], port: int, log_path: Path) -> subprocess.Popen[
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.terminate()
-    raise RuntimeError("server did not start in 60 s")
+    raise RuntimeError(f"server did not start in {timeout:.0f} s")
 
 
 def serve_command(root: Path, port: int, args: argparse.Namespace) -> list[str]:
