@@ -15,7 +15,8 @@ Two trackers follow a box from the frame it was drawn on through the next frames
   "Visual tracking with online multiple instance learning", CVPR 2009), which updates an
   online boosted classifier of object against background as it goes. OpenCV reports no
   confidence for it, so the score of each box is the same correlation as above: the new
-  box's pixels (resized to the template's size) against the first frame's template.
+  box's pixels (resized to the template's size) against the first frame's template. MIL
+  samples at random and OpenCV takes no seed for it: its boxes vary from run to run.
 
 Both stop at the first frame whose score falls below ``min_score`` (the object is lost or
 hidden) or where the box would leave the frame (less than half of it inside), and return

@@ -616,8 +616,10 @@ def propagate_track(
             if r.keyframe or r.source == LabelSource.HUMAN
         }
     window: list[Item] = []
+    blocked: int | None = None  # the frame of the person's box the tracker stops before
     for i in after:
         if int(i.frame or 0) in stops:
+            blocked = int(i.frame or 0)
             break
         window.append(i)
     pixels = _FrameFiles([Path(item.uri), *(Path(i.uri) for i in window)])
@@ -698,8 +700,9 @@ def propagate_track(
                     classes=classes,
                 )[0]
                 result.added.append(_set(conn, row, **values))
-        if result.stopped_at is None and len(tracked) < len(window):
-            result.stopped_at = int(window[len(tracked)].frame or 0)
+        if result.stopped_at is None:
+            lost = len(tracked) < len(window)
+            result.stopped_at = int(window[len(tracked)].frame or 0) if lost else blocked
         return result
 
 

@@ -53,7 +53,9 @@ def test_the_source_writes_every_nth_frame_once(tmp_path: Path, video: VideoFixt
         ]
         assert all(Path(r.uri) == (folder / f"frame-{r.frame:06d}.jpg").resolve() for r in records)
         assert all((r.width, r.height, r.kind) == (256, 256, "image") for r in records)
-        done, X = chunks[0].featurize(chunks[0].records, pool)
+        featurize = chunks[0].featurize
+        assert featurize is not None
+        done, X = featurize(chunks[0].records, pool)
         assert done == [0, 1, 2, 3] and X.shape == (4, 64) and X.dtype == np.float32
         stamps = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
         again = [
