@@ -32,6 +32,7 @@ from exemplar.loop.lock import project_lock
 from exemplar.loop.model_selector import CandidateResult, best_candidate
 from exemplar.loop.oracle import Oracle, make_oracle
 from exemplar.loop.scoring import drop_scored, load_scored, save_scored, score_pool
+from exemplar.loop.segments import frame_segments
 from exemplar.loop.selection import pick_batch
 from exemplar.loop.tasks import (
     LabeledSet,
@@ -321,6 +322,10 @@ class LoopEngine:
         # config as it reads now (a user may edit exemplar.toml between cycles).
         scored = labeled.rows < n_scored
         objects = isinstance(self.task, ObjectTask)
+        segments = None
+        if self.cfg.data.segment_frames > 0:  # video frames: one per segment in a batch first
+            with self.project.db.read() as s:
+                segments = frame_segments(s, pool_ids.tolist(), self.cfg.data.segment_frames)
         picks = pick_batch(
             predictions,
             self._strategy(cycle),
@@ -335,6 +340,7 @@ class LoopEngine:
             control_fraction=self.cfg.selection.control_fraction,
             budget_left=budget_left,
             reduced=reduced,
+            segments=segments,
         )
         position = np.searchsorted(pool_rows, [p.row for p in picks])
         entries: list[tuple[int, str | None, float | None]] = [

@@ -38,6 +38,7 @@ from exemplar.models import ModelAdapter, get_recipe
 from exemplar.objects import Objects, outline_mask, rescale_objects
 from exemplar.store.annotations import (
     OBJECTS_LABEL,
+    TRACKER_VERSION_PREFIX,
     AnnotationIn,
     AnnotationStatus,
     add_annotations,
@@ -433,7 +434,14 @@ def write_proposals(
     side = ctx.config.data.image_side
     classes = ctx.classes
     open_proposals = current_annotations(s, list(proposals), statuses=(AnnotationStatus.PROPOSED,))
-    for old in (p for p in open_proposals if p.source == LabelSource.MODEL):
+    withdrawn = (
+        p
+        for p in open_proposals
+        if p.source == LabelSource.MODEL
+        # a tracker's boxes are a person's video work (exemplar.project.video): kept
+        and not (p.model_version or "").startswith(TRACKER_VERSION_PREFIX)
+    )
+    for old in withdrawn:
         revise(
             s,
             old.object_id,

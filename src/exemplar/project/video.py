@@ -51,6 +51,7 @@ from exemplar.project.project import Project
 from exemplar.sources.annotated import read_pixels
 from exemplar.store.annotations import (
     OBJECTS_LABEL,
+    TRACKER_VERSION_PREFIX,
     AnnotationIn,
     add_annotations,
     current_annotations,
@@ -626,7 +627,7 @@ def propagate_track(
     tracked = track_boxes(
         pixels, (start.x0, start.y0, start.x1, start.y1), method, min_score=min_score
     )
-    model_version = f"tracker:{method}"
+    model_version = f"{TRACKER_VERSION_PREFIX}{method}"
     with project.db.session() as s:
         if idempotency_key is not None:
             done = _keyed(s, idempotency_key)

@@ -48,6 +48,7 @@ __all__ = [
     "GEOMETRIES",
     "OBJECTS_LABEL",
     "TOLERANCE_PX",
+    "TRACKER_VERSION_PREFIX",
     "AnnotationError",
     "AnnotationIn",
     "ObjectsSubmission",
@@ -63,6 +64,10 @@ __all__ = [
 #: The class of the label row :func:`submit_objects` writes for an item whose objects were
 #: labeled: the queue marks the entry done and the ``items`` budget counts the item.
 OBJECTS_LABEL = "<objects>"
+#: The ``model_version`` of a tracker's proposals on video frames starts with this (then
+#: the method, :mod:`exemplar.project.video`): the loop keeps them when it replaces a
+#: model's proposals on a frame it queues.
+TRACKER_VERSION_PREFIX = "tracker:"
 #: The kinds of geometry an object may have.
 GEOMETRIES = ("box", "polygon", "mask")
 #: How far (pixels) a box or polygon may reach past the item's edges.

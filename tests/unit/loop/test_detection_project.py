@@ -451,6 +451,16 @@ def test_new_proposals_withdraw_an_older_models_open_ones(tmp_path: Path, coco: 
                 source="import",
                 classes=CLASSES,
             )
+            # a tracker's box from a person's video work (source model): it stays too
+            add_annotations(
+                s,
+                item_id,
+                [AnnotationIn("nucleus", (30.0, 40.0, 38.0, 50.0), confidence=0.8)],
+                status="proposed",
+                source="model",
+                model_version="tracker:template",
+                classes=CLASSES,
+            )
         with project.db.session() as s:
             assert (
                 write_proposals(s, {item_id: first}, project, model_version="a", cycle_id=None) == 2
@@ -466,6 +476,7 @@ def test_new_proposals_withdraw_an_older_models_open_ones(tmp_path: Path, coco: 
         assert sorted((a.source, a.model_version or "") for a in shown) == [
             ("import", ""),
             ("model", "b"),
+            ("model", "tracker:template"),
         ]
         assert len(withdrawn) == 2 and {a.model_version for a in withdrawn} == {"a"}
 
