@@ -109,38 +109,18 @@ def _print_write(done: TrackWrite, as_json: bool) -> None:
 @video_app.command("list")
 @one_line_errors
 def list_videos(project: ProjectDir = Path("."), as_json: AsJson = False) -> None:
-    """The project's videos: media id, file, size, frames imported."""
-    from sqlalchemy import func, select
+    """The project's videos: media id, file, size, frames imported and labeled."""
+    from exemplar.project.video import list_videos as video_list
 
-    from exemplar.store.schema import Item, Media, MediaKind
-
-    with _opened(project) as proj, proj.db.read() as s:
-        rows = s.execute(
-            select(Media, func.count(Item.id))
-            .outerjoin(Item, Item.media_id == Media.id)
-            .where(Media.kind == MediaKind.VIDEO.value)
-            .group_by(Media.id)
-            .order_by(Media.id)
-        ).all()
-        found = [
-            {
-                "media_id": m.id,
-                "uri": m.uri,
-                "width": m.width,
-                "height": m.height,
-                "fps": (m.properties or {}).get("fps"),
-                "n_frames": (m.properties or {}).get("n_frames"),
-                "imported": int(n),
-            }
-            for m, n in rows
-        ]
+    with _opened(project) as proj:
+        found = [v.__dict__ for v in video_list(proj)]
     if as_json:
         console.print_json(json.dumps(found))
         return
     if not found:
         console.print("no videos: import one with `exemplar import clip.mp4`")
         return
-    table = Table("media", "file", "size", "fps", "frames", "imported")
+    table = Table("media", "file", "size", "fps", "frames", "imported", "labeled")
     for v in found:
         table.add_row(
             str(v["media_id"]),
@@ -149,6 +129,7 @@ def list_videos(project: ProjectDir = Path("."), as_json: AsJson = False) -> Non
             f"{v['fps']:g}" if v["fps"] else "-",
             str(v["n_frames"]),
             str(v["imported"]),
+            str(v["labeled"]),
         )
     console.print(table)
 

@@ -83,9 +83,11 @@ __all__ = [
     "VideoError",
     "VideoNotFoundError",
     "VideoObject",
+    "VideoSummary",
     "VideoView",
     "finish_frames",
     "interpolate_track",
+    "list_videos",
     "propagate_track",
     "save_keyframe",
     "video_info",
@@ -146,6 +148,26 @@ class VideoView:
     codec: str
     frame_step: int
     frames: list[FrameView]
+
+
+@dataclass(frozen=True)
+class VideoSummary:
+    """One of the project's videos, as :func:`list_videos` lists it.
+
+    ``name``: the file name (the last part of ``uri``); ``width``, ``height``: the frame size
+    in px; ``n_frames``: the frames in the file; ``imported``: the frames imported as items;
+    ``labeled``: the imported frames that are done (see :attr:`FrameView.labeled`).
+    """
+
+    media_id: int
+    uri: str
+    name: str
+    width: int
+    height: int
+    fps: float
+    n_frames: int
+    imported: int
+    labeled: int
 
 
 @dataclass(frozen=True)
@@ -281,6 +303,56 @@ def video_info(project: Project, media_id: int) -> VideoView:
         frame_step=int(props.get("frame_step") or 1),
         frames=frames,
     )
+
+
+def list_videos(project: Project) -> list[VideoSummary]:
+    """The project's videos, by media id, with their frames imported and labeled (an empty
+    list when the project has none)."""
+    video = MediaKind.VIDEO.value
+    with project.db.read() as s:
+        found = s.execute(
+            select(Media, func.count(Item.id))
+            .outerjoin(Item, Item.media_id == Media.id)
+            .where(Media.kind == video)
+            .group_by(Media.id)
+            .order_by(Media.id)
+        ).all()
+        newest = (
+            select(func.max(Label.id).label("id"))
+            .join(Item, Item.id == Label.item_id)
+            .join(Media, Media.id == Item.media_id)
+            .where(Media.kind == video)
+            .group_by(Label.item_id)
+            .subquery()
+        )
+        labeled = {
+            int(media_id or 0): int(n)
+            for media_id, n in s.execute(
+                select(Item.media_id, func.count())
+                .select_from(Label)
+                .join(newest, Label.id == newest.c.id)
+                .join(Item, Item.id == Label.item_id)
+                .where(Label.label == OBJECTS_LABEL, Label.status == LabelStatus.VERIFIED.value)
+                .group_by(Item.media_id)
+            )
+        }
+    summaries: list[VideoSummary] = []
+    for media, imported in found:
+        props = dict(media.properties or {})
+        summaries.append(
+            VideoSummary(
+                media_id=media.id,
+                uri=media.uri,
+                name=Path(media.uri).name,
+                width=media.width,
+                height=media.height,
+                fps=float(props.get("fps") or 0.0),
+                n_frames=int(props.get("n_frames") or 0),
+                imported=int(imported),
+                labeled=int(labeled.get(media.id, 0)),
+            )
+        )
+    return summaries
 
 
 def video_objects(project: Project, media_id: int) -> list[VideoObject]:

@@ -15,13 +15,35 @@ __all__ = [
     "KeyframeIn",
     "PropagateIn",
     "TrackWriteOut",
+    "VideoListOut",
     "VideoObjectOut",
     "VideoObjectsOut",
     "VideoOut",
+    "VideoSummaryOut",
 ]
 
 #: The largest frame index a request may name.
 MAX_FRAME = 10**9
+
+
+class VideoSummaryOut(BaseModel):
+    """One of the project's videos: its file name (never the server's path), frame size
+    (px), frame rate, frames in the file, frames imported, and imported frames done."""
+
+    media_id: int
+    name: str
+    width: int
+    height: int
+    fps: float
+    n_frames: int
+    imported: int
+    labeled: int
+
+
+class VideoListOut(BaseModel):
+    """The project's videos, by media id (empty when it has none)."""
+
+    videos: list[VideoSummaryOut]
 
 
 class FrameOut(BaseModel):

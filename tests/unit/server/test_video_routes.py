@@ -246,3 +246,54 @@ def test_the_video_page_needs_a_session_and_a_video(api: VideoApi) -> None:
     assert "'unsafe-eval'" in page.headers["content-security-policy"]
     assert client.get("/video/999").status_code == 404
     assert client.get("/static/video.js").status_code == 200
+
+
+def test_the_video_list_counts_imported_and_done_frames(api: VideoApi) -> None:
+    r = api.client.get("/api/v1/videos", headers=api.auth("ann"))
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "videos": [
+            {
+                "media_id": api.media_id,
+                "name": "clip.mp4",
+                "width": 256,
+                "height": 256,
+                "fps": 12.0,
+                "n_frames": N_FRAMES,
+                "imported": N_FRAMES,
+                "labeled": 0,
+            }
+        ]
+    }
+    assert api.post("/frames/done", {"first_frame": 0, "last_frame": 4}).status_code == 200
+    listed = api.client.get("/api/v1/videos", headers=api.auth("ann2")).json()["videos"]
+    assert [(v["imported"], v["labeled"]) for v in listed] == [(N_FRAMES, 5)]
+    assert api.client.get("/api/v1/videos").status_code == 401
+
+
+def test_the_videos_page_links_each_video_and_escapes_its_name(api: VideoApi) -> None:
+    client = api.client
+    r = client.get("/videos", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    with api.project.db.session() as s:
+        media = s.get(Media, api.media_id)
+        assert media is not None
+        media.uri = str(Path(media.uri).with_name("clip<script>.mp4"))
+    assert client.post("/api/v1/session", json={"name": "ann", "password": PASSWORD}).is_success
+    page = client.get("/videos")
+    assert page.status_code == 200
+    assert f'<a href="/video/{api.media_id}">video {api.media_id}</a>' in page.text
+    assert "clip&lt;script&gt;.mp4" in page.text and "<script>" not in page.text
+    assert "256×256" in page.text and f"0 of {N_FRAMES}" in page.text
+    assert '<a href="/videos">videos</a>' in client.get(f"/video/{api.media_id}").text
+
+
+def test_a_project_without_videos_lists_none(tmp_path: Path) -> None:
+    root = tmp_path / "plain"
+    with Project.init(root, ["nucleus"], task="detection", data={"image_side": 32}) as project:
+        add_user(project.db, "ann", "annotator", PASSWORD)
+    with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
+        assert client.post("/api/v1/session", json={"name": "ann", "password": PASSWORD}).is_success
+        assert client.get("/api/v1/videos").json() == {"videos": []}
+        page = client.get("/videos")
+        assert page.status_code == 200 and "No videos in this project" in page.text

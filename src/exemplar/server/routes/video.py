@@ -1,6 +1,8 @@
 """The video API: a video's frames and objects, keyframes, interpolation, tracker
 propagation and finished frames (the routes over :mod:`exemplar.project.video`).
 
+- ``GET /api/v1/videos``: the project's videos (file name, size, fps, frames imported and
+  labeled).
 - ``GET /api/v1/videos/{media_id}``: the video's properties and its imported frames (item,
   index, time, labeled, objects, proposals, keyframe).
 - ``GET /api/v1/videos/{media_id}/objects``: the current objects of every frame.
@@ -34,6 +36,7 @@ from exemplar.project.video import (
     VideoObject,
     finish_frames,
     interpolate_track,
+    list_videos,
     propagate_track,
     save_keyframe,
     video_info,
@@ -47,9 +50,11 @@ from exemplar.server.video_schemas import (
     KeyframeIn,
     PropagateIn,
     TrackWriteOut,
+    VideoListOut,
     VideoObjectOut,
     VideoObjectsOut,
     VideoOut,
+    VideoSummaryOut,
 )
 from exemplar.store.annotations import AnnotationError
 from exemplar.store.labels import UnknownClassError
@@ -138,6 +143,29 @@ def _check_frame(state: State, media_id: int, item_id: int) -> int:
 def router() -> APIRouter:
     """The video routes (tag ``video``)."""
     api = APIRouter(prefix=f"{API_PREFIX}/videos", tags=["video"])
+
+    @api.get("")
+    def get_videos(user: Labeler, state: State) -> VideoListOut:
+        """The project's videos, by media id: file name, size, frames imported and labeled."""
+        try:
+            found = list_videos(state.project)
+        except ExemplarError as exc:
+            _fail(exc)
+        return VideoListOut(
+            videos=[
+                VideoSummaryOut(
+                    media_id=v.media_id,
+                    name=v.name,
+                    width=v.width,
+                    height=v.height,
+                    fps=v.fps,
+                    n_frames=v.n_frames,
+                    imported=v.imported,
+                    labeled=v.labeled,
+                )
+                for v in found
+            ]
+        )
 
     @api.get("/{media_id}")
     def get_video(media_id: PathId, user: Labeler, state: State) -> VideoOut:

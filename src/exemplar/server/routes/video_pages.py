@@ -1,7 +1,9 @@
-"""The video labeling page: ``/video/{media_id}`` (``templates/video.html`` and
+"""The video pages: ``/videos`` (the project's videos, server-rendered, each linking to its
+page) and the labeling page ``/video/{media_id}`` (``templates/video.html`` and
 ``static/video.js``, drawing with the viewer of ``static/viewer.js``).
 
-The page only renders the frame; its script calls the video API
+``/video/{media_id}?frame=N`` opens at frame N (the nearest imported one; the script reads
+the parameter). The labeling page only renders the frame; its script calls the video API
 (:mod:`exemplar.server.routes.video`) with the session's CSRF token. A page without a
 logged-in session redirects to ``/login``; an unknown video is a 404 page.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 
+from exemplar.project.video import list_videos
 from exemplar.server.deps import PathId, State, page_user, templates
 from exemplar.server.routes.pages import ANNOTATE_CSP
 from exemplar.store.media import get_media
@@ -20,8 +23,23 @@ __all__ = ["router"]
 
 
 def router() -> APIRouter:
-    """``/video/{media_id}``."""
+    """``/videos`` and ``/video/{media_id}``."""
     pages = APIRouter(include_in_schema=False)
+
+    @pages.get("/videos")
+    def videos_page(request: Request, state: State) -> Response:
+        user, _ = page_user(request, state.project)
+        if user is None:
+            return RedirectResponse("/login", status_code=303)
+        return templates.TemplateResponse(
+            request,
+            "videos.html",
+            {
+                "user": user.name,
+                "project": state.project.config.project.name,
+                "videos": list_videos(state.project),
+            },
+        )
 
     @pages.get("/video/{media_id}")
     def video_page(media_id: PathId, request: Request, state: State) -> Response:
