@@ -3,7 +3,9 @@
 The video is the fixture clip (real nuclei crops moving synthetically over a real
 background, :mod:`exemplar.data.video_fixture`) imported as frames. An annotator draws a
 box on two keyframes with the mouse, interpolates the track with a key, and the middle
-frame gets the linear box; then the tracker proposes boxes forward. Set
+frame gets the linear box; then the tracker proposes boxes forward. A frame the loop queued
+opens from ``/annotate`` in its video (key ``o``) at that frame, and ``/videos`` links each
+video to its page. Set
 ``EXEMPLAR_SCREENSHOTS=1`` (or a folder) to refresh ``docs/img/video.png``; normal runs
 write no files.
 """
@@ -25,7 +27,8 @@ from exemplar.project import Project
 from exemplar.project.video import video_objects
 from exemplar.server import create_app
 from exemplar.store.accounts import add_user
-from exemplar.store.schema import Media
+from exemplar.store.queue import enqueue
+from exemplar.store.schema import Item, Media
 from uvicorn_server import serve
 
 pytestmark = pytest.mark.e2e
@@ -55,6 +58,32 @@ def video_project(tmp_path_factory: pytest.TempPathFactory, clip: VideoFixture) 
 @pytest.fixture(scope="module")
 def video_url(video_project: Path) -> Iterator[str]:
     with serve(create_app(video_project)) as url:
+        yield url
+
+
+#: The frame the loop queued in ``frame_project``.
+QUEUED_FRAME = 11
+
+
+@pytest.fixture(scope="module")
+def frame_project(tmp_path_factory: pytest.TempPathFactory, clip: VideoFixture) -> Path:
+    """The clip imported again, with one of its frames in the queue."""
+    root = tmp_path_factory.mktemp("frames") / "queued-frames"
+    with Project.init(
+        root, ["nucleus", "debris"], name="queued frames", task="detection", data={"image_side": 32}
+    ) as project:
+        assert project.import_(clip.path).added == N_FRAMES
+        add_user(project.db, "framer", "annotator", PASSWORD)
+        with project.db.session() as s:
+            item_id = s.scalar(select(Item.id).where(Item.frame == QUEUED_FRAME))
+            assert item_id is not None
+            enqueue(s, None, [(int(item_id), "test", 1.0)])
+    return root
+
+
+@pytest.fixture(scope="module")
+def frame_url(frame_project: Path) -> Iterator[str]:
+    with serve(create_app(frame_project)) as url:
         yield url
 
 
@@ -201,3 +230,64 @@ def test_draw_two_keyframes_and_interpolate(
     settle(page)
     go_to_frame(page, 10)
     screenshot(page, "video")
+
+
+def log_in(page: Any, base: str, name: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+def open_video_page(page: Any) -> None:
+    page.wait_for_function("() => window.exemplarVideo && window.exemplarVideo.loaded")
+    settle(page)
+
+
+def test_a_queued_frame_opens_in_its_video_at_that_frame(page: Any, frame_url: str) -> None:
+    log_in(page, frame_url, "framer")  # /label sends a detection project to /annotate
+    page.wait_for_url(f"{frame_url}/annotate")
+    page.wait_for_function("() => window.exemplarAnnotate && window.exemplarAnnotate.loaded")
+    assert f"frame {QUEUED_FRAME}" in page.inner_text("#where")
+    button = page.locator("#open-video")
+    assert button.is_visible() and button.get_attribute("aria-keyshortcuts") == "o"
+    assert button.inner_text() == f"o open frame {QUEUED_FRAME} in its video"
+    page.keyboard.press("?")
+    assert "open the frame in its video" in page.inner_text("#help")
+    page.keyboard.press("Escape")
+
+    page.keyboard.press("o")
+    page.wait_for_url(f"{frame_url}/video/1?frame={QUEUED_FRAME}")
+    open_video_page(page)
+    assert page.evaluate("() => exemplarVideo.frame()") == QUEUED_FRAME
+    assert page.input_value("#frame-slider") == str(QUEUED_FRAME)
+    assert page.inner_text("#frame-label").startswith(f"frame {QUEUED_FRAME} of {N_FRAMES}")
+
+    # a frame that was not imported: the nearest one, and the page says so
+    page.goto(f"{frame_url}/video/1?frame=999")
+    open_video_page(page)
+    assert page.evaluate("() => exemplarVideo.frame()") == N_FRAMES - 1
+    assert f"showing the nearest, frame {N_FRAMES - 1}" in page.inner_text("#status")
+
+
+def test_the_videos_page_lists_the_video_and_links_to_it(page: Any, frame_url: str) -> None:
+    log_in(page, frame_url, "framer")
+    page.click("nav >> text=videos")
+    page.wait_for_url(f"{frame_url}/videos")
+    row = page.locator("#videos tbody tr")
+    assert row.count() == 1
+    cells = row.locator("td").all_inner_texts()
+    assert cells == [
+        "video 1",
+        "clip.mp4",
+        "256×256",
+        "12",
+        str(N_FRAMES),
+        str(N_FRAMES),
+        f"0 of {N_FRAMES}",
+    ]
+    row.locator("a").click()
+    page.wait_for_url(f"{frame_url}/video/1")
+    open_video_page(page)
+    assert page.evaluate("() => exemplarVideo.frame()") == 0

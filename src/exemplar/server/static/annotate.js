@@ -154,6 +154,24 @@
       scale: 1, image_url: mediaUrl || API + "/media/" + itemId, media: null };
   }
 
+  // A video frame: the button (and key o) that opens the frame in its video's page.
+  function videoLink(view) {
+    if (!view || view.kind !== "frame" || !view.media || view.media.frame === null || view.media.frame === undefined) return null;
+    return "/video/" + encodeURIComponent(String(view.media.id)) + "?frame=" + encodeURIComponent(String(view.media.frame));
+  }
+
+  function showVideoLink() {
+    const link = videoLink(info);
+    $("open-video").hidden = link === null;
+    $("open-video-frame").textContent = link === null ? "frame" : "frame " + info.media.frame;
+  }
+
+  function openVideo() {
+    const link = videoLink(info);
+    if (link === null) { say("This item is not a video frame."); return; }
+    window.location.assign(link);
+  }
+
   function describe(view) {
     if (!view) return "";
     if (view.kind === "region" && view.region) {
@@ -172,6 +190,7 @@
       viewer.close();
       setObjects([]);
       $("where").textContent = "";
+      showVideoLink();
       say("The queue is empty: nothing to annotate right now.");
       return;
     }
@@ -181,6 +200,7 @@
     await viewer.open(info);
     setObjects(found.objects);
     $("where").textContent = describe(info);
+    showVideoLink();
     const first = pendingProposals()[0];
     if (first) selectObject(first.object_id, false); // selected, the whole item in view
     const open = found.objects.filter((o) => o.status === "proposed").length;
@@ -335,6 +355,7 @@
       viewer.close();
       setObjects([]);
       $("where").textContent = "";
+      showVideoLink();
       say("No object proposals to verify.");
       return;
     }
@@ -347,6 +368,7 @@
     viewer.focusObject(p.id);
     renderObjects();
     $("where").textContent = describe(view) + " · " + verification.list.length + " in this page";
+    showVideoLink();
     say("verify: " + p.label + conf(p) + " (a accept, x reject, n pass)");
     const after = verification.list[1];
     if (after) infoFor(after.item_id).then((v) => { if (!v.dzi_url && v.image_url) new Image().src = v.image_url; }).catch(() => null);
@@ -441,6 +463,7 @@
     undo: () => run(undo),
     finish: () => run(finish),
     skip: () => run(skip),
+    "open-video": () => run(openVideo),
     "verify-mode": () => run(toggleMode),
     "zoom-in": () => viewer.zoom(1.5),
     "zoom-out": () => viewer.zoom(1 / 1.5),
@@ -466,7 +489,7 @@
 
   const KEYS = {
     a: "accept", x: "reject", h: "hard", n: "next", p: "prev", b: "box", g: "polygon", m: "brush",
-    Delete: "delete", Backspace: "delete", u: "undo", f: "finish", s: "skip", v: "verify-mode",
+    Delete: "delete", Backspace: "delete", u: "undo", f: "finish", s: "skip", o: "open-video", v: "verify-mode",
     "+": "zoom-in", "=": "zoom-in", "-": "zoom-out", 0: "fit", "?": "help",
   };
 

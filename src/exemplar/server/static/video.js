@@ -355,11 +355,34 @@
     loaded: false,
   };
 
+  // ?frame=N: the frame to open at (the nearest imported one); null without the parameter.
+  function askedFrame() {
+    const text = new URLSearchParams(window.location.search).get("frame");
+    if (text === null || text === "") return null;
+    if (!/^[0-9]+$/.test(text)) return NaN;
+    return Number(text);
+  }
+
+  function nearestIndex(wanted) {
+    let best = 0;
+    video.frames.forEach((f, i) => {
+      if (Math.abs(f.frame - wanted) < Math.abs(video.frames[best].frame - wanted)) best = i;
+    });
+    return best;
+  }
+
   $("viewer").focus();
   run(async () => {
     await reload();
     viewer.setDrawLabel(classes[drawClass]);
-    await show(0);
-    say(video.frames.length + " frame(s): draw a box on a keyframe (b), move with ← →");
+    const wanted = askedFrame();
+    const start = wanted === null || Number.isNaN(wanted) || !video.frames.length ? 0 : nearestIndex(wanted);
+    await show(start);
+    let note = "";
+    if (Number.isNaN(wanted)) note = "“frame” must be a frame number; showing the first frame. ";
+    else if (wanted !== null && frame() && frame().frame !== wanted) {
+      note = "frame " + wanted + " was not imported; showing the nearest, frame " + frame().frame + ". ";
+    }
+    say(note + video.frames.length + " frame(s): draw a box on a keyframe (b), move with ← →");
   }).then(() => { window.exemplarVideo.loaded = true; });
 })();
