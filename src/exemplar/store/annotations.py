@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from exemplar.errors import ExemplarError
@@ -55,6 +55,7 @@ __all__ = [
     "SubmittedObject",
     "add_annotations",
     "current_annotations",
+    "lock_item_objects",
     "object_history",
     "objects_labeled",
     "revise",
@@ -353,6 +354,22 @@ def _newest(item_ids: Sequence[int] | None = None) -> Any:
     return query.subquery()
 
 
+#: PostgreSQL advisory-lock space of :func:`lock_item_objects` (consensus uses 0x0E7A).
+_OBJECTS_LOCK_SPACE = 0x0B1E
+
+
+def lock_item_objects(s: Session | Connection, item_id: int) -> None:
+    """Serialize writes to the objects of one item until commit, so a check of an object's
+    history and the row written after it see the same history (PostgreSQL: an advisory
+    transaction lock; SQLite: a no-op, its writers are serialized by ``BEGIN IMMEDIATE``)."""
+    conn = _conn(s)
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(CAST(:item AS integer), CAST(:space AS integer))"),
+            {"item": int(item_id) % (1 << 31), "space": _OBJECTS_LOCK_SPACE},
+        )
+
+
 def _current(conn: Connection, object_id: int) -> Annotation:
     rows = _rows(conn, select(_A).where(_A.c.object_id == object_id).order_by(_A.c.id.desc()))
     if not rows:
@@ -538,6 +555,9 @@ def revise(
     """
     source = _check_choice(source, [str(v) for v in LabelSource], "label source")
     conn = _conn(s)
+    item_id = conn.scalar(select(_A.c.item_id).where(_A.c.object_id == object_id).limit(1))
+    if item_id is not None:
+        lock_item_objects(conn, int(item_id))
     old = _current(conn, object_id)
     new_status = old.status if status is None else str(status)
     _check_choice(new_status, [str(v) for v in AnnotationStatus], "annotation status")
@@ -698,6 +718,7 @@ def submit_objects(
 
     def write_objects(conn: Connection, label: Label) -> None:
         item_id = label.item_id
+        lock_item_objects(conn, item_id)
         uri, width, height = _item(conn, item_id)
         current = {a.object_id: a for a in _rows(conn, _item_current(item_id))}
         rows: list[dict[str, Any]] = []

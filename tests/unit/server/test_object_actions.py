@@ -229,3 +229,78 @@ def test_draw_retry_and_undo_on_postgresql(tmp_path: Path) -> None:
             )
             undo = api.post("/api/v1/objects/undo")
             assert (undo.json()["object_id"], undo.json()["status"]) == (target, "proposed")
+
+
+def test_undo_is_limited_to_the_item_asked_for_and_never_reopens_a_finished_item(
+    api: Api,
+) -> None:
+    first = api.lease("rev")  # a reviewer may touch any item: the broadest case
+    target = _proposals(api, first["item_id"])[0]["object_id"]
+    assert api.post(f"/api/v1/objects/{target}/verify", "rev").status_code == 200
+    submitted = api.post(
+        f"/api/v1/queue/{first['entry_id']}/objects",
+        "rev",
+        json={"objects": [{"object_id": target, "label": "cell", "box": [10, 10, 50, 50]}]},
+    )
+    assert submitted.status_code == 200, submitted.text
+    second = api.lease("rev")
+    # on the next item there is nothing of the reviewer's to undo
+    r = api.post(f"/api/v1/objects/undo?item_id={second['item_id']}", "rev")
+    assert r.status_code == 409 and "nothing to undo" in r.text
+    # and without the item, undo refuses to reopen the finished one
+    r = api.post("/api/v1/objects/undo", "rev")
+    assert r.status_code == 409 and "finished since" in r.text
+    assert _rows(api, target)[-1].status == "verified"
+
+
+def test_an_idempotency_key_reused_for_another_object_is_409(api: Api) -> None:
+    item_id = api.lease()["item_id"]
+    first, second = (p["object_id"] for p in _proposals(api, item_id)[:2])
+    key = {"Idempotency-Key": "reused-key-01"}
+    assert api.post(f"/api/v1/objects/{first}/verify", headers=key).status_code == 200
+    r = api.post(f"/api/v1/objects/{second}/reject", headers=key)
+    assert r.status_code == 409 and "already used" in r.text
+    assert _rows(api, second)[-1].status == "proposed"  # nothing written
+
+
+def test_concurrent_undo_and_review_never_overwrite_on_postgresql(tmp_path: Path) -> None:
+    """Undo checks the object's history and writes under the item's lock: a reviewer's
+    decision racing it is either seen (409) or comes after the undo, never overwritten."""
+    import threading
+
+    for url in fresh_pg_database():
+        root = build_detection_project(tmp_path / "proj", url)
+        with TestClient(create_app(root), base_url="http://127.0.0.1") as client:
+            api = Api(Served(root, client))
+            item_id = api.lease()["item_id"]
+            objects = [p["object_id"] for p in _proposals(api, item_id)]
+            for object_id in objects:
+                assert api.post(f"/api/v1/objects/{object_id}/verify").status_code == 200
+            api.auth("rev")
+            results: list[int] = []
+            threads = [
+                threading.Thread(target=_undo_each, args=(api, item_id, len(objects), results)),
+                threading.Thread(target=_reject_each, args=(api, objects)),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert set(results) <= {200, 409}
+            for object_id in objects:
+                rows = _rows(api, object_id)
+                reject = max(i for i, r in enumerate(rows) if r.annotator == "rev")
+                # after the reviewer's reject, no undo of ann's restored an older state
+                assert all(r.annotator == "rev" for r in rows[reject:]), [
+                    (r.annotator, r.status) for r in rows
+                ]
+
+
+def _undo_each(api: Api, item_id: int, times: int, results: list[int]) -> None:
+    for _ in range(times):
+        results.append(api.post(f"/api/v1/objects/undo?item_id={item_id}").status_code)
+
+
+def _reject_each(api: Api, objects: list[int]) -> None:
+    for object_id in objects:
+        api.post(f"/api/v1/objects/{object_id}/reject", "rev")

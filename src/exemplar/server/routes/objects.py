@@ -24,11 +24,12 @@ review any item's label). Hidden ground truth (status ``ground_truth``) is never
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from exemplar.errors import ExemplarError, QueueError, StoreError
 from exemplar.project import Project
 from exemplar.server.deps import API_PREFIX, Labeler, PathId, State, queue_http_error
 from exemplar.server.schemas import (
+    MAX_DB_ID,
     DrawnObjectIn,
     ItemObjectsOut,
     ObjectHistoryOut,
@@ -48,12 +50,14 @@ from exemplar.server.schemas import (
 )
 from exemplar.store.accounts import Role, User
 from exemplar.store.annotations import (
+    OBJECTS_LABEL,
     TOLERANCE_PX,
     AnnotationError,
     AnnotationIn,
     SubmittedObject,
     add_annotations,
     current_annotations,
+    lock_item_objects,
     object_history,
     revise,
     submit_objects,
@@ -63,6 +67,7 @@ from exemplar.store.schema import (
     Annotation,
     AnnotationStatus,
     Item,
+    Label,
     LabelSource,
     QueueEntry,
     QueueStatus,
@@ -372,19 +377,38 @@ def _replayed(project: Project, stored_key: str | None) -> Annotation | None:
         )
 
 
-def _once(project: Project, stored_key: str | None, write: Callable[[], Annotation]) -> ObjectOut:
+def _once(
+    project: Project,
+    stored_key: str | None,
+    write: Callable[[], Annotation],
+    same: Callable[[Annotation], bool],
+) -> ObjectOut:
     """Run ``write`` unless a first attempt with the same key already wrote its row; a
-    concurrent duplicate that loses the race on the key's uniqueness gets the winner's row."""
+    concurrent duplicate that loses the race on the key's uniqueness gets the winner's row.
+
+    ``same`` tells whether a stored row answers this request (the same object, or the same
+    item for a drawing): a key reused for another request is a 409, never another answer.
+    """
+
+    def answer(row: Annotation) -> ObjectOut:
+        if not same(row):
+            raise HTTPException(
+                409,
+                "this Idempotency-Key was already used for another request (object "
+                f"{row.object_id}); send a new key for a new action",
+            )
+        return _object_out(row)
+
     done = _replayed(project, stored_key)
     if done is not None:
-        return _object_out(done)
+        return answer(done)
     try:
         return _object_out(write())
     except IntegrityError:
         done = _replayed(project, stored_key)
         if done is None:
             raise
-        return _object_out(done)
+        return answer(done)
 
 
 def revise_object(
@@ -402,7 +426,10 @@ def revise_object(
     """
     stored_key = _row_key(user, key)
     return _once(
-        project, stored_key, lambda: _revise(project, user, object_id, status, patch, stored_key)
+        project,
+        stored_key,
+        lambda: _revise(project, user, object_id, status, patch, stored_key),
+        lambda row: row.object_id == object_id,
     )
 
 
@@ -492,49 +519,70 @@ def draw_object(
                 raise _invalid(("body",), message, None) from exc
         return row
 
-    return _once(project, stored_key, write)
+    return _once(
+        project, stored_key, write, lambda row: (row.item_id, row.label) == (item_id, body.label)
+    )
 
 
 #: How far back (rows of one person) undo looks for the action to revert.
 UNDO_WINDOW = 500
 _UNDO_PREFIX = "undo:"
+#: Rows written this close to an item's objects label belong to the submission that
+#: finished it.
+_SAME_SUBMIT = timedelta(seconds=1)
 
 
-def undo_object_action(project: Project, user: User, key: str | None) -> ObjectOut:
-    """Revert ``user``'s newest object action that is not undone yet: append a row that
-    restores the object as it was before (a drawn object is deleted again).
+def _undo_key(target_id: int, user: User, key: str | None) -> str:
+    """The stored key of the row that undoes row ``target_id`` (with the request's key)."""
+    return f"{_UNDO_PREFIX}{target_id}" + ("" if key is None else f":u{user.id}:{key}")
 
-    409 when there is nothing to undo, or when someone changed the object since (their
-    change is never overwritten). A retry with the same ``key`` returns the first answer.
+
+def _undone_id(stored: str | None) -> int | None:
+    """The row an undo row reverted (from its stored key), or None for other rows."""
+    if not stored or not stored.startswith(_UNDO_PREFIX):
+        return None
+    return int(stored[len(_UNDO_PREFIX) :].split(":", 1)[0])
+
+
+def undo_object_action(
+    project: Project, user: User, key: str | None, item_id: int | None = None
+) -> ObjectOut:
+    """Revert ``user``'s newest object action (on item ``item_id``, when given) that is not
+    undone yet: append a row that restores the object as it was before (a drawn object is
+    deleted again).
+
+    409 when there is nothing to undo, when someone changed the object since (their change
+    is never overwritten), or when the item was finished since (its submitted set stays as
+    submitted). A retry with the same ``key`` returns the first answer.
     """
-    suffix = None if key is None else f":u{user.id}:{key}"
+    for _attempt in range(3):
+        try:
+            return _undo_once(project, user, key, item_id)
+        except IntegrityError:  # a concurrent undo of the same row won: look again
+            continue
+    raise HTTPException(409, "the undo collided with another one; try again")
+
+
+def _undo_once(project: Project, user: User, key: str | None, item_id: int | None) -> ObjectOut:
     with project.db.session() as s:
-        mine = list(
-            s.scalars(
-                select(Annotation)
-                .where(Annotation.annotator == user.name)
-                .order_by(Annotation.id.desc())
-                .limit(UNDO_WINDOW)
-            )
-        )
-        undone: set[int] = set()
-        for row in mine:
-            stored = row.idempotency_key or ""
-            if stored.startswith(_UNDO_PREFIX):
-                if suffix is not None and stored.endswith(suffix):
+        query = select(Annotation).where(Annotation.annotator == user.name)
+        if item_id is not None:
+            query = query.where(Annotation.item_id == item_id)
+        mine = list(s.scalars(query.order_by(Annotation.id.desc()).limit(UNDO_WINDOW)))
+        if key is not None:
+            for row in mine:
+                undone_id = _undone_id(row.idempotency_key)
+                if undone_id is not None and row.idempotency_key == _undo_key(undone_id, user, key):
                     return _object_out(row)  # a retry: the first attempt's answer
-                undone.add(int(stored[len(_UNDO_PREFIX) :].split(":", 1)[0]))
+        undone = {i for i in map(_undone_id, (r.idempotency_key for r in mine)) if i is not None}
         target = next(
-            (
-                r
-                for r in mine
-                if r.id not in undone and not (r.idempotency_key or "").startswith(_UNDO_PREFIX)
-            ),
+            (r for r in mine if r.id not in undone and _undone_id(r.idempotency_key) is None),
             None,
         )
         if target is None:
             raise HTTPException(409, "nothing to undo")
         _check_access(s, user, target.item_id)
+        lock_item_objects(s, target.item_id)
         history = object_history(s, target.object_id)
         # Only this person's own undone actions (and their undo rows) may follow the target.
         later = [
@@ -543,13 +591,25 @@ def undo_object_action(project: Project, user: User, key: str | None) -> ObjectO
             if r.id > target.id
             and not (
                 r.annotator == user.name
-                and (r.id in undone or (r.idempotency_key or "").startswith(_UNDO_PREFIX))
+                and (r.id in undone or _undone_id(r.idempotency_key) is not None)
             )
         ]
         if later:
             by = later[-1].annotator or later[-1].source
             raise HTTPException(
                 409, f"object {target.object_id} was changed since by {by}; nothing undone"
+            )
+        finished_at = s.scalar(
+            select(func.max(Label.created_at)).where(
+                Label.item_id == target.item_id, Label.label == OBJECTS_LABEL
+            )
+        )
+        # the submitted set's own rows are written with its label row, a moment apart
+        if finished_at is not None and target.created_at <= finished_at + _SAME_SUBMIT:
+            raise HTTPException(
+                409,
+                f"item {target.item_id} was finished since your change to object "
+                f"{target.object_id}; nothing undone (a reviewer can still revise it)",
             )
         before = [r for r in history if r.id < target.id]
         source_row = before[-1] if before else target
@@ -563,7 +623,7 @@ def undo_object_action(project: Project, user: User, key: str | None) -> ObjectO
             geometry=target.geometry,
             track_id=target.track_id,
             annotator=user.name,
-            idempotency_key=f"{_UNDO_PREFIX}{target.id}{suffix or ''}",
+            idempotency_key=_undo_key(target.id, user, key),
         )
         s.add(written)
         s.flush()
@@ -734,12 +794,22 @@ def router() -> APIRouter:
         response_model=ObjectOut,
         responses={409: {"description": "nothing to undo, or changed since by someone else"}},
     )
-    def undo_one(user: Labeler, state: State, idempotency_key: IdempotencyKey = None) -> ObjectOut:
+    def undo_one(
+        user: Labeler,
+        state: State,
+        idempotency_key: IdempotencyKey = None,
+        item_id: Annotated[
+            int | None,
+            Query(ge=1, le=MAX_DB_ID, description="Undo only actions on this item."),
+        ] = None,
+    ) -> ObjectOut:
         """Undo the caller's newest object action (accept, reject, move, relabel, draw,
-        delete, ...) not undone yet: a new row restores the object as it was before. Undo
-        again to go further back. Someone else's later change is never overwritten (409)."""
+        delete, ...) not undone yet, on ``item_id`` when given (the labeling app sends the
+        item on screen): a new row restores the object as it was before. Undo again to go
+        further back. Someone else's later change is never overwritten, and an item
+        finished since stays as submitted (409)."""
         try:
-            return undo_object_action(state.project, user, idempotency_key)
+            return undo_object_action(state.project, user, idempotency_key, item_id)
         except ExemplarError as exc:
             raise _http_error(exc) from exc
 

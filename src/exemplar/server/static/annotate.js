@@ -287,9 +287,11 @@
     if (mode === "verify") return;
     let done;
     try {
-      done = await send("POST", "/objects/undo", undefined, "the undo");
+      // only actions on the item on screen: never a change to an item already finished
+      if (!leased) { say("Nothing to undo here."); return; }
+      done = await send("POST", "/objects/undo?item_id=" + encodeURIComponent(leased.item_id), undefined, "the undo");
     } catch (err) {
-      if (err.status === 409) { say("Nothing undone: " + (err.detail || "nothing to undo")); return; }
+      if (err.status === 409) { say("Nothing undone: " + err.message); return; }
       throw err;
     }
     if (leased && done.item_id === leased.item_id) {
