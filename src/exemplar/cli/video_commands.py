@@ -4,7 +4,9 @@ Thin views over :mod:`exemplar.project.video`, the service the server's video AP
 (docs/video.md): a video is imported with ``exemplar import clip.mp4`` (every
 ``--frame-step``-th frame an item); these commands read its frames and objects, place a
 keyframe box, interpolate a track between its keyframes, follow an object with a tracker
-(its boxes become proposals) and mark frames done.
+(its boxes become proposals) and mark frames done. The CLI acts as the project's owner:
+its writes may change or finish frames that annotators hold leases on (the server refuses
+that to annotators).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def _print_write(done: TrackWrite, as_json: bool) -> None:
         "added": len(done.added),
         "revised": len(done.revised),
         "unchanged": done.unchanged,
+        "kept": done.kept,
         "stopped_at": done.stopped_at,
     }
     if as_json:
@@ -101,6 +104,8 @@ def _print_write(done: TrackWrite, as_json: bool) -> None:
         f"track {done.track_id}: {data['added']} box(es) added, {data['revised']} revised, "
         f"{done.unchanged} unchanged"
     )
+    if done.kept:
+        line += f", {done.kept} kept (a person's correction or decision)"
     if done.stopped_at is not None:
         line += f"; stopped at frame {done.stopped_at}"
     console.print(line, highlight=False)
@@ -189,6 +194,7 @@ def keyframe(
             label=label,
             box=_box(box),
             track_id=track,
+            may_override=True,
         )
     data = {"object_id": row.object_id, "track_id": row.track_id, "frame": frame}
     if as_json:
@@ -212,7 +218,7 @@ def interpolate(
     from exemplar.project.video import interpolate_track
 
     with _opened(project) as proj:
-        done = interpolate_track(proj, user or _default_user(), media_id, track)
+        done = interpolate_track(proj, user or _default_user(), media_id, track, may_override=True)
     _print_write(done, as_json)
 
 
@@ -243,6 +249,7 @@ def track_object(
             frames=frames,
             method=method,  # type: ignore[arg-type]
             min_score=min_score,
+            may_override=True,
         )
     _print_write(done, as_json)
 
@@ -265,7 +272,13 @@ def done(
 
     with _opened(project) as proj:
         result = finish_frames(
-            proj, user or _default_user(), media_id, first, last, accept_proposals=accept
+            proj,
+            user or _default_user(),
+            media_id,
+            first,
+            last,
+            accept_proposals=accept,
+            may_override=True,
         )
     if as_json:
         console.print_json(json.dumps(result.__dict__))

@@ -15,8 +15,8 @@ server (``/api/v1/videos/...``) call:
   that frame, moved);
 - :func:`interpolate_track`: linear boxes (:func:`exemplar.media.tracking.interpolate_boxes`)
   on every imported frame strictly between consecutive keyframes of a track, one object per
-  (track, frame): re-interpolating after a keyframe moved revises those objects instead of
-  adding more;
+  (track, frame): re-interpolating after a keyframe moved revises the boxes interpolation
+  wrote instead of adding more, and keeps those a person changed or decided since;
 - :func:`propagate_track`: a tracker (:func:`exemplar.media.tracking.track_boxes`) follows an
   object through the next frames and writes its boxes as the model's proposals, to be
   verified;
@@ -27,7 +27,12 @@ server (``/api/v1/videos/...``) call:
 
 Every write is one transaction, checked before anything is written: an unknown class, a
 box outside the frame, an unknown track or object writes nothing and raises a subclass of
-:class:`~exemplar.errors.ExemplarError` naming what is wrong. A write given an
+:class:`~exemplar.errors.ExemplarError` naming what is wrong. The writes respect the
+queue's leases as the objects API does: unless ``may_override`` (a reviewer, an admin, the
+project owner at the CLI), a write that would change objects on a frame another annotator
+holds a lease on (and the caller does not), or finish such a frame, raises
+:class:`VideoLeaseError` naming the frames and who holds them, and writes nothing. Frames
+that are only queued (pending) or not queued at all are anyone's to label. A write given an
 ``idempotency_key`` stores it on its rows (``key`` or ``key#i``); a retry with the same key
 writes nothing and returns what the first call wrote.
 """
@@ -76,11 +81,13 @@ from exemplar.store.schema import (
 )
 
 __all__ = [
+    "INTERPOLATION_VERSION",
     "TRACKER_MIN_SCORE",
     "FrameView",
     "FramesDone",
     "TrackWrite",
     "VideoError",
+    "VideoLeaseError",
     "VideoNotFoundError",
     "VideoObject",
     "VideoSummary",
@@ -96,6 +103,11 @@ __all__ = [
 
 #: The tracker stops at the first frame whose match score is below this.
 TRACKER_MIN_SCORE = 0.5
+#: The ``model_version`` of the rows :func:`interpolate_track` writes (verified, human): the
+#: mark that tells its own boxes from a person's. Any other writer's row of the object (a
+#: move, relabel, verify or reject, which the store writes with no ``model_version`` for a
+#: person's source) drops it, and interpolation then keeps that object as it is.
+INTERPOLATION_VERSION = "interpolation:linear"
 #: Statuses of the objects a track is made of (never deleted rows or hidden ground truth).
 _TRACK_STATUSES = (
     AnnotationStatus.PROPOSED.value,
@@ -113,6 +125,11 @@ class VideoError(ExemplarError, ValueError):
 
 class VideoNotFoundError(VideoError):
     """A video request names a video, frame item, track or object that does not exist."""
+
+
+class VideoLeaseError(VideoError):
+    """A write would change objects on, or finish, frames another annotator holds a lease on
+    (the server answers 403)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +205,8 @@ class TrackWrite:
 
     ``added``: new objects; ``revised``: new rows of objects the track already had on those
     frames; ``unchanged``: frames whose object already had that box (nothing written);
+    ``kept``: frames whose object interpolation left alone because a person changed or
+    decided it since interpolation wrote it (see :func:`interpolate_track`);
     ``stopped_at``: the frame where the tracker lost the object or met a person's box
     (None: it went as far as asked); ``retry``: a retry of an earlier call with the same
     key (nothing written now).
@@ -197,6 +216,7 @@ class TrackWrite:
     added: list[Annotation] = field(default_factory=list)
     revised: list[Annotation] = field(default_factory=list)
     unchanged: int = 0
+    kept: int = 0
     stopped_at: int | None = None
     retry: bool = False
 
@@ -471,6 +491,64 @@ def _clip(box: Sequence[float], width: int, height: int) -> Box:
     )
 
 
+def _lease_holders(s: Session, item_ids: Sequence[int], *, lock: bool) -> dict[int, set[str]]:
+    """item id -> the annotators holding a lease in force (not expired) on one of its queue
+    entries. With ``lock`` the entries are locked for the write transaction (PostgreSQL;
+    SQLite's writer turn already excludes other writers), so no lease is taken between the
+    check and the write."""
+    now = utcnow()
+    held: dict[int, set[str]] = {}
+    for part in id_chunks(sorted({int(i) for i in item_ids})):
+        query = select(QueueEntry.item_id, QueueEntry.annotator).where(
+            QueueEntry.item_id.in_(part),
+            QueueEntry.status == QueueStatus.LEASED.value,
+            QueueEntry.lease_expires.is_(None) | (QueueEntry.lease_expires > now),
+        )
+        for item_id, annotator in s.execute(query.with_for_update() if lock else query):
+            held.setdefault(int(item_id), set()).add(str(annotator))
+    return held
+
+
+def _check_leases(
+    s: Session,
+    user_name: str,
+    frames: dict[int, int],
+    *,
+    may_override: bool,
+    finishing: bool = False,
+    lock: bool = True,
+) -> None:
+    """Refuse a write on frames (frame -> item id) leased to someone else.
+
+    Changing objects is refused on a frame another annotator holds a lease on unless the
+    caller holds one on it too (as the objects API allows); finishing is refused on a frame
+    with any other annotator's lease in force (it would close their entry). Expired leases
+    are the queue's to hand out again and refuse nothing; ``may_override`` skips the check.
+    ``lock``: lock the entries (in a write transaction; see :func:`_lease_holders`).
+
+    Raises
+    ------
+    VideoLeaseError
+        Naming each refused frame and who holds it.
+    """
+    if may_override or not frames:
+        return
+    held = _lease_holders(s, list(frames.values()), lock=lock)
+    refused: list[str] = []
+    for frame, item_id in sorted(frames.items()):
+        holders = held.get(item_id, set())
+        others = sorted(holders - {user_name})
+        if others and (finishing or user_name not in holders):
+            refused.append(f"frame {frame} (item {item_id}) to {', '.join(map(repr, others))}")
+    if refused:
+        action = "finish" if finishing else "change objects on"
+        raise VideoLeaseError(
+            f"{user_name!r} may not {action} frames leased to another annotator: "
+            f"{'; '.join(refused)}. Only the annotator holding the lease, a reviewer or an "
+            "admin may; nothing was written"
+        )
+
+
 # -- keyframes ----------------------------------------------------------------------------------
 
 
@@ -484,13 +562,15 @@ def save_keyframe(
     track_id: int | None = None,
     object_id: int | None = None,
     idempotency_key: str | None = None,
+    may_override: bool = False,
 ) -> Annotation:
     """A person's box on a keyframe (status verified, source human, ``keyframe`` True).
 
     With ``object_id``: that object of this frame moves to ``box`` (and ``label``). With
     ``track_id``: the track's object on this frame moves there (it becomes a keyframe), or
     the track gets a new object on this frame. With neither: a new object starting a new
-    track (its ``track_id`` is its own ``object_id``).
+    track (its ``track_id`` is its own ``object_id``). ``may_override``: the caller may
+    change frames other annotators hold leases on (a reviewer, an admin, the CLI).
 
     Returns
     -------
@@ -502,6 +582,9 @@ def save_keyframe(
     VideoError
         The item is not a video frame, or the object or track is not one of this video's
         (or the object belongs to another track than ``track_id``).
+    VideoLeaseError
+        Another annotator holds a lease on the frame (and the caller neither does nor
+        ``may_override``).
     AnnotationError, UnknownClassError
         The box is malformed or outside the frame, or the class is unknown.
     """
@@ -513,6 +596,7 @@ def save_keyframe(
             if done:
                 return done[0]
         item, media = _frame_item(s, item_id)
+        _check_leases(s, user_name, {int(item.frame or 0): item.id}, may_override=may_override)
         conn = s.connection()
         target: Annotation | None = None
         if object_id is not None:
@@ -561,18 +645,29 @@ def interpolate_track(
     track_id: int,
     *,
     idempotency_key: str | None = None,
+    may_override: bool = False,
 ) -> TrackWrite:
     """Linear boxes on every imported frame strictly between consecutive keyframes of the
-    track (status verified, source human, ``keyframe`` False, the earlier keyframe's class).
+    track (status verified, source human, ``keyframe`` False, the earlier keyframe's class,
+    ``model_version`` :data:`INTERPOLATION_VERSION`).
 
-    A frame where the track already has a (non-keyframe) object gets a new row of that
-    object when its box or status differs, and nothing when it is already right; other
-    frames get a new object of the track. Frames outside the keyframes' span are left alone.
+    A frame where the track has no object gets a new object of the track. A frame where it
+    has one is revised only when that object's newest row is interpolation's own box (the
+    :data:`INTERPOLATION_VERSION` mark) or an open model or tracker proposal, and when the
+    box, class or status differs (else it is ``unchanged``). Any other newest row is a
+    person's work done after the interpolation that wrote the box, or instead of it: a move
+    or relabel (on ``/annotate`` or the video page), a verify, a reject or a hard negative
+    (every such revision drops the mark); that object is ``kept`` as it is, so a corrected
+    box stays where the person put it and a rejected one stays rejected. Frames outside
+    the keyframes' span are left alone.
 
     Raises
     ------
     VideoError
         ``media_id`` is not a video or has no such track.
+    VideoLeaseError
+        A frame it would write on is leased to another annotator (unless ``may_override``);
+        nothing is written.
     """
     classes = project.classes
     with project.db.session() as s:
@@ -589,24 +684,35 @@ def interpolate_track(
             [f for f in items if f not in keys],
         )
         ordered = sorted(keys)
-        conn = s.connection()
         result = TrackWrite(int(track_id))
-        n = 0
+        planned: list[tuple[int, Box, str, Annotation | None]] = []
         for frame, box in sorted(boxes.items()):
-            left = ordered[bisect_left(ordered, frame) - 1]  # the keyframe before
-            label = keys[left].label
+            label = keys[ordered[bisect_left(ordered, frame) - 1]].label  # the keyframe before
             old = track.get(frame)
-            key = None if idempotency_key is None else f"{idempotency_key}#{n}"
-            values = {"track_id": int(track_id), "keyframe": False, "idempotency_key": key}
+            if old is not None and not _interpolation_may_revise(old):
+                result.kept += 1
+            elif (
+                old is not None
+                and old.model_version == INTERPOLATION_VERSION
+                and old.status == AnnotationStatus.VERIFIED
+                and _same_box(old, box)
+                and old.label == label
+            ):
+                result.unchanged += 1
+            else:
+                planned.append((frame, box, label, old))
+        _check_leases(
+            s, user_name, {f: items[f].id for f, *_ in planned}, may_override=may_override
+        )
+        conn = s.connection()
+        for n, (frame, box, label, old) in enumerate(planned):
+            values = {
+                "track_id": int(track_id),
+                "keyframe": False,
+                "model_version": INTERPOLATION_VERSION,
+                "idempotency_key": None if idempotency_key is None else f"{idempotency_key}#{n}",
+            }
             if old is not None:
-                if (
-                    _same_box(old, box)
-                    and old.status == AnnotationStatus.VERIFIED
-                    and old.source == LabelSource.HUMAN
-                    and old.label == label
-                ):
-                    result.unchanged += 1
-                    continue
                 row = revise(
                     s,
                     old.object_id,
@@ -629,8 +735,22 @@ def interpolate_track(
                     classes=classes,
                 )[0]
                 result.added.append(_set(conn, row, **values))
-            n += 1
         return result
+
+
+def _interpolation_may_revise(row: Annotation) -> bool:
+    """Whether interpolation may replace an in-between object's newest row: a box it wrote
+    itself (verified, still marked :data:`INTERPOLATION_VERSION`) or an open proposal of a
+    model or the tracker. Anything else is a person's decision or edit and is kept."""
+    if row.keyframe:
+        return False
+    if row.status == AnnotationStatus.PROPOSED:
+        return row.source == LabelSource.MODEL
+    return (
+        row.status == AnnotationStatus.VERIFIED
+        and row.source == LabelSource.HUMAN
+        and row.model_version == INTERPOLATION_VERSION
+    )
 
 
 def _from_rows(track_id: int, rows: Sequence[Annotation]) -> TrackWrite:
@@ -653,6 +773,7 @@ def propagate_track(
     method: Literal["template", "mil"] = "template",
     min_score: float = TRACKER_MIN_SCORE,
     idempotency_key: str | None = None,
+    may_override: bool = False,
 ) -> TrackWrite:
     """Follow object ``object_id`` of frame ``item_id`` through the next ``frames`` imported
     frames with a tracker, and write its boxes as proposals.
@@ -665,11 +786,18 @@ def propagate_track(
     passes are revised, not duplicated. An object with no track starts one (its
     ``object_id``), recorded by a new row of it.
 
+    The frames it may write on are the next ``frames`` frames up to the track's next
+    person's box (and the start frame when the object gets its track): unless
+    ``may_override``, it refuses to run when one of them is leased to another annotator,
+    before tracking and again before writing, whatever the tracker would have reached.
+
     Raises
     ------
     VideoError
         The item is not a video frame, the object is not on it, ``frames`` is below 1, or
         ``method`` is unknown.
+    VideoLeaseError
+        A frame it may write on is leased to another annotator; nothing is written.
     """
     if method not in TRACKERS:
         raise VideoError(f"unknown tracker {method!r}; expected one of {', '.join(TRACKERS)}")
@@ -678,6 +806,10 @@ def propagate_track(
     classes = project.classes
     # Read the pixels outside the write transaction (decoding is the slow part).
     with project.db.read() as s:
+        if idempotency_key is not None:
+            done = _keyed(s, idempotency_key)
+            if done:  # a retry: the first answer, before any check or tracking
+                return _from_rows(int(done[0].track_id or 0), done)
         item, media = _frame_item(s, item_id)
         start = _object_on(s, item, object_id)
         items = media_items(s, media.id)
@@ -688,13 +820,17 @@ def propagate_track(
             for f, r in _track_rows_or_empty(s, media.id, track_id).items()
             if r.keyframe or r.source == LabelSource.HUMAN
         }
-    window: list[Item] = []
-    blocked: int | None = None  # the frame of the person's box the tracker stops before
-    for i in after:
-        if int(i.frame or 0) in stops:
-            blocked = int(i.frame or 0)
-            break
-        window.append(i)
+        window: list[Item] = []
+        blocked: int | None = None  # the frame of the person's box the tracker stops before
+        for i in after:
+            if int(i.frame or 0) in stops:
+                blocked = int(i.frame or 0)
+                break
+            window.append(i)
+        writes_on = {int(i.frame or 0): i.id for i in window}
+        if start.track_id is None:
+            writes_on[int(item.frame or 0)] = item.id
+        _check_leases(s, user_name, writes_on, may_override=may_override, lock=False)
     pixels = _FrameFiles([Path(item.uri), *(Path(i.uri) for i in window)])
     tracked = track_boxes(
         pixels, (start.x0, start.y0, start.x1, start.y1), method, min_score=min_score
@@ -707,6 +843,9 @@ def propagate_track(
                 return _from_rows(track_id, done)
         conn = s.connection()
         current = _object_on(s, item, object_id)  # still there, as it was read
+        if current.track_id is None:
+            writes_on[int(item.frame or 0)] = item.id
+        _check_leases(s, user_name, writes_on, may_override=may_override)
         if current.track_id is None:
             row = revise(  # the same state, now in a track
                 s,
@@ -829,6 +968,7 @@ def finish_frames(
     *,
     accept_proposals: bool = False,
     idempotency_key: str | None = None,
+    may_override: bool = False,
 ) -> FramesDone:
     """Mark the imported frames ``first_frame..last_frame`` (inclusive) done, in one
     transaction.
@@ -840,10 +980,16 @@ def finish_frames(
     open queue entry of those frames is closed (``done``). Calling it again changes
     nothing (and reports zeros); ``idempotency_key`` keys the label rows.
 
+    Pending (queued, not leased) entries and the caller's own leases close; a lease another
+    annotator holds is never closed: unless ``may_override``, a range with such a frame is
+    refused as a whole, naming the frames and who holds them, and nothing is written.
+
     Raises
     ------
     VideoError
         ``media_id`` is not a video, or the range is empty or holds no imported frame.
+    VideoLeaseError
+        A frame of the range is leased to another annotator.
     """
     if last_frame < first_frame:
         raise VideoError(f"the frames {first_frame}..{last_frame} are an empty range")
@@ -858,6 +1004,13 @@ def finish_frames(
                 f"video {media_id} has no imported frame in {first_frame}..{last_frame}"
             )
         ids = [i.id for i in items]
+        _check_leases(
+            s,
+            user_name,
+            {int(i.frame or 0): i.id for i in items},
+            may_override=may_override,
+            finishing=True,
+        )
         labeled = _labeled_items(s, ids)
         entries = list(
             s.scalars(

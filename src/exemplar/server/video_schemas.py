@@ -154,6 +154,11 @@ class TrackWriteOut(BaseModel):
     added: list[VideoObjectOut]
     revised: list[VideoObjectOut]
     unchanged: int
+    kept: int = Field(
+        0,
+        description="In-between objects interpolation left alone: a person moved, relabeled, "
+        "verified or rejected them since (always 0 for a propagation).",
+    )
     stopped_at: int | None
     retry: bool
 

@@ -4,6 +4,7 @@ project that imported the fixture video (real nuclei crops moving with known box
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from exemplar.data.video_fixture import VideoFixture, build_video_fixture
 from exemplar.errors import ExemplarError
 from exemplar.project import Project
 from exemplar.project.video import (
+    INTERPOLATION_VERSION,
     VideoError,
+    VideoLeaseError,
     finish_frames,
     interpolate_track,
     propagate_track,
@@ -25,7 +28,7 @@ from exemplar.project.video import (
 from exemplar.store.annotations import OBJECTS_LABEL, AnnotationError, object_history, revise
 from exemplar.store.labels import UnknownClassError
 from exemplar.store.queue import enqueue, lease
-from exemplar.store.schema import Annotation, Label, Media, QueueEntry
+from exemplar.store.schema import Annotation, Label, Media, QueueEntry, utcnow
 
 N_FRAMES = 24
 
@@ -271,7 +274,7 @@ def test_finish_frames_can_accept_the_proposals(project: Project) -> None:
 
 def test_a_track_survives_revisions_that_do_not_repeat_it(project: Project) -> None:
     """A verify through the objects API writes a row without track_id or keyframe: the
-    object stays in its track, and interpolation still revises it."""
+    object stays in its track, and interpolation keeps the box a person moved."""
     media, items = _media_id(project), _items(project)
     a = save_keyframe(project, "ann", items[0], label="nucleus", box=(10, 10, 40, 40))
     save_keyframe(
@@ -286,5 +289,189 @@ def test_a_track_survives_revisions_that_do_not_repeat_it(project: Project) -> N
     assert objects[2].track_id == a.track_id and objects[2].annotation.keyframe is False
     assert objects[0].annotation.keyframe is True
     again = interpolate_track(project, "ann", media, a.track_id)  # type: ignore[arg-type]
-    assert (len(again.added), len(again.revised), again.unchanged) == (0, 1, 2)
-    assert len([o for o in video_objects(project, media) if o.track_id == a.track_id]) == 5
+    assert (len(again.added), len(again.revised), again.unchanged, again.kept) == (0, 0, 2, 1)
+    track = {
+        o.frame: o.annotation for o in video_objects(project, media) if o.track_id == a.track_id
+    }
+    assert len(track) == 5
+    assert (track[2].x0, track[2].annotator) == (31, "rev")
+
+
+def _history(project: Project, object_id: int) -> list[int]:
+    """The ids of the object's rows, oldest first."""
+    with project.db.read() as s:
+        return [r.id for r in object_history(s, object_id)]
+
+
+def test_reinterpolation_keeps_a_persons_corrections_and_decisions(
+    project: Project, clip: VideoFixture
+) -> None:
+    """Interpolation revises only its own boxes and open proposals: a box a person moved,
+    relabeled, verified, rejected or marked a hard negative since stays as they left it."""
+    media, items = _media_id(project), _items(project)
+    truth = clip.tracks[0].boxes
+    k0 = save_keyframe(project, "ann", items[4], label="nucleus", box=truth[4])
+    track = k0.track_id
+    assert track is not None
+    save_keyframe(project, "ann", items[10], label="nucleus", box=truth[10], track_id=track)
+    first = interpolate_track(project, "ann", media, track)
+    assert (len(first.added), first.kept) == (5, 0)
+    assert {r.model_version for r in first.added} == {INTERPOLATION_VERSION}
+    by_frame = {_frame_of(project, r.item_id): r for r in first.added}
+    with project.db.session() as s:
+        # frame 5 rejected, 6 moved and relabeled, 7 verified as it is, 8 a hard negative
+        revise(
+            s, by_frame[5].object_id, annotator="ann2", status="rejected", classes=project.classes
+        )
+        revise(
+            s,
+            by_frame[6].object_id,
+            annotator="ann2",
+            status="verified",
+            label="debris",
+            box=(1.0, 1.0, 20.0, 20.0),
+            classes=project.classes,
+        )
+        revise(
+            s, by_frame[7].object_id, annotator="rev", status="verified", classes=project.classes
+        )
+        revise(
+            s,
+            by_frame[8].object_id,
+            annotator="rev",
+            status="hard_negative",
+            classes=project.classes,
+        )
+    # the first keyframe moves; re-interpolating revises only frame 9 (still its own box)
+    save_keyframe(
+        project,
+        "ann",
+        items[4],
+        label="nucleus",
+        box=tuple(v + 2 for v in truth[4]),
+        object_id=k0.object_id,
+    )
+    before = {f: _history(project, by_frame[f].object_id) for f in (5, 6, 7, 8)}
+    again = interpolate_track(project, "ann", media, track)
+    assert (len(again.added), len(again.revised), again.unchanged, again.kept) == (0, 1, 0, 4)
+    assert _frame_of(project, again.revised[0].item_id) == 9
+    assert again.revised[0].model_version == INTERPOLATION_VERSION
+    for frame, history in before.items():
+        assert _history(project, by_frame[frame].object_id) == history, frame
+    now = {o.frame: o.annotation for o in video_objects(project, media) if o.track_id == track}
+    assert now[5].status == "rejected" and now[8].status == "hard_negative"
+    assert (now[6].label, now[6].x0, now[6].annotator) == ("debris", 1.0, "ann2")
+    assert (now[7].status, now[7].annotator) == ("verified", "rev")
+    # a third time: frame 9 is already right, the person's four are kept again
+    third = interpolate_track(project, "ann", media, track)
+    assert (len(third.added), len(third.revised), third.unchanged, third.kept) == (0, 0, 1, 4)
+
+
+def test_interpolation_replaces_the_trackers_open_proposals(project: Project) -> None:
+    media, items = _media_id(project), _items(project)
+    start = save_keyframe(project, "ann", items[12], label="nucleus", box=(100, 100, 130, 125))
+    proposed = propagate_track(project, "ann", items[12], start.object_id, frames=2, min_score=-1)
+    assert len(proposed.added) == 2
+    track = start.track_id
+    assert track is not None
+    save_keyframe(
+        project, "ann", items[16], label="nucleus", box=(112, 100, 142, 125), track_id=track
+    )
+    done = interpolate_track(project, "ann", media, track)
+    assert (len(done.added), len(done.revised), done.kept) == (1, 2, 0)
+    rows = {o.frame: o.annotation for o in video_objects(project, media) if o.track_id == track}
+    assert [(rows[f].status, rows[f].source, rows[f].x0) for f in (13, 14)] == [
+        ("verified", "human", 103.0),
+        ("verified", "human", 106.0),
+    ]
+
+
+def _lease_frame(project: Project, item_id: int, annotator: str) -> int:
+    """Queue ``item_id`` and lease it to ``annotator``; its queue entry id."""
+    with project.db.session() as s:
+        enqueue(s, None, [(item_id, "uncertainty", 0.9)])
+    leased = lease(project.db, annotator, lease_seconds=600)
+    assert leased is not None and leased.item_id == item_id
+    return leased.entry_id
+
+
+def _entries(project: Project) -> dict[int, tuple[str, str | None]]:
+    with project.db.read() as s:
+        return {
+            int(i): (str(st), a)
+            for i, st, a in s.execute(
+                select(QueueEntry.item_id, QueueEntry.status, QueueEntry.annotator)
+            )
+        }
+
+
+def test_writes_refuse_frames_leased_to_another_annotator(project: Project) -> None:
+    media, items = _media_id(project), _items(project)
+    mine = save_keyframe(project, "ann", items[3], label="nucleus", box=(10, 10, 40, 40))
+    _lease_frame(project, items[3], "ann")
+    with project.db.session() as s:
+        enqueue(s, None, [(items[4], "uncertainty", 0.1)])  # pending: anyone's to label
+    a = save_keyframe(project, "ann2", items[1], label="nucleus", box=(10, 10, 40, 40))
+    assert a.track_id is not None
+    rows, entries = _rows(project), _entries(project)
+
+    refused = "'ann2' may not change objects on frames leased to another annotator: frame 3"
+    with pytest.raises(VideoLeaseError, match=refused):
+        save_keyframe(project, "ann2", items[3], label="debris", box=(0, 0, 5, 5))
+    with pytest.raises(VideoLeaseError, match=refused):
+        save_keyframe(
+            project,
+            "ann2",
+            items[3],
+            label="debris",
+            box=(0, 0, 5, 5),
+            object_id=mine.object_id,
+        )
+    with pytest.raises(VideoLeaseError, match=rf"{refused} \(item {items[3]}\) to 'ann'"):
+        propagate_track(project, "ann2", items[1], a.object_id, frames=4, min_score=-1)
+    assert _rows(project) == rows
+    save_keyframe(
+        project, "ann2", items[5], label="nucleus", box=(20, 10, 50, 40), track_id=a.track_id
+    )
+    rows = _rows(project)
+    with pytest.raises(VideoLeaseError, match=refused):
+        interpolate_track(project, "ann2", media, a.track_id)
+    with pytest.raises(VideoLeaseError, match="may not finish frames .* frame 3 .* to 'ann'"):
+        finish_frames(project, "ann2", media, 0, 6)
+    assert _rows(project) == rows and _entries(project) == entries
+    assert not any(f.labeled for f in video_info(project, media).frames)
+
+    # the holder may, and so may a reviewer or admin (may_override)
+    assert (
+        save_keyframe(
+            project,
+            "ann",
+            items[3],
+            label="nucleus",
+            box=(11, 10, 41, 40),
+            object_id=mine.object_id,
+        ).annotator
+        == "ann"
+    )
+    done = interpolate_track(project, "rev", media, a.track_id, may_override=True)
+    assert len(done.added) == 3
+    # a frame only queued (pending) is labeled and closed by anyone; the lease stays open
+    save_keyframe(project, "ann2", items[4], label="nucleus", box=(30, 30, 60, 60))
+    finished = finish_frames(project, "ann2", media, 4, 6)
+    assert (finished.labeled, finished.closed) == (3, 1)
+    assert _entries(project) == {items[3]: ("leased", "ann"), items[4]: ("done", None)}
+    # the holder finishes its own frame
+    own = finish_frames(project, "ann", media, 3, 3)
+    assert (own.labeled, own.closed) == (1, 1)
+    assert _entries(project)[items[3]] == ("done", "ann")
+
+
+def test_an_expired_lease_refuses_nothing(project: Project) -> None:
+    media, items = _media_id(project), _items(project)
+    entry = _lease_frame(project, items[2], "ann")
+    with project.db.session() as s:
+        row = s.get(QueueEntry, entry)
+        assert row is not None
+        row.lease_expires = utcnow() - timedelta(seconds=1)
+    done = finish_frames(project, "ann2", media, 2, 2)
+    assert (done.labeled, done.closed) == (1, 1)

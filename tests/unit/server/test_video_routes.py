@@ -19,6 +19,7 @@ from exemplar.data.video_fixture import VideoFixture, build_video_fixture
 from exemplar.project import Project
 from exemplar.server import create_app
 from exemplar.store.accounts import add_user, create_token
+from exemplar.store.annotations import revise
 from exemplar.store.queue import enqueue
 from exemplar.store.schema import Annotation, Label, Media, QueueEntry
 
@@ -297,3 +298,128 @@ def test_a_project_without_videos_lists_none(tmp_path: Path) -> None:
         assert client.get("/api/v1/videos").json() == {"videos": []}
         page = client.get("/videos")
         assert page.status_code == 200 and "No videos in this project" in page.text
+
+
+def test_an_annotator_cannot_change_or_finish_a_frame_leased_to_another(api: VideoApi) -> None:
+    """The video API keeps the objects API's lease rule: ann2 may neither move ann's object
+    on the frame ann leased nor close ann's lease; ann submits her frame afterwards."""
+    items = api.items()
+    add_user(api.project.db, "rev", "reviewer", PASSWORD)
+    with api.project.db.session() as s:
+        enqueue(s, None, [(items[3], "test", 0.5)])
+    r = api.client.get("/api/v1/items/next", headers=api.auth("ann"))
+    assert r.status_code == 200 and r.json()["item_id"] == items[3], r.text
+    entry = r.json()["entry_id"]
+    with api.project.db.session() as s:
+        enqueue(s, None, [(items[5], "test", 0.4)])  # queued, not leased
+    drawn = api.client.post(
+        f"/api/v1/items/{items[3]}/objects",
+        json={"label": "nucleus", "box": [10, 10, 40, 40]},
+        headers=api.auth("ann"),
+    )
+    assert drawn.status_code == 201, drawn.text
+    mine = drawn.json()["object_id"]
+    other = api.post(
+        "/keyframes",
+        {"item_id": items[1], "label": "nucleus", "box": [10, 10, 40, 40]},
+        name="ann2",
+    ).json()
+    api.post(
+        "/keyframes",
+        {
+            "item_id": items[6],
+            "label": "nucleus",
+            "box": [15, 10, 45, 40],
+            "track_id": other["track_id"],
+        },
+        name="ann2",
+    )
+    rows = api.rows()
+    move = {"item_id": items[3], "label": "debris", "box": [0, 0, 5, 5], "object_id": mine}
+    refused = [
+        api.post("/keyframes", move, name="ann2"),
+        api.post("/keyframes", {**move, "object_id": None}, name="ann2"),
+        api.post(f"/tracks/{other['track_id']}/interpolate", name="ann2"),
+        api.post(
+            "/tracks/propagate",
+            {"item_id": items[1], "object_id": other["object_id"], "frames": 4, "min_score": -1},
+            name="ann2",
+        ),
+        api.post("/frames/done", {"first_frame": 0, "last_frame": 15}, name="ann2"),
+    ]
+    for r in refused:
+        assert r.status_code == 403, r.text
+        assert f"frame 3 (item {items[3]}) to 'ann'" in r.json()["detail"], r.text
+    assert "may not finish frames leased" in refused[-1].json()["detail"]
+    assert api.rows() == rows
+    with api.project.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Label)) == 0
+        status = dict(s.execute(select(QueueEntry.item_id, QueueEntry.status)).all())
+    assert status == {items[3]: "leased", items[5]: "pending"}
+    # frames nobody else leases are anyone's: the pending entry closes
+    done = api.post("/frames/done", {"first_frame": 4, "last_frame": 6}, name="ann2")
+    assert done.status_code == 200, done.text
+    assert (done.json()["labeled"], done.json()["closed"]) == (3, 1)
+    # ann's own submit still works, her lease untouched by ann2
+    r = api.client.post(
+        f"/api/v1/queue/{entry}/objects",
+        json={"objects": [{"object_id": mine, "label": "nucleus", "box": [10, 10, 40, 40]}]},
+        headers=api.auth("ann"),
+    )
+    assert r.status_code == 200, r.text
+    # a reviewer may write on any frame, frame 2 leased to ann included
+    with api.project.db.session() as s:
+        enqueue(s, None, [(items[2], "test", 0.5)])
+    assert (
+        api.client.get("/api/v1/items/next", headers=api.auth("ann")).json()["item_id"] == items[2]
+    )
+    ok = api.post(f"/tracks/{other['track_id']}/interpolate", name="rev")
+    assert ok.status_code == 200, ok.text
+    assert sorted(o["frame"] for o in ok.json()["added"]) == [2, 3, 4, 5]
+    assert ok.json()["kept"] == 0
+
+
+def test_reinterpolating_keeps_a_box_a_person_corrected(api: VideoApi) -> None:
+    items = api.items()
+    first = api.post(
+        "/keyframes", {"item_id": items[2], "label": "nucleus", "box": [10, 10, 40, 40]}
+    ).json()
+    track = first["track_id"]
+    api.post(
+        "/keyframes",
+        {"item_id": items[6], "label": "nucleus", "box": [30, 10, 60, 40], "track_id": track},
+    )
+    added = {o["frame"]: o for o in api.post(f"/tracks/{track}/interpolate").json()["added"]}
+    assert sorted(added) == [3, 4, 5]
+    # a reviewer corrects frame 4 on /annotate; frame 5 is rejected
+    add_user(api.project.db, "rev", "reviewer", PASSWORD)
+    moved = api.client.patch(
+        f"/api/v1/objects/{added[4]['object_id']}",
+        json={"box": [1, 1, 21, 21]},
+        headers=api.auth("rev"),
+    )
+    assert moved.status_code == 200, moved.text
+    with api.project.db.session() as s:
+        revise(
+            s,
+            added[5]["object_id"],
+            annotator="rev",
+            status="rejected",
+            classes=api.project.classes,
+        )
+    api.post(
+        "/keyframes",
+        {
+            "item_id": items[2],
+            "label": "nucleus",
+            "box": [12, 10, 42, 40],
+            "object_id": first["object_id"],
+        },
+    )
+    r = api.post(f"/tracks/{track}/interpolate")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (len(body["added"]), [o["frame"] for o in body["revised"]], body["kept"]) == (0, [3], 2)
+    objects = {o["frame"]: o for o in api.get("/objects").json()["objects"]}
+    assert objects[4]["box"] == [1, 1, 21, 21] and objects[4]["annotator"] == "rev"
+    assert objects[5]["status"] == "rejected"

@@ -16,7 +16,10 @@ propagation and finished frames (the routes over :mod:`exemplar.project.video`).
 Every write is one transaction and takes an optional ``Idempotency-Key`` header: a retry
 with the same key writes nothing and returns the first answer (finishing frames twice
 changes nothing either way). Any logged-in user may label a video (annotators included):
-a clip is labeled as a whole, not one leased frame at a time. Bad input (an unknown class,
+a clip is labeled as a whole, not one leased frame at a time; but an annotator may not
+change objects on, or finish, a frame another annotator holds a lease on (403 naming the
+frames and who holds them, nothing written), as the objects API refuses; reviewers and
+admins may. Bad input (an unknown class,
 a box outside the frame, an unknown track or object, a frame of another video) is a 422
 or 404 with the reason, and writes nothing.
 """
@@ -32,6 +35,7 @@ from exemplar.media.tracking import TrackingError
 from exemplar.project.video import (
     TrackWrite,
     VideoError,
+    VideoLeaseError,
     VideoNotFoundError,
     VideoObject,
     finish_frames,
@@ -56,6 +60,7 @@ from exemplar.server.video_schemas import (
     VideoOut,
     VideoSummaryOut,
 )
+from exemplar.store.accounts import Role, User
 from exemplar.store.annotations import AnnotationError
 from exemplar.store.labels import UnknownClassError
 from exemplar.store.schema import Annotation, Item
@@ -79,11 +84,22 @@ def _fail(exc: Exception) -> NoReturn:
     message = str(exc)
     if isinstance(exc, VideoNotFoundError):
         raise HTTPException(404, message) from exc
+    if isinstance(exc, VideoLeaseError):
+        raise HTTPException(403, message) from exc
     if isinstance(exc, VideoError | AnnotationError | UnknownClassError | TrackingError):
         raise HTTPException(422, message) from exc
     if isinstance(exc, StoreError):
         raise HTTPException(503, message) from exc
     raise exc
+
+
+#: Roles whose video writes may change or finish frames other annotators hold leases on.
+_OVERRIDE_ROLES = frozenset({Role.REVIEWER.value, Role.ADMIN.value})
+
+
+def _may_override(user: User) -> bool:
+    """Whether ``user`` may write on frames leased to others (a reviewer or an admin)."""
+    return user.role in _OVERRIDE_ROLES
 
 
 def _key(user_id: int, key: str | None) -> str | None:
@@ -124,6 +140,7 @@ def _track_out(write: TrackWrite, frames: dict[int, int]) -> TrackWriteOut:
         added=[_object_out(r, frames[r.item_id]) for r in write.added],
         revised=[_object_out(r, frames[r.item_id]) for r in write.revised],
         unchanged=write.unchanged,
+        kept=write.kept,
         stopped_at=write.stopped_at,
         retry=write.retry,
     )
@@ -219,6 +236,7 @@ def router() -> APIRouter:
                 track_id=body.track_id,
                 object_id=body.object_id,
                 idempotency_key=_key(user.id, idempotency_key),
+                may_override=_may_override(user),
             )
         except ExemplarError as exc:
             _fail(exc)
@@ -233,7 +251,8 @@ def router() -> APIRouter:
         idempotency_key: IdempotencyKey = None,
     ) -> TrackWriteOut:
         """Linear boxes on every imported frame between consecutive keyframes of the track
-        (one object per frame: existing ones are revised, unchanged ones left alone)."""
+        (one object per frame: interpolation's own boxes and open proposals are revised,
+        unchanged ones left alone, and those a person changed or decided since are kept)."""
         try:
             done = interpolate_track(
                 state.project,
@@ -241,6 +260,7 @@ def router() -> APIRouter:
                 media_id,
                 track_id,
                 idempotency_key=_key(user.id, idempotency_key),
+                may_override=_may_override(user),
             )
         except ExemplarError as exc:
             _fail(exc)
@@ -267,6 +287,7 @@ def router() -> APIRouter:
                 method=body.method,
                 min_score=body.min_score,
                 idempotency_key=_key(user.id, idempotency_key),
+                may_override=_may_override(user),
             )
         except ExemplarError as exc:
             _fail(exc)
@@ -291,6 +312,7 @@ def router() -> APIRouter:
                 body.last_frame,
                 accept_proposals=body.accept_proposals,
                 idempotency_key=_key(user.id, idempotency_key),
+                may_override=_may_override(user),
             )
         except ExemplarError as exc:
             _fail(exc)

@@ -233,7 +233,8 @@
     await reload();
     await show(position);
     say("track " + track + ": " + done.added.length + " box(es) interpolated, " + done.revised.length +
-      " revised, " + done.unchanged + " unchanged");
+      " revised, " + done.unchanged + " unchanged" +
+      (done.kept ? ", " + done.kept + " kept (a person's correction or decision)" : ""));
   }
 
   async function propagate() {
