@@ -21,8 +21,9 @@ random boxes up to 3. One annotator account and API token per simulated annotato
   once ``--batch`` items are finished (the JSON says whether a model was fitted and how far
   its cycle got). The default ``--finished`` 2500 is what the queue holds until the first
   retraining cycle queues its batch: on 2 shared cores that cycle (CenterNet fit, then
-  scoring the pool) takes longer than 50 annotators need for 2000 items, and a longer run
-  measures annotators polling an empty queue.
+  scoring the pool) takes longer than 50 annotators need for 2000 items. The run ends
+  early when no item was served for 15 s (``queue_ran_dry`` in the JSON): beyond that it
+  would measure annotators polling an empty queue.
 - ``--learner off``: every item is queued at the start, and the same web workers
   (``exemplar.server.app:app_from_env`` under uvicorn, as ``exemplar serve`` runs them) serve
   with no learner process.
@@ -105,6 +106,9 @@ SIDE = 128
 #: The routes whose p99 the goal covers (``next`` is reported beside them).
 OBJECT_ROUTES = ("objects", "verify", "reject", "patch", "draw", "submit")
 ROUTES = ("next", *OBJECT_ROUTES)
+#: The run ends when no item was served for this long (the queue ran dry: the learner's
+#: next batch is not ready yet); the JSON says so (``queue_ran_dry``).
+DRY_S = 15.0
 #: Cycle states after a retraining cycle's batch is queued.
 READY_STATES = ("label", "compare", "stop_check", "done", "stopped")
 #: How long the server may take to answer its first request.
@@ -215,6 +219,7 @@ class Run:
     def __init__(self, target: int, max_seconds: float, think_s: float = 0.0) -> None:
         self.target = target
         self.think_s = think_s
+        self.max_seconds = max_seconds
         self.started = time.perf_counter()
         self.deadline = time.monotonic() + max_seconds
         self.ms: dict[str, list[float]] = {route: [] for route in ROUTES}
@@ -227,6 +232,14 @@ class Run:
         #: object sets: label_id -> (item, annotator, entry, stored key, objects sent)
         self.set_acks: dict[int, tuple[int, str, int, str, int]] = {}
         self.strategies: Counter[str] = Counter()
+        self.last_served = time.monotonic()  # when the last item was served to anyone
+        self.ran_dry = False
+
+    def start(self) -> None:
+        """The server answers: the clocks start now (not while it started up)."""
+        self.started = time.perf_counter()
+        self.deadline = time.monotonic() + self.max_seconds
+        self.last_served = time.monotonic()
 
     def record(self, route: str, t0: float, t1: float) -> None:
         """One request's latency (ms); a slow one's start is noted too."""
@@ -237,8 +250,11 @@ class Run:
     @property
     def done(self) -> bool:
         """The target is reached, or the run gives up (too many errors, or too long)."""
+        if time.monotonic() - self.last_served > DRY_S:
+            self.ran_dry = True
         return (
             len(self.set_acks) >= self.target
+            or self.ran_dry
             or sum(self.errors.values()) >= MAX_ERRORS
             or time.monotonic() > self.deadline
         )
@@ -289,6 +305,7 @@ class Annotator:
                 await asyncio.sleep(0.05)
                 continue
             self.run.strategies[str(item["strategy"]).split(":")[0]] += 1
+            self.run.last_served = time.monotonic()
             await self.label(item, t0)
 
     async def label(self, item: dict[str, Any], t0: float) -> None:
@@ -460,7 +477,7 @@ def drive_server(
     # Two workers and the learner import torch at once: on 2 busy cores that can take
     # longer than server_load's 60 s.
     proc = start_server(cmd, port, log_path, timeout=START_TIMEOUT_S)
-    run.started = time.perf_counter()
+    run.start()
     cpu_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_self = time.process_time()
     load_before = os.getloadavg()
@@ -606,9 +623,10 @@ def verify(root: Path, run: Run, ids: dict[str, int], cycles_before: int) -> dic
         "cycles_before": cycles_before,
         "cycles_after": len(states),
         "cycle_states": states,
-        # a retraining cycle that got its batch queued (past scoring and selection)
+        # a retraining cycle (numbers start at 0) that got its batch queued (past scoring
+        # and selection)
         "retrain_cycles_completed": sum(
-            1 for n, state in states.items() if n > cycles_before and state in READY_STATES
+            1 for n, state in states.items() if n >= cycles_before and state in READY_STATES
         ),
         "model_versions": models,
     }
@@ -739,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": stats,
         "object_routes": _pct(everything),
         "empty_next_responses": run.empty,
+        "queue_ran_dry": run.ran_dry,
         "slow_requests_per_second": _histogram(run.slow_at, timing["wall_s"], 1.0),
         "client_errors": dict(run.errors),
         "served_strategies": dict(run.strategies),
