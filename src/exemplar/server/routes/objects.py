@@ -149,10 +149,15 @@ def _object_out(row: Annotation) -> ObjectOut:
 
 def _current(s: Session, object_id: int) -> Annotation:
     """The newest row of a visible object (404 for an unknown, deleted or hidden one)."""
-    rows = object_history(s, object_id)
-    if not rows or rows[-1].status not in VISIBLE_STATUSES:
+    row = s.scalar(
+        select(Annotation)
+        .where(Annotation.object_id == object_id)
+        .order_by(Annotation.id.desc())
+        .limit(1)
+    )
+    if row is None or row.status not in VISIBLE_STATUSES:
         raise HTTPException(404, f"no object {object_id}")
-    return rows[-1]
+    return row
 
 
 # -- checks with the object's position in the message ----------------------------------------
@@ -365,26 +370,24 @@ def _row_key(user: User, key: str | None) -> str | None:
     return None if key is None else f"o{user.id}:{key}"
 
 
-def _replayed(project: Project, stored_key: str | None) -> Annotation | None:
+def _replayed(s: Session, stored_key: str | None) -> Annotation | None:
     """The row a first attempt with ``stored_key`` wrote, if any (a retry's answer)."""
     if stored_key is None:
         return None
-    with project.db.read() as s:
-        return s.scalar(
-            select(Annotation).where(
-                Annotation.idempotency_key.in_([stored_key, f"{stored_key}#0"])
-            )
-        )
+    return s.scalar(
+        select(Annotation).where(Annotation.idempotency_key.in_([stored_key, f"{stored_key}#0"]))
+    )
 
 
 def _once(
     project: Project,
     stored_key: str | None,
-    write: Callable[[], Annotation],
+    write: Callable[[Session], Annotation],
     same: Callable[[Annotation], bool],
 ) -> ObjectOut:
-    """Run ``write`` unless a first attempt with the same key already wrote its row; a
-    concurrent duplicate that loses the race on the key's uniqueness gets the winner's row.
+    """Run ``write`` in one write transaction, unless a first attempt with the same key
+    already wrote its row (looked up in that transaction); a concurrent duplicate that loses
+    the race on the key's uniqueness (PostgreSQL) gets the winner's row.
 
     ``same`` tells whether a stored row answers this request (the same object, or the same
     item for a drawing): a key reused for another request is a 409, never another answer.
@@ -399,16 +402,21 @@ def _once(
             )
         return _object_out(row)
 
-    done = _replayed(project, stored_key)
-    if done is not None:
-        return answer(done)
     try:
-        return _object_out(write())
+        with project.db.session() as s:
+            done = _replayed(s, stored_key)
+            if done is not None:
+                return answer(done)
+            written = write(s)
+            s.flush()
+            out = _object_out(written)
+        return out
     except IntegrityError:
-        done = _replayed(project, stored_key)
-        if done is None:
-            raise
-        return answer(done)
+        with project.db.read() as s:
+            done = _replayed(s, stored_key)
+            if done is None:
+                raise
+            return answer(done)
 
 
 def revise_object(
@@ -428,12 +436,13 @@ def revise_object(
     return _once(
         project,
         stored_key,
-        lambda: _revise(project, user, object_id, status, patch, stored_key),
+        lambda s: _revise(s, project, user, object_id, status, patch, stored_key),
         lambda row: row.object_id == object_id,
     )
 
 
 def _revise(
+    s: Session,
     project: Project,
     user: User,
     object_id: int,
@@ -441,44 +450,41 @@ def _revise(
     patch: ObjectPatchIn | None,
     stored_key: str | None,
 ) -> Annotation:
-    with project.db.session() as s:
-        row = _current(s, object_id)
-        _check_access(s, user, row.item_id)
-        changes: dict[str, Any] = {}
-        if patch is not None:
-            item = s.get_one(Item, row.item_id)
-            if patch.label is not None:
-                if patch.label not in project.classes:
-                    message = (
-                        f"object {object_id}: unknown class {patch.label!r}; "
-                        f"the project's classes are: {', '.join(project.classes)}"
-                    )
-                    raise _invalid(("body", "label"), message, patch.label)
-                changes["label"] = patch.label
-            if patch.box is not None:
-                problem = _box_problem(patch.box, item.width, item.height)
-                if problem is not None:
-                    raise _invalid(("body", "box"), f"object {object_id}: {problem}", patch.box)
-                changes["box"] = tuple(patch.box)
-            if patch.polygons is not None or patch.rle is not None:
-                problem = _shape_problem(row.geometry, patch, item.width, item.height)
-                if problem is not None:
-                    raise _invalid(("body",), f"object {object_id}: {problem}", row.geometry)
-                changes["shape"] = _shape(patch)
-        try:
-            written = revise(
-                s,
-                object_id,
-                annotator=user.name,
-                status=status,
-                classes=project.classes,
-                idempotency_key=stored_key,
-                **changes,
-            )
-        except (AnnotationError, UnknownClassError) as exc:
-            raise _invalid(("body",), str(exc), None) from exc
-        s.flush()
-        s.expunge_all()
+    row = _current(s, object_id)
+    _check_access(s, user, row.item_id)
+    changes: dict[str, Any] = {}
+    if patch is not None:
+        item = s.get_one(Item, row.item_id)
+        if patch.label is not None:
+            if patch.label not in project.classes:
+                message = (
+                    f"object {object_id}: unknown class {patch.label!r}; "
+                    f"the project's classes are: {', '.join(project.classes)}"
+                )
+                raise _invalid(("body", "label"), message, patch.label)
+            changes["label"] = patch.label
+        if patch.box is not None:
+            problem = _box_problem(patch.box, item.width, item.height)
+            if problem is not None:
+                raise _invalid(("body", "box"), f"object {object_id}: {problem}", patch.box)
+            changes["box"] = tuple(patch.box)
+        if patch.polygons is not None or patch.rle is not None:
+            problem = _shape_problem(row.geometry, patch, item.width, item.height)
+            if problem is not None:
+                raise _invalid(("body",), f"object {object_id}: {problem}", row.geometry)
+            changes["shape"] = _shape(patch)
+    try:
+        written = revise(
+            s,
+            object_id,
+            annotator=user.name,
+            status=status,
+            classes=project.classes,
+            idempotency_key=stored_key,
+            **changes,
+        )
+    except (AnnotationError, UnknownClassError) as exc:
+        raise _invalid(("body",), str(exc), None) from exc
     return written
 
 
@@ -488,35 +494,34 @@ def draw_object(
     """Add one object a person drew on item ``item_id`` (verified, source human)."""
     stored_key = _row_key(user, key)
 
-    def write() -> Annotation:
-        with project.db.session() as s:
-            _check_access(s, user, item_id)
-            item = s.get(Item, item_id)
-            if item is None:
-                raise HTTPException(404, f"no item {item_id}")
-            drawn = ObjectIn.model_validate(body.model_dump())
-            check_objects(
-                [drawn],
+    def write(s: Session) -> Annotation:
+        _check_access(s, user, item_id)
+        item = s.get(Item, item_id)
+        if item is None:
+            raise HTTPException(404, f"no item {item_id}")
+        drawn = ObjectIn.model_validate(body.model_dump())
+        check_objects(
+            [drawn],
+            classes=project.classes,
+            width=item.width,
+            height=item.height,
+            item_id=item_id,
+            known={},
+        )
+        try:
+            (row,) = add_annotations(
+                s,
+                item_id,
+                [AnnotationIn(body.label, tuple(body.box), body.geometry, _shape(body))],
+                status=AnnotationStatus.VERIFIED,
+                source=LabelSource.HUMAN,
+                annotator=user.name,
                 classes=project.classes,
-                width=item.width,
-                height=item.height,
-                item_id=item_id,
-                known={},
+                idempotency_key=stored_key,
             )
-            try:
-                (row,) = add_annotations(
-                    s,
-                    item_id,
-                    [AnnotationIn(body.label, tuple(body.box), body.geometry, _shape(body))],
-                    status=AnnotationStatus.VERIFIED,
-                    source=LabelSource.HUMAN,
-                    annotator=user.name,
-                    classes=project.classes,
-                    idempotency_key=stored_key,
-                )
-            except (AnnotationError, UnknownClassError) as exc:
-                message = str(exc).replace(f" ({item.uri})", "")
-                raise _invalid(("body",), message, None) from exc
+        except (AnnotationError, UnknownClassError) as exc:
+            message = str(exc).replace(f" ({item.uri})", "")
+            raise _invalid(("body",), message, None) from exc
         return row
 
     return _once(
