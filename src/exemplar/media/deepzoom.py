@@ -9,7 +9,11 @@ pixels square, as OpenSeadragon expects.
 :class:`~exemplar.media.tilecache.TileCache` keeps the encoded tiles on disk (one file per
 tile, ``<key>/<settings>/<level>/<col>_<row>.<fmt>``, written atomically) and in a
 byte-bounded in-memory LRU; a tile missing from both is made once. Everything here is safe
-to share between threads (a web server answers tile requests from a thread pool).
+to share between threads (a web server answers tile requests from a thread pool). A
+:class:`DeepZoom` keeps only the pyramid's shape: the slide and its generator live in
+:mod:`exemplar.media.slides`' bounded LRU of open slides, and a file that changed since the
+pyramid was made is refused (:class:`~exemplar.errors.DatasetError`), so tiles of another
+file never land under this file's cache key.
 
 A tile is named by its key (which file, with which tile settings) and address; for a given
 key the bytes never change, so the server may let browsers cache them for good.
@@ -24,7 +28,7 @@ from openslide.deepzoom import DeepZoomGenerator
 from PIL import Image
 
 from exemplar.errors import DatasetError
-from exemplar.media.slides import open_slide, read_region, reopen
+from exemplar.media.slides import Slide, derived, read_region, reopen, slide_identity
 from exemplar.media.tilecache import (
     DEFAULT_MEMORY_BYTES,
     ByteLRU,
@@ -90,17 +94,32 @@ class DeepZoom:
         self.prefix = f"{key}/{settings}"
         cache.path_of(self.prefix)  # checks the key
         self.tile_size, self.overlap = tile_size, overlap
-        self.generator = DeepZoomGenerator(
-            open_slide(path), tile_size=tile_size, overlap=overlap, limit_bounds=False
-        )
-        self.level_count = int(self.generator.level_count)
-        self.level_tiles = tuple((int(c), int(r)) for c, r in self.generator.level_tiles)
-        self.level_dimensions = tuple((int(w), int(h)) for w, h in self.generator.level_dimensions)
+        self.identity = slide_identity(path)
+        generator = self._generator()
+        self.level_count = int(generator.level_count)
+        self.level_tiles = tuple((int(c), int(r)) for c, r in generator.level_tiles)
+        self.level_dimensions = tuple((int(w), int(h)) for w, h in generator.level_dimensions)
         self.width, self.height = self.level_dimensions[-1]
+        self._dzi = str(generator.get_dzi(self.fmt))
+
+    def _generator(self) -> DeepZoomGenerator:
+        """The Deep Zoom generator over the open slide, kept with the slide's handle (never
+        here: a pyramid must not keep its slide open past the handle LRU's bounds).
+
+        Raises
+        ------
+        DatasetError
+            The file is gone or changed since this pyramid was made.
+        """
+
+        def make(slide: Slide) -> DeepZoomGenerator:
+            return DeepZoomGenerator(slide, self.tile_size, self.overlap, limit_bounds=False)
+
+        return derived(self.path, ("deepzoom", self.tile_size, self.overlap), make, self.identity)
 
     def dzi(self) -> str:
         """The DZI descriptor (XML) of the pyramid."""
-        return str(self.generator.get_dzi(self.fmt))
+        return self._dzi
 
     def tile_name(self, level: int, col: int, row: int) -> str:
         """The cache name of a tile (its bytes never change for this key and settings)."""
@@ -137,14 +156,12 @@ class DeepZoom:
 
     def _make(self, level: int, col: int, row: int) -> bytes:
         try:
-            image = self.generator.get_tile(level, (col, row))
+            image = self._generator().get_tile(level, (col, row))
         except (OpenSlideError, OSError, ValueError):
             # An OpenSlide handle that failed once fails every call after: go on with a new
             # one, and report the tile only if it fails there too.
-            generator = DeepZoomGenerator(
-                reopen(self.path), self.tile_size, self.overlap, limit_bounds=False
-            )
-            self.generator = generator
+            reopen(self.path)
+            generator = self._generator()
             try:
                 image = generator.get_tile(level, (col, row))
             except (OpenSlideError, OSError, ValueError) as exc:
@@ -161,6 +178,8 @@ class DeepZoom:
         name = f"{self.prefix}/regions/{x}_{y}_s{scale:.6g}_{w}x{h}.png"
 
         def make() -> bytes:
+            if slide_identity(self.path) != self.identity:
+                raise DatasetError(f"cannot read slide '{self.path}': it changed since opened")
             pixels = read_region(self.path, (x, y), scale, (w, h))
             return encode_image(Image.fromarray(pixels), "png")
 

@@ -10,10 +10,12 @@ resolution). A region is read at a ``scale`` (level-0 pixels per output pixel): 
 40x slide gives the region as a 20x objective shows it. The reader picks the pyramid level
 closest below the scale (never a coarser one), reads there and resizes to the exact size.
 
-Open slides are kept in a small, thread-safe LRU (:data:`MAX_OPEN`), keyed by real path,
-size and modification time, so a file replaced on disk is opened again. A handle dropped
-from the LRU is closed when the last reader lets it go (openslide closes on garbage
-collection), never under a reader's feet.
+Open slides are kept in a small, thread-safe LRU (:data:`MAX_OPEN`, and plain images of
+:data:`PLAIN_BYTES` decoded bytes in all), keyed by real path, size and modification time,
+so a file replaced on disk is opened again. A handle dropped from the LRU is closed when
+the last reader lets it go (openslide closes on garbage collection), never under a
+reader's feet; what is made from a slide and kept (a Deep Zoom generator) is kept with its
+handle (:func:`derived`), so nothing holds a slide open past these bounds.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import openslide
@@ -35,15 +37,20 @@ from exemplar.errors import DatasetError
 
 __all__ = [
     "MAX_OPEN",
+    "PLAIN_BYTES",
     "SLIDE_SUFFIXES",
     "SlideInfo",
     "close_all",
+    "decoded_bytes",
+    "derived",
     "is_slide",
     "open_slide",
+    "open_stats",
     "plan_regions",
     "read_region",
     "reopen",
     "scale_for",
+    "slide_identity",
     "slide_info",
     "tissue_fraction",
 ]
@@ -54,12 +61,16 @@ SLIDE_SUFFIXES = frozenset({".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 #: Slides kept open at once.
 MAX_OPEN = 16
+#: Decoded bytes of the plain images kept open at once (each is decoded whole: a
+#: 10,000 x 10,000 image holds 400 MB); the most recently used one is kept, however large.
+PLAIN_BYTES = 1 << 30
 #: Pixels with every channel at least this bright are background (glass, blank scan area).
 WHITE_LEVEL = 220
 #: Pixels with every channel at most this dark are empty (black fill, unscanned area).
 BLACK_LEVEL = 25
 
 Slide = openslide.OpenSlide | openslide.ImageSlide
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -109,33 +120,88 @@ class SlideInfo:
 # --------------------------------------------------------------------------- open slides
 
 
-class _Handles:
-    """An LRU of open slides, safe to share between threads."""
+@dataclass
+class _Handle:
+    """An open slide, its estimated decoded bytes (plain images; 0 for OpenSlide's files)
+    and the objects made from it (:func:`derived`), dropped with it."""
 
-    def __init__(self, capacity: int) -> None:
+    slide: Slide
+    cost: int
+    derived: dict[Hashable, Any] = field(default_factory=dict)
+
+
+def decoded_bytes(slide: Slide) -> int:
+    """The memory a slide holds decoded: a plain image's pixels (Pillow keeps RGB as four
+    bytes a pixel); 0 for a file OpenSlide reads by tiles (its own cache is bounded)."""
+    if isinstance(slide, openslide.ImageSlide):
+        width, height = slide.dimensions
+        return int(width) * int(height) * 4
+    return 0
+
+
+def slide_identity(path: Path | str) -> tuple[int, int]:
+    """``(size, modification time in ns)`` of the real file at ``path``: what the open
+    handles are keyed by (with the real path).
+
+    Raises
+    ------
+    DatasetError
+        The file is missing or unreadable.
+    """
+    try:
+        stat = os.stat(os.path.realpath(path, strict=True))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read slide '{path}': {exc}") from exc
+    return stat.st_size, stat.st_mtime_ns
+
+
+class _Handles:
+    """An LRU of open slides, safe to share between threads: at most ``capacity`` of them,
+    and plain images of at most ``plain_bytes`` decoded bytes in all (the most recently
+    used one is always kept, however large)."""
+
+    def __init__(self, capacity: int, plain_bytes: int) -> None:
         self.capacity = capacity
-        self._open: OrderedDict[tuple[str, int, int], Slide] = OrderedDict()
+        self.plain_bytes = plain_bytes
+        self.plain_total = 0
+        self._open: OrderedDict[tuple[str, int, int], _Handle] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: Path | str) -> Slide:
+    def entry(self, path: Path | str, identity: tuple[int, int] | None = None) -> _Handle:
         try:
             real = os.path.realpath(path, strict=True)
             stat = os.stat(real)
         except (OSError, ValueError) as exc:
             raise DatasetError(f"cannot read slide '{path}': {exc}") from exc
         key = (real, stat.st_size, stat.st_mtime_ns)
+        if identity is not None and key[1:] != tuple(identity):
+            raise DatasetError(f"cannot read slide '{path}': the file changed since it was opened")
         with self._lock:
-            slide = self._open.get(key)
-            if slide is not None:
+            found = self._open.get(key)
+            if found is not None:
                 self._open.move_to_end(key)
-                return slide
+                return found
         slide = _open(real, path)  # outside the lock: opening a large slide takes a while
         with self._lock:
-            slide = self._open.setdefault(key, slide)
+            found = self._open.get(key)
+            if found is None:
+                found = self._open[key] = _Handle(slide, decoded_bytes(slide))
+                self.plain_total += found.cost
             self._open.move_to_end(key)
-            while len(self._open) > self.capacity:
-                self._open.popitem(last=False)  # closed once no reader holds it
-        return slide
+            self._trim(key)
+        return found  # a handle dropped from the LRU closes once no reader holds it
+
+    def _trim(self, keep: tuple[str, int, int]) -> None:
+        while len(self._open) > self.capacity:
+            self._drop(next(iter(self._open)))
+        while self.plain_total > self.plain_bytes:
+            oldest = next((k for k, h in self._open.items() if h.cost and k != keep), None)
+            if oldest is None:
+                break
+            self._drop(oldest)
+
+    def _drop(self, key: tuple[str, int, int]) -> None:
+        self.plain_total -= self._open.pop(key).cost
 
     def forget(self, path: Path | str) -> None:
         """Drop every handle of ``path`` (after a read failed: OpenSlide handles that hit
@@ -143,11 +209,15 @@ class _Handles:
         real = os.path.realpath(path)
         with self._lock:
             for key in [k for k in self._open if k[0] == real]:
-                del self._open[key]
+                self._drop(key)
 
     def clear(self) -> None:
         with self._lock:
             self._open.clear()
+            self.plain_total = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
 
 
 def _plain_rgb(im: Image.Image) -> Image.Image:
@@ -186,24 +256,54 @@ def _open(real: str, shown: Path | str) -> Slide:
     return openslide.ImageSlide(rgb)
 
 
-_HANDLES = _Handles(MAX_OPEN)
+_HANDLES = _Handles(MAX_OPEN, PLAIN_BYTES)
 
 
-def open_slide(path: Path | str) -> Slide:
-    """The open slide at ``path`` (shared; do not close it).
+def open_slide(path: Path | str, identity: tuple[int, int] | None = None) -> Slide:
+    """The open slide at ``path`` (shared; do not close it, and do not keep it: a handle
+    kept outside the LRU escapes its bounds).
+
+    Parameters
+    ----------
+    path : path-like
+        The slide.
+    identity : (int, int), optional
+        The file's :func:`slide_identity` when the caller first read it: a file that
+        changed since is refused.
 
     Raises
     ------
     DatasetError
-        The file is missing, or neither OpenSlide nor Pillow can read it.
+        The file is missing or changed, or neither OpenSlide nor Pillow can read it.
     """
-    return _HANDLES.get(path)
+    return _HANDLES.entry(path, identity).slide
+
+
+def derived(
+    path: Path | str,
+    name: Hashable,
+    make: Callable[[Slide], T],
+    identity: tuple[int, int] | None = None,
+) -> T:
+    """An object made by ``make`` from the open slide at ``path`` (a Deep Zoom generator,
+    say), kept with the handle under ``name`` and dropped with it, so that it never keeps
+    a slide open past the LRU's bounds. Raises as :func:`open_slide`."""
+    handle = _HANDLES.entry(path, identity)
+    found = handle.derived.get(name)
+    if found is None:
+        found = handle.derived[name] = make(handle.slide)
+    return cast(T, found)
+
+
+def open_stats() -> tuple[int, int]:
+    """``(slides open, decoded bytes of the plain images among them)`` in the LRU."""
+    return len(_HANDLES), _HANDLES.plain_total
 
 
 def reopen(path: Path | str) -> Slide:
     """A new handle of ``path`` (shared from now on), after the current one failed."""
     _HANDLES.forget(path)
-    return _HANDLES.get(path)
+    return _HANDLES.entry(path).slide
 
 
 def close_all() -> None:

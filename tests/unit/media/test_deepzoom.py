@@ -1,13 +1,18 @@
 """Deep Zoom tiles (exemplar.media.deepzoom) of the fixture slide (a pyramidal TIFF built
 from real microscopy tiles) and of a plain PNG: the DZI, tile sizes, the disk and memory
-caches, bad addresses and concurrency."""
+caches (the disk's bound and eviction), the bound on decoded plain images, bad addresses
+and concurrency."""
 
 from __future__ import annotations
 
+import gc
 import io
 import math
+import os
 import threading
+import weakref
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,7 @@ from PIL import Image
 
 from exemplar.data.slide_fixture import SlideFixture, build_slide_fixture
 from exemplar.errors import DatasetError
+from exemplar.media import slides
 from exemplar.media.deepzoom import ByteLRU, DeepZoom, NoSuchTileError, TileCache
 
 NS = "{http://schemas.microsoft.com/deepzoom/2008}"
@@ -154,3 +160,135 @@ def test_damaged_tiles_raise_and_the_rest_still_serve(
     assert Image.open(io.BytesIO(dz.tile(top, 0, 0))).size == (255, 255)
     folder = tmp_path / "tiles" / "damaged" / "t254-o1-jpeg-q85" / str(top)
     assert (folder / "0_0.jpeg").exists() and not (folder / "2_2.jpeg").exists()
+
+
+def test_pyramids_of_plain_images_keep_no_slide_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain images are decoded whole: open ones are bounded by their decoded bytes, and a
+    pyramid holds no slide of its own, so pyramids kept in memory do not escape the bound;
+    a pyramid whose image was dropped opens it again for its next cold tile."""
+    per_image = 700 * 500 * 4  # Pillow keeps RGB as four bytes a pixel
+    monkeypatch.setattr(slides._HANDLES, "plain_bytes", int(2.5 * per_image))
+    slides.close_all()
+    rng = np.random.default_rng(3)
+    pyramids: list[DeepZoom] = []
+    alive: list[weakref.ref[object]] = []
+    try:
+        for k in range(6):
+            path = tmp_path / f"plain{k}.png"
+            Image.fromarray(rng.integers(0, 256, (500, 700, 3), dtype=np.uint8)).save(path)
+            dz = DeepZoom(path, TileCache(tmp_path / "tiles", ByteLRU(1 << 20)), f"p{k}")
+            dz.tile(dz.level_count - 1, 0, 0)
+            pyramids.append(dz)
+            alive.append(weakref.ref(slides.open_slide(path)))
+            assert slides.decoded_bytes(slides.open_slide(path)) == per_image
+            count, plain = slides.open_stats()
+            assert plain <= 2.5 * per_image and count <= 2
+        gc.collect()
+        assert sum(ref() is not None for ref in alive) <= 2  # the pyramids hold none
+        # every pyramid still serves cold tiles (its image opened again when needed)
+        for dz in pyramids:
+            assert Image.open(io.BytesIO(dz.tile(dz.level_count - 1, 2, 1))).size == (
+                700 - 2 * 254 + 1,
+                500 - 254 + 1,
+            )
+            assert slides.open_stats()[1] <= 2.5 * per_image
+        # the most recently used image is kept even when it alone is over the bound
+        monkeypatch.setattr(slides._HANDLES, "plain_bytes", per_image // 2)
+        slides.open_slide(tmp_path / "plain0.png")
+        assert slides.open_stats() == (1, per_image)
+    finally:
+        slides.close_all()
+
+
+def test_a_pyramid_refuses_its_file_once_changed(tmp_path: Path) -> None:
+    """Tiles of a replaced file never land under the old file's cache key."""
+    path = tmp_path / "plain.png"
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)
+    dz = DeepZoom(path, TileCache(tmp_path / "tiles"), "plain")
+    top = dz.level_count - 1
+    assert dz.tile(top, 0, 0)
+    Image.fromarray(np.full((300, 400, 3), 255, np.uint8)).save(path)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(DatasetError, match="changed"):
+        dz.tile(top, 1, 0)
+    with pytest.raises(DatasetError, match="changed"):
+        dz.region_png((0, 0), 1.0, (10, 10))
+    assert not (tmp_path / "tiles" / "plain" / "t254-o1-jpeg-q85" / str(top) / "1_0.jpeg").exists()
+
+
+def _fill(size: int) -> Callable[[], bytes]:
+    return lambda: bytes(size)
+
+
+def _disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def test_disk_cache_is_bounded(tmp_path: Path) -> None:
+    root = tmp_path / "tiles"
+    cache = TileCache(root, ByteLRU(1 << 20), max_disk_bytes=10_000)
+    for k in range(60):
+        cache.get(f"k/{k}.bin", _fill(1000))
+        assert _disk_bytes(root) <= 10_000
+    assert cache.evicted >= 50 and cache.disk_bytes() == _disk_bytes(root)
+    assert (root / "k" / "59.bin").exists() and not (root / "k" / "0.bin").exists()
+    # an evicted entry still in memory is served from there; one in neither is made again
+    assert cache.get("k/0.bin", _fill(5)) == bytes(1000)
+    fresh = TileCache(root, ByteLRU(1 << 20), max_disk_bytes=10_000)
+    assert fresh.get("k/1.bin", _fill(7)) == bytes(7) and fresh.made == 1
+    with pytest.raises(ValueError, match="positive"):
+        TileCache(root, max_disk_bytes=0)
+
+
+def test_disk_cache_evicts_the_least_recently_used(tmp_path: Path) -> None:
+    """Files read from disk are touched; eviction starts at the oldest. A cache opened on
+    a folder already over the bound (another process, an older server) trims it at its
+    first write."""
+    root = tmp_path / "tiles"
+    writer = TileCache(root, ByteLRU(1 << 20), max_disk_bytes=1 << 30)
+    for k in range(20):
+        writer.get(f"k/{k}.bin", _fill(1000))
+        os.utime(root / "k" / f"{k}.bin", ns=(10**18 + k * 10**9,) * 2)  # old, in order
+    reader = TileCache(root, ByteLRU(0), max_disk_bytes=10_000)  # keeps nothing in memory
+    assert reader.get("k/0.bin", _fill(1)) == bytes(1000) and reader.from_disk == 1  # touched
+    reader.get("k/new.bin", _fill(1000))  # first write: the folder (21,000 bytes) is scanned
+    assert reader.scans == 1 and _disk_bytes(root) <= 9_000
+    left = {p.name for p in (root / "k").iterdir()}
+    assert "0.bin" in left and "new.bin" in left and "1.bin" not in left
+    assert {"19.bin", "18.bin", "17.bin"} <= left
+
+
+def test_disk_cache_eviction_under_concurrency(tmp_path: Path) -> None:
+    """Threads of two caches (two processes' worth) sharing a small folder: every read
+    gets its entry's bytes, whatever the others evict meanwhile."""
+    root = tmp_path / "tiles"
+    caches = [TileCache(root, ByteLRU(4096), max_disk_bytes=20_000) for _ in range(2)]
+    errors: list[BaseException] = []
+    wrong: list[str] = []
+
+    def work(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        cache = caches[seed % 2]
+        try:
+            for _ in range(300):
+                k = int(rng.integers(0, 80))
+                expected = bytes([k % 256]) * (500 + k)
+                data = cache.get(f"k/{k}.bin", lambda expected=expected: expected)
+                if data != expected:
+                    wrong.append(str(k))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not wrong
+    assert sum(c.evicted for c in caches) > 0
+    caches[0].trim()
+    assert _disk_bytes(root) <= 20_000
+    assert not list(root.rglob(".*.tmp"))
