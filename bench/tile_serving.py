@@ -58,6 +58,7 @@ def setup(base: Path) -> tuple[Path, str, int, list[str]]:
     from exemplar.data.slide_fixture import build_slide_fixture
     from exemplar.media.deepzoom import DeepZoom, TileCache
     from exemplar.project import Project
+    from exemplar.server.routes.viewer import content_version
     from exemplar.store.accounts import add_user, create_token
     from exemplar.store.schema import Media
 
@@ -68,14 +69,15 @@ def setup(base: Path) -> tuple[Path, str, int, list[str]]:
         user = add_user(project.db, "viewer", "annotator", PASSWORD)
         token = create_token(project.db, user.id, "bench")
         with project.db.read() as s:
-            media_id = int(s.scalars(select(Media.id)).one())
+            media = s.scalars(select(Media)).one()
+            media_id, version = int(media.id), content_version(media.uid)
     # the pyramid's shape only (this cache is thrown away)
     pyramid = DeepZoom(fixture.path, TileCache(base / "scratch"), "shape")
     paths: list[str] = []
     for level in range(pyramid.level_count - LEVELS, pyramid.level_count):
         cols, rows = pyramid.level_tiles[level]
         paths.extend(
-            f"/api/v1/slides/{media_id}_files/{level}/{c}_{r}.jpeg"
+            f"/api/v1/slides/{media_id}-{version}_files/{level}/{c}_{r}.jpeg"
             for r in range(rows)
             for c in range(cols)
         )

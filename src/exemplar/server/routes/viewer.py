@@ -7,41 +7,58 @@
   level-0 pixels (``region``) and at which ``scale`` (pyramid pixels per item pixel; a point
   ``(x, y)`` of the item is ``(region.x + x * scale, region.y + y * scale)`` there), and
   its slide's or video's facts.
-- ``GET /api/v1/slides/{media_id}.dzi`` and
-  ``GET /api/v1/slides/{media_id}_files/{level}/{col}_{row}.jpeg``: a slide's pyramid.
-- ``GET /api/v1/items/{item_id}/deepzoom.dzi`` and ``.../deepzoom_files/{level}/{col}_{row}.jpeg``:
-  the pyramid of a large plain image item.
+- ``GET /api/v1/slides/{media_id}-{version}.dzi`` and
+  ``GET /api/v1/slides/{media_id}-{version}_files/{level}/{col}_{row}.jpeg``: a slide's
+  pyramid.
+- ``GET /api/v1/items/{item_id}/deepzoom-{version}.dzi`` and
+  ``.../deepzoom-{version}_files/{level}/{col}_{row}.jpeg``: the pyramid of a large plain
+  image item.
+
+``version`` is the first :data:`VERSION_CHARS` characters of the slide's or image's content
+hash (its ``uid``): ids restart at 1 in every project, so the id alone does not say which
+pixels a URL shows, and browsers keep tiles for a week. A version that is not the file's
+is 404. OpenSeadragon keeps it: it derives the tiles' URLs from the DZI's by replacing
+``.dzi`` with ``_files/``.
 
 Tiles are made on demand and cached (:mod:`exemplar.media.deepzoom`): on disk under the
-project's ``cache/tiles/<slide or image content hash>/``, and in memory (a byte-bounded LRU
-per process, :data:`MEMORY_BYTES`). A tile's bytes never change for a given file, so
-responses carry an ``ETag`` and ``Cache-Control: immutable``; a tile already in memory is
-answered on the event loop, without a worker thread. A region item's own pixels
-(``GET /api/v1/media/{item_id}``) are rendered from its slide and cached the same way
-(:func:`region_image`). Any logged-in user may read them, as they may read ``/media``.
-A file that changed or moved since import is refused (404), as ``/media`` refuses it.
+project's ``cache/tiles/<slide or image content hash>/`` (at most
+:data:`~exemplar.media.tilecache.DEFAULT_DISK_BYTES`, least recently used files evicted),
+and in memory (a byte-bounded LRU per process, :data:`MEMORY_BYTES`). A tile's bytes never
+change for a given file, so responses carry an ``ETag`` (of the tile's content-hashed cache
+name) and ``Cache-Control: immutable``; a tile already in memory is answered on the event
+loop, without a worker thread. Pyramids, tiles and regions not in memory are made on a
+small executor of this module's own (:data:`RENDER_THREADS` threads per process), never on
+the thread pool that runs the synchronous API routes, so a burst of cold tiles does not
+hold up object writes. A region item's own pixels (``GET /api/v1/media/{item_id}``) are
+rendered from its slide and cached the same way (:func:`region_image`). Any logged-in user
+may read them, as they may read ``/media``. A file that changed or moved since import is
+refused (404), as ``/media`` refuses it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import re
 import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from PIL import Image, UnidentifiedImageError
 
 from exemplar.errors import DatasetError
 from exemplar.media.tilecache import ByteLRU, NoSuchTileError, TileCache
 from exemplar.project import Project
 from exemplar.server.deps import API_PREFIX, Labeler, PathId, State
+from exemplar.server.schemas import MAX_DB_ID
 from exemplar.server.security import media_file
 from exemplar.store.media import get_media
 from exemplar.store.schema import Item, Media, MediaKind
@@ -51,10 +68,15 @@ if TYPE_CHECKING:  # openslide is an optional extra: imported when a pyramid is 
 
 __all__ = [
     "DEEP_ZOOM_MIN_SIDE",
+    "MAX_PYRAMIDS",
     "MEMORY_BYTES",
+    "RENDER_THREADS",
     "Pyramids",
+    "content_version",
     "pyramids",
     "region_image",
+    "render",
+    "render_executor",
     "router",
     "viewer_info",
 ]
@@ -66,18 +88,61 @@ DEEP_ZOOM_MIN_SIDE = 4096
 MEMORY_BYTES = 128 << 20
 #: Seconds a pyramid is used before its file is checked again (moved, replaced).
 CHECK_SECONDS = 5.0
-#: Pyramids kept per project and process (each holds its slide open).
-MAX_PYRAMIDS = 64
+#: Pyramids kept per project and process: as many as the slides
+#: :mod:`exemplar.media.slides` keeps open (``MAX_OPEN``; a pyramid holds only its shape,
+#: its slide stays in that bounded LRU, plain images within ``PLAIN_BYTES`` decoded).
+MAX_PYRAMIDS = 16
+#: Threads per process that make pyramids, tiles and regions.
+RENDER_THREADS = 2
+#: Characters of a file's content hash in its pyramid's URLs.
+VERSION_CHARS = 16
+_VERSION = re.compile(rf"[0-9a-f]{{{VERSION_CHARS}}}")
+_SLIDE_REF = re.compile(rf"([1-9][0-9]{{0,18}})-([0-9a-f]{{{VERSION_CHARS}}})")
 TILE_CACHE_CONTROL = "private, max-age=604800, immutable"
 DZI_CACHE_CONTROL = "private, max-age=3600"
 MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 
 log = logging.getLogger("exemplar.server")
+T = TypeVar("T")
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+_THREAD_PREFIX = "exemplar-render"
+
+
+def render_executor() -> ThreadPoolExecutor:
+    """The executor that makes pyramids, tiles and regions in this process
+    (:data:`RENDER_THREADS` threads, created on first use)."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        with _EXECUTOR_LOCK:
+            if _EXECUTOR is None:
+                _EXECUTOR = ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix=_THREAD_PREFIX)
+    return _EXECUTOR
+
+
+async def render(work: Callable[[], T]) -> T:
+    """``work()`` run on :func:`render_executor`, awaited (its exception re-raised)."""
+    return await asyncio.get_running_loop().run_in_executor(render_executor(), work)
+
+
+def _render_now(work: Callable[[], T]) -> T:
+    """``work()`` run on :func:`render_executor` from a synchronous caller, which waits
+    (inline when the caller is one of its threads)."""
+    if threading.current_thread().name.startswith(_THREAD_PREFIX):
+        return work()
+    return render_executor().submit(work).result()
+
+
+def content_version(uid: str) -> str:
+    """The version of a file's pyramid URLs: the start of its content hash."""
+    return uid[:VERSION_CHARS]
 
 
 @dataclass(frozen=True)
 class _Entry:
     pyramid: DeepZoom
+    version: str
     checked_until: float
 
 
@@ -95,46 +160,62 @@ class Pyramids:
         self._entries: OrderedDict[tuple[str, int], _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def fresh(self, key: tuple[str, int]) -> DeepZoom | None:
+    def fresh(self, key: tuple[str, int], version: str | None = None) -> DeepZoom | None:
         """The pyramid of ``key`` if it was checked less than :data:`CHECK_SECONDS` ago
-        (no file or database access: safe on the event loop)."""
+        and is of ``version`` (any when None); no file or database access: safe on the
+        event loop."""
         entry = self._entries.get(key)
         if entry is None or entry.checked_until < time.monotonic():
             return None
+        if version is not None and entry.version != version:
+            return None
         return entry.pyramid
 
-    def slide(self, media_id: int) -> DeepZoom | None:
-        """The pyramid of slide ``media_id`` (None: no such slide, or its file changed)."""
+    def slide(self, media_id: int, version: str | None = None) -> DeepZoom | None:
+        """The pyramid of slide ``media_id`` (None: no such slide, its file changed, or
+        ``version`` is given and is not its :func:`content_version`)."""
         key = ("slide", media_id)
-        found = self.fresh(key)
+        found = self.fresh(key, version)
         if found is not None:
             return found
         with self.project.db.read() as s:
             media = get_media(s, media_id)
         if media is None or media.kind != MediaKind.SLIDE.value:
             return None
+        if version is not None and content_version(media.uid) != version:
+            return None
         path = media_file(media.uri, media.file_id)
-        return None if path is None else self._keep(key, path, f"slide-{media.uid[:32]}")
+        if path is None:
+            return None
+        return self._keep(key, path, f"slide-{media.uid[:32]}", content_version(media.uid))
 
-    def image(self, item_id: int) -> DeepZoom | None:
-        """The pyramid of a plain image item larger than :data:`DEEP_ZOOM_MIN_SIDE`."""
+    def image(self, item_id: int, version: str | None = None) -> DeepZoom | None:
+        """The pyramid of a plain image item larger than :data:`DEEP_ZOOM_MIN_SIDE` (None
+        as :meth:`slide`)."""
         key = ("item", item_id)
-        found = self.fresh(key)
+        found = self.fresh(key, version)
         if found is not None:
             return found
         with self.project.db.read() as s:
             item = s.get(Item, item_id)
         if item is None or item.kind != "image" or item.media_id is not None:
             return None
+        if version is not None and content_version(item.uid) != version:
+            return None
         path = media_file(item.uri, item.file_id)
         if path is None or max(_image_size(item, path)) <= DEEP_ZOOM_MIN_SIDE:
             return None
-        return self._keep(key, path, f"image-{item.uid[:32]}")
+        return self._keep(key, path, f"image-{item.uid[:32]}", content_version(item.uid))
 
-    def _keep(self, key: tuple[str, int], path: Path, cache_key: str) -> DeepZoom | None:
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _keep(
+        self, key: tuple[str, int], path: Path, cache_key: str, version: str
+    ) -> DeepZoom | None:
         with self._lock:
             entry = self._entries.get(key)
-        if entry is not None and entry.pyramid.path == path:
+        if entry is not None and entry.pyramid.path == path and entry.version == version:
             pyramid = entry.pyramid  # same file (media_file checked its identity)
         else:
             try:
@@ -149,7 +230,7 @@ class Pyramids:
             except DatasetError:
                 return None
         with self._lock:
-            self._entries[key] = _Entry(pyramid, time.monotonic() + CHECK_SECONDS)
+            self._entries[key] = _Entry(pyramid, version, time.monotonic() + CHECK_SECONDS)
             self._entries.move_to_end(key)
             while len(self._entries) > MAX_PYRAMIDS:
                 self._entries.popitem(last=False)
@@ -187,7 +268,7 @@ def _image_size(item: Item, path: Path | None) -> tuple[int, int]:
 def region_image(project: Project, item_id: int) -> bytes | None:
     """The PNG of a region item's pixels, rendered from its slide at the item's scale and
     cached with the slide's tiles; None when the item is not a region (or its slide is
-    gone or changed)."""
+    gone or changed). Rendered on :func:`render_executor` (the caller waits)."""
     with project.db.read() as s:
         item = s.get(Item, item_id)
         if item is None or item.media_id is None or item.origin_x is None:
@@ -196,14 +277,18 @@ def region_image(project: Project, item_id: int) -> bytes | None:
         scale, size = float(item.scale or 1.0), (int(item.width or 0), int(item.height or 0))
     if min(size) < 1:
         return None
-    pyramid = pyramids(project).slide(media_id)
-    if pyramid is None:
-        return None
-    try:
-        return pyramid.region_png(origin, scale, size)
-    except DatasetError as exc:
-        log.warning("region item %s: %s", item_id, exc)
-        return None
+
+    def make() -> bytes | None:
+        pyramid = pyramids(project).slide(media_id)
+        if pyramid is None:
+            return None
+        try:
+            return pyramid.region_png(origin, scale, size)
+        except DatasetError as exc:
+            log.warning("region item %s: %s", item_id, exc)
+            return None
+
+    return _render_now(make)
 
 
 def _media_facts(media: Media, item: Item) -> dict[str, Any]:
@@ -247,7 +332,7 @@ def viewer_info(project: Project, item_id: int) -> dict[str, Any] | None:
             scale = float(item.scale or 1.0)
             info.update(
                 kind="region",
-                dzi_url=f"{API_PREFIX}/slides/{media.id}.dzi",
+                dzi_url=f"{API_PREFIX}/slides/{media.id}-{content_version(media.uid)}.dzi",
                 scale=scale,
                 region={
                     "x": item.origin_x,
@@ -263,7 +348,8 @@ def viewer_info(project: Project, item_id: int) -> dict[str, Any] | None:
         width, height = _image_size(item, media_file(item.uri, item.file_id))
         info.update(width=width or None, height=height or None)
         if max(width, height) > DEEP_ZOOM_MIN_SIDE:
-            info["dzi_url"] = f"{API_PREFIX}/items/{item.id}/deepzoom.dzi"
+            version = content_version(item.uid)
+            info["dzi_url"] = f"{API_PREFIX}/items/{item.id}/deepzoom-{version}.dzi"
     return info
 
 
@@ -285,13 +371,37 @@ def _address(level: str, col: str, row: str) -> tuple[int, int, int]:
         raise HTTPException(404, "no such tile") from None
 
 
+def _slide_ref(text: str) -> tuple[int, str]:
+    """``(media_id, version)`` of a slide's ``{media_id}-{version}`` in a URL (else 404)."""
+    found = _SLIDE_REF.fullmatch(text)
+    if found is None or int(found[1]) > MAX_DB_ID:
+        raise HTTPException(404, "no such slide (its URL is /slides/{id}-{version}.dzi)")
+    return int(found[1]), found[2]
+
+
+def _image_version(text: str) -> str:
+    if _VERSION.fullmatch(text) is None:
+        raise HTTPException(404, "no such image pyramid version")
+    return text
+
+
+def _find(store: Pyramids, key: tuple[str, int], version: str) -> DeepZoom | None:
+    if key[0] == "slide":
+        return store.slide(key[1], version)
+    return store.image(key[1], version)
+
+
 async def _tile(
-    request: Request, project: Project, key: tuple[str, int], where: tuple[str, str, str, str]
+    request: Request,
+    project: Project,
+    key: tuple[str, int],
+    version: str,
+    where: tuple[str, str, str, str],
 ) -> Response:
     level, col, row = _address(*where[:3])
     fmt = where[3]
     store = pyramids(project)
-    pyramid = store.fresh(key)
+    pyramid = store.fresh(key, version)
     if pyramid is not None:  # the common case: answered here, no worker thread
         try:
             pyramid.check(level, col, row, fmt)
@@ -303,9 +413,9 @@ async def _tile(
             return _answer(request, data, MEDIA_TYPES[fmt], _etag(name), TILE_CACHE_CONTROL)
 
     def make() -> tuple[bytes, str]:
-        found = store.slide(key[1]) if key[0] == "slide" else store.image(key[1])
+        found = _find(store, key, version)
         if found is None:
-            raise HTTPException(404, "no such slide or image")
+            raise HTTPException(404, "no such slide or image (or not this version of it)")
         try:
             return found.tile(level, col, row, fmt), found.tile_name(level, col, row)
         except NoSuchTileError as exc:
@@ -314,19 +424,20 @@ async def _tile(
             log.warning("tile %s/%s_%s of %s %s: %s", level, col, row, key[0], key[1], exc)
             raise HTTPException(404, f"cannot read this tile: {exc}") from exc
 
-    made, name = await run_in_threadpool(make)
+    made, name = await render(make)
     return _answer(request, made, MEDIA_TYPES[fmt], _etag(name), TILE_CACHE_CONTROL)
 
 
-async def _dzi(request: Request, project: Project, key: tuple[str, int]) -> Response:
+async def _dzi(request: Request, project: Project, key: tuple[str, int], version: str) -> Response:
     def make() -> tuple[str, str]:
-        store = pyramids(project)
-        found = store.slide(key[1]) if key[0] == "slide" else store.image(key[1])
+        found = _find(pyramids(project), key, version)
         if found is None:
-            raise HTTPException(404, "no such slide or image (or not large enough for tiles)")
+            raise HTTPException(
+                404, "no such slide or image (or not this version, or not large enough for tiles)"
+            )
         return found.dzi(), found.prefix
 
-    xml, prefix = await run_in_threadpool(make)
+    xml, prefix = await render(make)
     return _answer(request, xml.encode(), "application/xml", _etag(prefix), DZI_CACHE_CONTROL)
 
 
@@ -342,16 +453,16 @@ def router() -> APIRouter:
             raise HTTPException(404, "no such item")
         return info
 
-    @api.get("/slides/{media_id}.dzi", response_class=Response)
-    async def slide_dzi(
-        media_id: PathId, request: Request, _user: Labeler, state: State
-    ) -> Response:
-        """The Deep Zoom descriptor (XML) of a slide."""
-        return await _dzi(request, state.project, ("slide", media_id))
+    @api.get("/slides/{slide}.dzi", response_class=Response)
+    async def slide_dzi(slide: str, request: Request, _user: Labeler, state: State) -> Response:
+        """The Deep Zoom descriptor (XML) of a slide; ``slide`` is ``{media_id}-{version}``
+        (the viewer JSON's ``dzi_url``)."""
+        media_id, version = _slide_ref(slide)
+        return await _dzi(request, state.project, ("slide", media_id), version)
 
-    @api.get("/slides/{media_id}_files/{level}/{col}_{row}.{fmt}", response_class=Response)
+    @api.get("/slides/{slide}_files/{level}/{col}_{row}.{fmt}", response_class=Response)
     async def slide_tile(
-        media_id: PathId,
+        slide: str,
         level: str,
         col: str,
         row: str,
@@ -361,18 +472,24 @@ def router() -> APIRouter:
         state: State,
     ) -> Response:
         """A tile of a slide's Deep Zoom pyramid (JPEG); 404 outside the pyramid."""
-        return await _tile(request, state.project, ("slide", media_id), (level, col, row, fmt))
+        media_id, version = _slide_ref(slide)
+        where = (level, col, row, fmt)
+        return await _tile(request, state.project, ("slide", media_id), version, where)
 
-    @api.get("/items/{item_id}/deepzoom.dzi", response_class=Response)
+    @api.get("/items/{item_id}/deepzoom-{version}.dzi", response_class=Response)
     async def image_dzi(
-        item_id: PathId, request: Request, _user: Labeler, state: State
+        item_id: PathId, version: str, request: Request, _user: Labeler, state: State
     ) -> Response:
         """The Deep Zoom descriptor of a plain image item larger than 4096 px on a side."""
-        return await _dzi(request, state.project, ("item", item_id))
+        return await _dzi(request, state.project, ("item", item_id), _image_version(version))
 
-    @api.get("/items/{item_id}/deepzoom_files/{level}/{col}_{row}.{fmt}", response_class=Response)
+    @api.get(
+        "/items/{item_id}/deepzoom-{version}_files/{level}/{col}_{row}.{fmt}",
+        response_class=Response,
+    )
     async def image_tile(
         item_id: PathId,
+        version: str,
         level: str,
         col: str,
         row: str,
@@ -382,6 +499,8 @@ def router() -> APIRouter:
         state: State,
     ) -> Response:
         """A tile of a large plain image's Deep Zoom pyramid (JPEG)."""
-        return await _tile(request, state.project, ("item", item_id), (level, col, row, fmt))
+        where = (level, col, row, fmt)
+        key = ("item", item_id)
+        return await _tile(request, state.project, key, _image_version(version), where)
 
     return api
