@@ -73,7 +73,7 @@ from exemplar.store.schema import (
     QueueStatus,
 )
 
-__all__ = ["project_task", "router"]
+__all__ = ["object_out", "project_task", "router"]
 
 #: Statuses a client is shown: never hidden ground truth, and deleted objects are gone.
 VISIBLE_STATUSES = (
@@ -126,7 +126,8 @@ def _check_access(s: Session, user: User, item_id: int) -> None:
     raise HTTPException(403, f"item {item_id} is not leased to {user.name!r}")
 
 
-def _object_out(row: Annotation) -> ObjectOut:
+def object_out(row: Annotation) -> ObjectOut:
+    """An object's row as the API shows it."""
     return ObjectOut(
         annotation_id=row.id,
         object_id=row.object_id,
@@ -290,7 +291,7 @@ def item_objects(project: Project, user: User, item_id: int) -> ItemObjectsOut:
         height=height,
         task=project_task(project),
         classes=project.classes,
-        objects=[_object_out(row) for row in rows],
+        objects=[object_out(row) for row in rows],
     )
 
 
@@ -302,7 +303,7 @@ def history(project: Project, user: User, object_id: int) -> ObjectHistoryOut:
             raise HTTPException(404, f"no object {object_id}")
         _check_access(s, user, rows[0].item_id)
     return ObjectHistoryOut(
-        object_id=object_id, item_id=rows[0].item_id, history=[_object_out(r) for r in rows]
+        object_id=object_id, item_id=rows[0].item_id, history=[object_out(r) for r in rows]
     )
 
 
@@ -400,7 +401,7 @@ def _once(
                 "this Idempotency-Key was already used for another request (object "
                 f"{row.object_id}); send a new key for a new action",
             )
-        return _object_out(row)
+        return object_out(row)
 
     try:
         with project.db.session() as s:
@@ -409,7 +410,7 @@ def _once(
                 return answer(done)
             written = write(s)
             s.flush()
-            out = _object_out(written)
+            out = object_out(written)
         return out
     except IntegrityError:
         with project.db.read() as s:
@@ -578,7 +579,7 @@ def _undo_once(project: Project, user: User, key: str | None, item_id: int | Non
             for row in mine:
                 undone_id = _undone_id(row.idempotency_key)
                 if undone_id is not None and row.idempotency_key == _undo_key(undone_id, user, key):
-                    return _object_out(row)  # a retry: the first attempt's answer
+                    return object_out(row)  # a retry: the first attempt's answer
         undone = {i for i in map(_undone_id, (r.idempotency_key for r in mine)) if i is not None}
         target = next(
             (r for r in mine if r.id not in undone and _undone_id(r.idempotency_key) is None),
@@ -632,7 +633,7 @@ def _undo_once(project: Project, user: User, key: str | None, item_id: int | Non
         )
         s.add(written)
         s.flush()
-        out = _object_out(written)
+        out = object_out(written)
     return out
 
 

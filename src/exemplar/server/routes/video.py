@@ -47,6 +47,7 @@ from exemplar.project.video import (
     video_objects,
 )
 from exemplar.server.deps import API_PREFIX, Labeler, PathId, State
+from exemplar.server.routes.objects import object_out
 from exemplar.server.video_schemas import (
     FrameOut,
     FramesDoneIn,
@@ -108,25 +109,7 @@ def _key(user_id: int, key: str | None) -> str | None:
 
 
 def _object_out(row: Annotation, frame: int) -> VideoObjectOut:
-    return VideoObjectOut(
-        annotation_id=row.id,
-        object_id=row.object_id,
-        item_id=row.item_id,
-        label=row.label,
-        geometry=row.geometry,
-        box=[row.x0, row.y0, row.x1, row.y1],
-        shape=row.shape,
-        status=row.status,
-        source=row.source,
-        annotator=row.annotator,
-        model_version=row.model_version,
-        confidence=row.confidence,
-        cycle_id=row.cycle_id,
-        created_at=row.created_at,
-        track_id=row.track_id,
-        keyframe=row.keyframe,
-        frame=frame,
-    )
+    return VideoObjectOut(**object_out(row).model_dump(), frame=frame)
 
 
 def _frames_of(state: State, media_id: int) -> dict[int, int]:
