@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 EXTRAS ?= dev
 
-.PHONY: venv browser demo test test-fast bench lint format clean
+.PHONY: venv browser demo test test-all test-fast bench lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,13 +35,17 @@ demo: venv
 		--label-cost 2.5 --engineering-cost 500 --out results/demo
 	@echo "open results/demo/report.html in a browser"
 
-## The whole suite (slow simulations included).
+## What CI runs (.ci/run): everything except the tests marked slow (long simulations and
+## most kill -9 points; a representative kill test of each kind stays), about 9 minutes on 2 cores.
 test: venv browser
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+## The whole suite, slow tests included (about 15 minutes on 2 cores).
+test-all: venv browser
 	$(BIN)/python -m pytest -n 2 -q
 
-## Everything except tests marked slow.
-test-fast: venv browser
-	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+## The former name of `make test`.
+test-fast: test
 
 bench: venv
 	$(BIN)/python -m bench.run

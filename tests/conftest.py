@@ -23,3 +23,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield ""
         return
     yield from fresh_pg_database()
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_running_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Let a test start its own event loop after a browser test ran in the same worker.
+
+    Playwright's sync API (the session's ``browser``, tests/e2e) leaves its event loop
+    marked as running in the worker's main thread between its calls, so a later test of the
+    same xdist worker that calls ``asyncio.run`` would be refused. Between Playwright's
+    calls that loop is idle: for a test that does not use the browser, the mark is lifted,
+    and put back afterwards.
+    """
+    import asyncio.events
+
+    leftover = asyncio.events._get_running_loop()
+    if leftover is None or "browser" in request.fixturenames:
+        yield
+        return
+    asyncio.events._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio.events._set_running_loop(leftover)

@@ -26,7 +26,9 @@ from exemplar.project import Project
 from exemplar.store.schema import Label
 from loop_helpers import make_project, snapshot
 
-pytestmark = pytest.mark.slow
+#: The kill points `make test` runs (mid-label and mid-train, with a model); `make test-all`
+#: runs every one (the others are marked slow).
+REPRESENTATIVE = frozenset({"label:1:0", "train:1:saved"})
 
 BUDGET = 50  # cycle 0: 20 random labels; cycles 1-3: 10 each; stops at cycle 3
 COLD = ["train", "select", "label", "compare", "stop_check"]
@@ -82,7 +84,10 @@ def reference(template: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return snap
 
 
-@pytest.mark.parametrize("point", KILL_POINTS)
+@pytest.mark.parametrize(
+    "point",
+    [pytest.param(p, marks=() if p in REPRESENTATIVE else pytest.mark.slow) for p in KILL_POINTS],
+)
 def test_kill_at_point_then_resume(
     point: str, template: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -99,6 +104,7 @@ def test_kill_at_point_then_resume(
         assert snapshot(p) == reference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_kill_at_random_moments_then_resume(
     seed: int, template: Path, reference: dict[str, Any], tmp_path: Path
@@ -126,6 +132,7 @@ def test_kill_at_random_moments_then_resume(
         assert snapshot(p) == reference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["enter:score:1", "label:1:4", "train:2:saved"])
 def test_kill_and_resume_on_postgresql(point: str, tmp_path: Path) -> None:
     from pg_helpers import fresh_pg_database
