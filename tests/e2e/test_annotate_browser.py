@@ -38,7 +38,7 @@ pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
 CLASSES = ["nucleus", "micronucleus"]
-USERS = ("drawer", "keys", "finisher", "checker", "painter", "coder")
+USERS = ("drawer", "keys", "finisher", "checker", "painter", "coder", "focus")
 CROP = 384
 #: Confidences given to an item's proposals in reading order (cycled).
 CONFIDENCES = (0.95, 0.42, 0.88, 0.71, 0.3, 0.93, 0.55, 0.66)
@@ -678,7 +678,7 @@ def test_a_slide_region_opens_in_deep_zoom(
 
 def test_help_and_focus(page: Any, annotate_url: str) -> None:
     """? shows every key (and what finishing does); focus moves in page order and shows."""
-    open_annotate(page, annotate_url, "coder")
+    open_annotate(page, annotate_url, "focus")
     assert not page.is_visible("#help")
     page.keyboard.press("?")
     page.wait_for_selector("#help", state="visible")
@@ -697,7 +697,7 @@ def test_help_and_focus(page: Any, annotate_url: str) -> None:
     page.keyboard.press("Escape")  # clear the selection
     for object_id in visible:
         page.keyboard.press("Tab")
-        assert selected(page) == object_id
+        page.wait_for_function("(id) => exemplarAnnotate.viewer.selected() === id", arg=object_id)
         assert page.evaluate("() => document.activeElement.id") == "viewer"
     page.keyboard.press("Tab")
     focused = page.evaluate("() => document.activeElement.outerHTML.slice(0, 80)")
