@@ -39,9 +39,11 @@ __all__ = [
     "OracleSection",
     "ProjectConfig",
     "ProjectSection",
+    "ScoringSection",
     "SelectionSection",
     "StabilizingConfig",
     "StoppingSection",
+    "StreamSection",
     "UncertaintyThresholdConfig",
     "ValidationPlateauConfig",
     "load_config",
@@ -195,6 +197,43 @@ class SelectionSection(_Section):
     chunk_size: int = Field(default=65_536, ge=256)
     control_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     retrain_every: int = Field(default=0, ge=0)
+    #: Cost-aware selection (Settles et al. 2008): utility per expected second of labeling,
+    #: once ``cost_min_labels`` labels carry a recorded time (before that, plain utility).
+    cost_aware: bool = False
+    cost_min_labels: int = Field(default=20, ge=2)
+
+
+class ScoringSection(_Section):
+    """Where the pool is scored: in this process chunk by chunk (``local``), or on a Ray
+    cluster (``ray``) that writes its outputs as shards (``npy`` or ``parquet``).
+
+    ``ray_address`` empty starts a Ray on this machine; ``auto`` joins the cluster this
+    machine belongs to; ``ray://host:10001`` connects to a remote cluster's client port.
+    """
+
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str = ""
+    shard_format: Literal["npy", "parquet"] = "npy"
+    rows_per_task: int = Field(default=65_536, ge=256)
+    num_cpus: int | None = Field(default=None, ge=1)
+
+
+class StreamSection(_Section):
+    """Stream mode: items arrive one at a time and each is asked for, or not, at once.
+
+    ``budget`` is the share of arrivals that may be sent to the oracle; ``manager`` is the
+    budget manager that decides (``exemplar.stream``); ``retrain_every`` is the number of
+    new labels between retrains of the stream's model.
+    """
+
+    manager: Literal[
+        "fixed_uncertainty", "variable_uncertainty", "split", "balanced_incremental", "random"
+    ] = "variable_uncertainty"
+    budget: float = Field(default=0.1, gt=0.0, le=1.0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    retrain_every: int = Field(default=10, ge=1)
+    #: A skipped item in the labeling app's feed comes back after this many other items.
+    skip_requeue_after: int = Field(default=20, ge=1)
 
 
 class OracleSection(_Section):
@@ -210,6 +249,9 @@ class OracleSection(_Section):
     path: str = ""
     lease_seconds: int = Field(default=600, ge=1)
     overlap: int = Field(default=1, ge=1, le=16)
+    #: With several annotators per item: ``activelab`` lets each batch weigh relabeling an
+    #: item already labeled against labeling a new one (Goh & Mueller 2023).
+    relabel: Literal["never", "activelab"] = "never"
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> OracleSection:
@@ -402,6 +444,8 @@ class ProjectConfig(_Section):
     kpi: KPISection = Field(default_factory=KPISection)
     stopping: StoppingSection = Field(default_factory=StoppingSection)
     curation: CurationSection = Field(default_factory=CurationSection)
+    scoring: ScoringSection = Field(default_factory=ScoringSection)
+    stream: StreamSection = Field(default_factory=StreamSection)
 
     @model_validator(mode="before")
     @classmethod

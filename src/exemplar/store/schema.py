@@ -47,6 +47,7 @@ __all__ = [
     "QueueEntry",
     "QueueStatus",
     "Split",
+    "StreamDecision",
     "utcnow",
 ]
 
@@ -230,6 +231,8 @@ class Label(Base):
     confidence: Mapped[float | None] = mapped_column(Float, default=None)
     #: A verified label correcting a confident proposal: a confident error to learn.
     hard_negative: Mapped[bool | None] = mapped_column(default=None)
+    #: Seconds a person spent on this label (the labeling app's timer, else lease to answer).
+    seconds: Mapped[float | None] = mapped_column(Float, default=None)
 
     __table_args__ = (Index("ix_labels_item_id_id", "item_id", "id"),)
 
@@ -335,6 +338,27 @@ class QueueEntry(Base):
         UniqueConstraint("item_id", "cycle_id", "slot", name="uq_queue_item_cycle_slot"),
         Index("ix_queue_status_rank", "status", "rank", "id"),
     )
+
+
+class StreamDecision(Base):
+    """Whether exemplar asked for the label of one item that arrived in stream mode.
+
+    One row per arrival, in stream order (``seq``), written when the decision is made:
+    the budget manager, the item's utility, the threshold it was held against, the
+    decision and the manager's budget state after it (what a resumed stream restores).
+    """
+
+    __tablename__ = "stream_decisions"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), unique=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    manager: Mapped[str] = mapped_column(String(64))
+    utility: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    asked: Mapped[bool] = mapped_column()
+    budget_state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    model_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CurationStatus(StrEnum):

@@ -100,7 +100,7 @@ def test_0005_database_is_upgraded_with_its_data(db_url: str) -> None:
                 text("SELECT id, uid, row, uri, file_id, width, height FROM items ORDER BY id")
             ).all()
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        assert version == "0008"  # and on through curation's and media's tables
+        assert version == "0009"  # and on through curation's, media's and streams' tables
         assert {"curation_operations", "curation_candidates", "media"} <= set(
             inspect(db.engine).get_table_names()
         )
