@@ -152,7 +152,11 @@ class Predictions:
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
-    if not np.isfinite(arr).all():
+    # Chunk by chunk along the first axis: no (n, d) mask for a pool of millions of rows.
+    per_row = max(1, arr.size // max(1, arr.shape[0])) if arr.ndim else 1
+    step = max(1, (1 << 22) // per_row)
+    n = arr.shape[0] if arr.ndim else 1
+    if not all(np.isfinite(arr[i : i + step]).all() for i in range(0, n, step)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise InvalidPredictionsError(
             f"{name} contains {bad} NaN or infinite value(s); the model produced invalid outputs "

@@ -18,21 +18,20 @@ All indices are rows of the arrays passed in (the labeled items, in the caller's
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupShuffleSplit
-from sklearn.neighbors import NearestNeighbors
 
-from exemplar.errors import ConfigError, UsageError
+from exemplar.errors import UsageError
 from exemplar.models import make_model
+from exemplar.strategies._knn import FAISS_MIN_ROWS, NeighborIndex
 
 __all__ = [
+    "FAISS_MIN_ROWS",
     "DuplicateGroup",
     "PlanValidation",
     "PrunePlan",
@@ -46,10 +45,9 @@ __all__ = [
 Metric = Literal["cosine", "euclidean"]
 Keep = Literal["centroid", "first"]
 
-#: Query rows per k-NN chunk: memory is bounded by ``chunk × k`` neighbours.
-_CHUNK_ROWS = 8192
-#: From this many rows, near-duplicate search uses faiss when it is installed.
-FAISS_MIN_ROWS = 20_000
+# From FAISS_MIN_ROWS rows (shared with the strategies' k-NN module,
+# exemplar.strategies._knn), near-duplicate search uses faiss when it is installed.
+
 #: Default radius = this factor × the median distance to the k-th nearest neighbour.
 RADIUS_FACTOR = 0.25
 #: Reasons, in the order a plan lists them.
@@ -173,52 +171,13 @@ def _knn(x: np.ndarray, k: int, backend: str = "auto") -> tuple[np.ndarray, np.n
     """The ``k`` nearest other rows of each row (Euclidean), queried in chunks of rows.
 
     Self matches are removed by index, so exact duplicates still count as neighbours.
+    The search is the shared :class:`~exemplar.strategies._knn.NeighborIndex`:
     ``backend`` ``auto`` uses faiss (an exact flat index; Johnson, Douze & Jégou 2019)
     from :data:`FAISS_MIN_ROWS` rows when it is installed (``exemplar[faiss]``), and
-    scikit-learn's neighbours otherwise; ``faiss`` or ``sklearn`` force one.
+    scikit-learn's neighbours otherwise; ``faiss``, ``sklearn`` or ``numpy`` force one.
     """
-    n = x.shape[0]
-    search = _neighbour_search(x, k + 1, backend)
-    dist = np.empty((n, k), dtype=np.float64)
-    nbr = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, _CHUNK_ROWS):
-        d, i = search(x[start : start + _CHUNK_ROWS])
-        rows = np.arange(start, start + i.shape[0])[:, None]
-        # Drop the row itself (or, when it is missing among k+1 exact ties, the last column).
-        not_self = i != rows
-        drop_last = not_self.all(axis=1)
-        not_self[drop_last, -1] = False
-        dist[start : start + i.shape[0]] = d[not_self].reshape(-1, k)
-        nbr[start : start + i.shape[0]] = i[not_self].reshape(-1, k)
-    return dist, nbr
-
-
-def _neighbour_search(
-    x: np.ndarray, k: int, backend: str
-) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A function giving the ``k`` nearest rows of ``x`` (distances, indices) for queries."""
-    if backend not in ("auto", "faiss", "sklearn"):
-        raise ConfigError(f"unknown k-NN backend {backend!r}; expected auto, faiss or sklearn")
-    faiss: Any = None
-    if backend == "faiss" or (backend == "auto" and x.shape[0] >= FAISS_MIN_ROWS):
-        try:
-            faiss = importlib.import_module("faiss")
-        except ImportError:
-            if backend == "faiss":
-                raise ConfigError(
-                    "the faiss backend needs faiss-cpu: pip install 'exemplar[faiss]'"
-                ) from None
-    if faiss is None:
-        index = NearestNeighbors(n_neighbors=k).fit(x)
-        return lambda q: index.kneighbors(q)
-    flat = faiss.IndexFlatL2(x.shape[1])
-    flat.add(np.ascontiguousarray(x, dtype=np.float32))
-
-    def search(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d2, i = flat.search(np.ascontiguousarray(q, dtype=np.float32), k)
-        return np.sqrt(np.maximum(d2, 0.0)).astype(np.float64), i.astype(np.int64)
-
-    return search
+    index = NeighborIndex(x, backend=backend, fallback="sklearn")
+    return index.knn(x, k, exclude=np.arange(x.shape[0]))
 
 
 def near_duplicates(
@@ -265,8 +224,10 @@ def near_duplicates(
 
     Notes
     -----
-    The k-NN search is scikit-learn's :class:`~sklearn.neighbors.NearestNeighbors`,
-    queried in chunks of rows, so memory is O(n·k) beyond the index (DESIGN.md §9).
+    The k-NN search is the shared :mod:`exemplar.strategies._knn` (scikit-learn's
+    :class:`~sklearn.neighbors.NearestNeighbors`, or faiss from ``FAISS_MIN_ROWS`` items
+    when installed), queried in chunks of rows, so memory is O(n·k) beyond the index
+    (DESIGN.md §9).
     """
     return _near_duplicates(embeddings, labels, radius, k, same_label, metric, keep)[0]
 

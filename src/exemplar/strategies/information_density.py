@@ -14,9 +14,9 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from exemplar.errors import StrategyError
+from exemplar.strategies._knn import knn_mean_distance
 from exemplar.strategies._proba import entropy_rows
 from exemplar.strategies.base import QueryContext, Strategy, top_k
-from exemplar.strategies.typiclust import knn_mean_distance
 
 __all__ = ["InformationDensity"]
 
@@ -60,7 +60,9 @@ class InformationDensity(Strategy):
     0 for outliers. It is the inverse-distance typicality of Hacohen et al. (2022) made
     scale-free; it replaces the paper's mean similarity over the whole pool, whose exact
     form needs all N² pairs. Cost: O(N·M·D) time in float32, chunked, with memory bounded
-    by one chunk × M block.
+    by one chunk × M block. The search runs in :mod:`exemplar.strategies._knn` (exact
+    numpy blocks; faiss when ``n_reference`` reaches 20,000 and faiss is installed), and
+    the embeddings may be memory-mapped on disk: only one chunk of rows is read at a time.
 
     ``"cosine"``. With ``sim(x, u) = x̂·û`` (unit vectors), the mean similarity to the pool
     ``U`` is ``x̂ · mean_{u∈U} û``, so the paper's formula is computed exactly in O(N·D)

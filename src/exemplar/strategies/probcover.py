@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from exemplar.errors import StrategyError
+from exemplar.strategies._knn import BACKENDS, NeighborIndex, sq_dist_block
 from exemplar.strategies.base import QueryContext, Strategy
 
 __all__ = ["ProbCover"]
@@ -44,6 +45,14 @@ class ProbCover(Strategy):
     max_candidates : int, default=10000
         Pools larger than this are replaced by a seeded random subsample of this many
         unlabeled items, which are both the candidates and the items to cover (see Notes).
+    backend : {"auto", "faiss", "numpy"}, default="auto"
+        Radius search (:mod:`exemplar.strategies._knn`): ``"auto"`` uses faiss from
+        20,000 candidates when it is installed, exact numpy blocks otherwise. Raise
+        ``max_candidates`` with faiss to cover more of a large pool.
+    approximate : bool, default=False
+        With faiss, search an inverted-file (IVF) index: balls may miss items across
+        cell borders, so ball sizes are slightly underestimated; for ``max_candidates``
+        in the millions, where the exact search costs O(m²·D).
 
     Notes
     -----
@@ -59,6 +68,12 @@ class ProbCover(Strategy):
     concentrate in the densest region: set ``delta`` explicitly there, or whenever a
     tuned value is known. The nearest-neighbour distance shrinks as the candidate set
     grows, so the derived ``δ`` depends mildly on ``max_candidates``.
+
+    Ten million items. The subsample is what makes ProbCover scale: its cost does not
+    grow with the pool beyond one pass to draw the subsample and one score per item
+    (measured at 10^7 items, 64-d embeddings on disk: bench/selection_10m.py,
+    docs/scale.md). With faiss and ``max_candidates`` of 10^5 or more, the radius search
+    runs in faiss (exact, or IVF with ``approximate=True``).
 
     The δ-graph is never stored. Ball sizes (out-degrees) are counted in one chunked pass
     over the candidate pairs; when a pick covers new items, the degrees of their
@@ -89,10 +104,14 @@ class ProbCover(Strategy):
         delta: float | None = None,
         delta_factor: float = 1.5,
         max_candidates: int = 10000,
+        backend: str = "auto",
+        approximate: bool = False,
     ) -> None:
         self.delta = delta
         self.delta_factor = delta_factor
         self.max_candidates = max_candidates
+        self.backend = backend
+        self.approximate = approximate
 
     def _select(self, ctx: QueryContext) -> tuple[np.ndarray, np.ndarray]:
         self._check_params()
@@ -108,19 +127,27 @@ class ProbCover(Strategy):
         x -= center  # centred: less float32 cancellation in |x|² + |y|² - 2x·y
         x_sq = np.einsum("ij,ij->i", x, x)
         m = x.shape[0]
+        seed = int(rng.integers(2**31 - 1)) if self.approximate else None
+        index = NeighborIndex(
+            x, backend=self.backend, approximate=self.approximate, random_state=seed
+        )
 
         if self.delta is not None:
             delta = float(self.delta)
+        elif index.backend == "faiss":
+            delta = self.delta_factor * _median_nn_distance_index(index, x, rng)
         else:
             delta = self.delta_factor * _median_nn_distance(x, x_sq, rng)
-        thr = np.float32(delta * delta)
 
         if ctx.labeled.size:
-            lab = np.asarray(emb[ctx.labeled], dtype=np.float32) - center
-            covered = _covered_by(x, x_sq, lab, thr)
+            covered = np.zeros(m, dtype=bool)
+            for start in range(0, ctx.labeled.size, _CHUNK_ROWS):
+                lab = np.asarray(emb[ctx.labeled[start : start + _CHUNK_ROWS]], dtype=np.float32)
+                lab -= center
+                covered |= index.reverse_counts(lab, delta) > 0
         else:
             covered = np.zeros(m, dtype=bool)
-        degree = _count_neighbours_of(x, x_sq, thr, np.flatnonzero(~covered))
+        degree = index.reverse_counts(x[~covered], delta)
         scores = np.zeros(unl.size, dtype=np.float64)
         scores[cand_pos] = degree
 
@@ -132,13 +159,14 @@ class ProbCover(Strategy):
                 break
             picks.append(row)
             picked[row] = True
-            ball = _sq_dist_block(x, x_sq, x[row : row + 1], x_sq[row : row + 1])[0] <= thr
+            ball = np.zeros(m, dtype=bool)
+            ball[index.radius_lists(x[row : row + 1], delta)[1]] = True
             ball[row] = True
             ball &= ~covered
             new = np.flatnonzero(ball)
             covered[new] = True
             # Items in `new` no longer count towards any ball that holds them.
-            degree -= _count_neighbours_of(x, x_sq, thr, new)
+            degree -= index.reverse_counts(x[new], delta)
         selected = cand_pos[np.asarray(picks, dtype=np.int64)]
         if len(picks) < ctx.batch_size:
             # Everything is covered: random fill from the unlabeled items not yet picked.
@@ -158,42 +186,14 @@ class ProbCover(Strategy):
         value = self.max_candidates
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise StrategyError(f"max_candidates must be a positive integer, got {value!r}")
-
-
-def _sq_dist_block(x: np.ndarray, x_sq: np.ndarray, y: np.ndarray, y_sq: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances between the rows of ``y`` and ``x``: shape (len(y), len(x))."""
-    d2 = y @ x.T
-    d2 *= -2.0
-    d2 += y_sq[:, None]
-    d2 += x_sq[None, :]
-    return d2
+        if self.backend not in BACKENDS or self.backend == "sklearn":
+            raise StrategyError(f"backend must be 'auto', 'faiss' or 'numpy', got {self.backend!r}")
+        if not isinstance(self.approximate, (bool, np.bool_)):
+            raise StrategyError(f"approximate must be True or False, got {self.approximate!r}")
 
 
 def _row_step(m: int) -> int:
     return max(1, min(_CHUNK_ROWS, _BLOCK_ELEMENTS // max(m, 1)))
-
-
-def _covered_by(x: np.ndarray, x_sq: np.ndarray, y: np.ndarray, thr: np.float32) -> np.ndarray:
-    """Is each ``x_j`` within the radius of any row of ``y`` (chunked over ``y``)."""
-    out = np.zeros(x.shape[0], dtype=bool)
-    step = _row_step(x.shape[0])
-    for start in range(0, y.shape[0], step):
-        yc = y[start : start + step]
-        y_sq = np.einsum("ij,ij->i", yc, yc)
-        out |= (_sq_dist_block(x, x_sq, yc, y_sq) <= thr).any(axis=0)
-    return out
-
-
-def _count_neighbours_of(
-    x: np.ndarray, x_sq: np.ndarray, thr: np.float32, rows: np.ndarray
-) -> np.ndarray:
-    """For each row of ``x``, how many of ``x[rows]`` lie within the radius."""
-    counts = np.zeros(x.shape[0], dtype=np.int64)
-    step = _row_step(x.shape[0])
-    for start in range(0, rows.size, step):
-        idx = rows[start : start + step]
-        counts += (_sq_dist_block(x, x_sq, x[idx], x_sq[idx]) <= thr).sum(axis=0)
-    return counts
 
 
 def _median_nn_distance(x: np.ndarray, x_sq: np.ndarray, rng: np.random.Generator) -> float:
@@ -210,7 +210,7 @@ def _median_nn_distance(x: np.ndarray, x_sq: np.ndarray, rng: np.random.Generato
     step = _row_step(m)
     for start in range(0, rows.size, step):
         idx = rows[start : start + step]
-        d2 = _sq_dist_block(x, x_sq, x[idx], x_sq[idx])
+        d2 = sq_dist_block(x, x_sq, x[idx], x_sq[idx])
         d2[np.arange(idx.size), idx] = np.inf
         nn[start : start + step] = d2.min(axis=1)
     np.maximum(nn, 0.0, out=nn)
@@ -219,3 +219,21 @@ def _median_nn_distance(x: np.ndarray, x_sq: np.ndarray, rng: np.random.Generato
         return med
     positive = nn[nn > 0]  # mostly exact duplicates: fall back to the smallest gap
     return float(np.sqrt(positive.min())) if positive.size else 1.0
+
+
+def _median_nn_distance_index(
+    index: NeighborIndex, x: np.ndarray, rng: np.random.Generator
+) -> float:
+    """:func:`_median_nn_distance` through a (faiss) index: same sample, same fallbacks."""
+    m = x.shape[0]
+    if m < 2:
+        return 1.0
+    rows = np.arange(m) if m <= _NN_SAMPLE else np.sort(rng.choice(m, _NN_SAMPLE, replace=False))
+    dist, _ = index.knn(x[rows], 1, exclude=rows)
+    nn = dist[:, 0]
+    nn = nn[np.isfinite(nn)]
+    med = float(np.median(nn)) if nn.size else 0.0
+    if med > 0.0:
+        return med
+    positive = nn[nn > 0]
+    return float(positive.min()) if positive.size else 1.0

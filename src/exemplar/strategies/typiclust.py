@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from exemplar.errors import StrategyError
+from exemplar.strategies._knn import knn_mean_distance
 from exemplar.strategies.base import QueryContext, Strategy
 
 __all__ = ["TypiClust", "knn_mean_distance"]
@@ -81,6 +82,15 @@ class TypiClust(Strategy):
     assigned to its nearest centroid, in chunks. All of it runs in float32 on embeddings
     centred on the sample mean: O(N·K·D) time, memory linear in N. (The authors fit
     scikit-learn's (mini-batch) k-means on the whole pool.)
+
+    The k-NN searches run in :mod:`exemplar.strategies._knn`: exact numpy blocks, or faiss
+    (exact flat index) when ``n_reference`` reaches 20,000 and faiss is installed.
+
+    Ten million items. Memory is linear in N (a cluster label and a distance per item,
+    plus index arrays); the embeddings may be a memory-mapped ``.npy``
+    (:func:`exemplar.data.embeddings.open_embeddings`) read chunk by chunk. The time is
+    dominated by assigning every item to its nearest of ``K`` centroids, O(N·K·D)
+    (measured at 10^7: bench/selection_10m.py, docs/scale.md).
 
     Typicality is computed only where the batch looks: for the unlabeled members of the
     clusters that the batch draws from (at most ``B`` clusters), which is all the
@@ -396,49 +406,3 @@ def _typicality(
     self_ref[ref_pos] = np.arange(ref_pos.size)
     k = min(k, ref_pos.size - 1)  # a reference row is never its own neighbour
     return 1.0 / (knn_mean_distance(x, x[ref_pos], k, self_ref) + 1e-5)
-
-
-def knn_mean_distance(
-    x: np.ndarray, ref: np.ndarray, k: int, self_ref: np.ndarray | None = None
-) -> np.ndarray:
-    """Mean Euclidean distance from each row of ``x`` to its ``k`` nearest rows of ``ref``.
-
-    Brute force in chunks of rows, so memory is bounded by one (chunk × len(ref)) block,
-    with a partial sort (``np.partition``) per row. Computed in float32; centre ``x`` and
-    ``ref`` on a common mean first to limit cancellation.
-
-    Parameters
-    ----------
-    x : ndarray of shape (n, d), float32
-        Query rows.
-    ref : ndarray of shape (m, d), float32
-        Reference rows.
-    k : int
-        Neighbours per row, ``1 <= k < m`` (``k <= m`` if ``self_ref`` is None).
-    self_ref : ndarray of int of shape (n,), optional
-        ``self_ref[i]`` is the row of ``ref`` that is ``x[i]`` itself (``-1`` if none); it
-        is not counted as a neighbour.
-
-    Returns
-    -------
-    ndarray of shape (n,), float64
-    """
-    n, m = x.shape[0], ref.shape[0]
-    ref_sq = np.einsum("ij,ij->i", ref, ref)
-    ref_m2 = -2.0 * ref.T  # (d, m)
-    step = max(1, min(_CHUNK_ROWS, _BLOCK_ELEMENTS // max(m, 1)))
-    out = np.empty(n, dtype=np.float64)
-    for start in range(0, n, step):
-        xc = x[start : start + step]
-        # |x - r|² minus the row constant |x|², which does not change the ranking.
-        part = xc @ ref_m2
-        part += ref_sq[None, :]
-        if self_ref is not None:
-            own = self_ref[start : start + step]
-            hit = np.flatnonzero(own >= 0)
-            part[hit, own[hit]] = np.inf
-        nearest = np.partition(part, k - 1, axis=1)[:, :k].astype(np.float64)
-        nearest += np.einsum("ij,ij->i", xc, xc)[:, None]
-        np.maximum(nearest, 0.0, out=nearest)
-        out[start : start + step] = np.sqrt(nearest).mean(axis=1)
-    return out

@@ -71,10 +71,11 @@ class UncertainThenDiverse(Strategy):
         if ctx.reduced is not None:  # the base's utility, kept while the pool was scored
             scores = np.asarray(ctx.reduced.utility[ctx.unlabeled], dtype=np.float64)
         else:
-            scores = base.utility(ctx.predictions.take(ctx.unlabeled))
-        emb = ctx.predictions.require_embeddings(ctx.unlabeled)
+            scores = base._unlabeled_utility(ctx)  # reads only what the base requires
         m = min(scores.size, self.factor * ctx.batch_size)
         cand = top_k(scores, m)
+        # Only the candidates' embeddings are read: a pool's may be on disk (memory-mapped).
+        emb_cand = ctx.predictions.require_embeddings(ctx.unlabeled[cand])
         if m == ctx.batch_size:
             return ctx.unlabeled[cand], scores
         if self.diversity == "coreset":
@@ -86,7 +87,7 @@ class UncertainThenDiverse(Strategy):
                 random_state=ctx.rng,
             )
             return picked, scores
-        picked_pos = _weighted_kmeans_picks(emb[cand], scores[cand], ctx.batch_size, ctx.rng)
+        picked_pos = _weighted_kmeans_picks(emb_cand, scores[cand], ctx.batch_size, ctx.rng)
         chosen = cand[picked_pos]
         chosen = chosen[np.argsort(-scores[chosen], kind="stable")]
         return ctx.unlabeled[chosen], scores
