@@ -18,6 +18,16 @@
 9. ``bench.object_load``: 50 annotators verifying model proposals (one-object writes and
    object sets) over HTTP while the detector retrains, SQLite and PostgreSQL
    (object_load.json, object_load_postgresql.json).
+10. ``bench.selection_10m``: margin, k-center, TypiClust, ProbCover and the default at 10^6
+    and 10^7 items with 64-d embeddings on disk: time and peak memory per item
+    (selection_10m.json).
+11. ``bench.ray_overhead``: the same pool scored on a local Ray and in process
+    (ray_overhead.json).
+12. ``bench.albl_compare``: the ALBL bandit against the default and random on every
+    built-in dataset (albl_compare.json).
+13. ``bench.annotators``: ActiveLab's relabel-or-label-new against fixed policies with
+    simulated annotators (annotators.json).
+14. ``bench.synthesis``: query synthesis against pool-based selection (synthesis.json).
 
 Each runs in its own process, so one's memory and thread pools do not affect the other.
 """
@@ -46,6 +56,11 @@ BENCHMARKS: list[list[str]] = [
     ["bench.mc_dropout_throughput"],
     ["bench.object_load", "--db", "sqlite"],
     ["bench.object_load", "--db", "postgresql"],
+    ["bench.selection_10m", "--sizes", "1000000,10000000"],
+    ["bench.ray_overhead"],
+    ["bench.albl_compare"],
+    ["bench.annotators"],
+    ["bench.synthesis"],
 ]
 
 

@@ -288,6 +288,7 @@ def test_label_with_a_digit_key(page: Any, image_url: str, image_project: Path) 
     [row] = wait_labels(image_project, "keys", 1)
     assert (row.item_id, row.label, row.status, row.source) == (first, "3", "verified", "human")
     assert row.strategy and row.cycle_id is not None and row.score is not None
+    assert row.seconds is not None and 0 < row.seconds < 60  # the page's labeling timer
     second = shown_item(page, other_than=first)
     page.keyboard.press("0")
     rows = wait_labels(image_project, "keys", 2)
@@ -550,3 +551,71 @@ def test_review_shows_text_items_escaped_and_clipped(
     assert len(full.inner_text()) > len(clipped)
     # Nothing was parsed as markup: no injected image or script element exists.
     assert page.locator("img[src=x], main script, #review img").count() == 0
+
+
+# -- a stream project's feed ------------------------------------------------------------------
+
+
+def _shown_text(page: Any, expected: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Wait until the page shows the text item ``expected``."""
+    page.wait_for_function(
+        """(want) => {
+            const t = document.getElementById('text');
+            return t && !t.hidden && t.textContent === want;
+        }""",
+        arg=expected,
+        timeout=timeout_s * 1000,
+    )
+
+
+def _waiting(page: Any) -> None:
+    page.wait_for_function(
+        """() => {
+            const m = document.getElementById('message').textContent;
+            return m.includes('Waiting for the stream') && document.getElementById('text').hidden;
+        }"""
+    )
+    assert "queue is empty" not in page.inner_text("#message")
+
+
+def test_stream_feed_waits_shows_arrivals_and_brings_a_skip_back(page: Any, tmp_path: Path) -> None:
+    """A stream project's page is a feed from the start: it waits (never "queue is
+    empty"), shows asked items as they arrive without a reload, and a skipped item comes
+    back after ``skip_requeue_after`` = 1 other item."""
+    from exemplar.project.stream import StreamItemIn, submit_items
+
+    root = tmp_path / "feed"
+    with Project.init(
+        root,
+        ["0", "1"],
+        name="feed",
+        oracle={"kind": "human"},
+        stream={"enabled": True, "manager": "random", "budget": 1.0, "skip_requeue_after": 1},
+    ) as project:
+        add_user(project.db, "feed", "annotator", PASSWORD)
+
+    def arrive(*texts: str) -> None:
+        with Project.open(root) as project:
+            decided = submit_items(project, [StreamItemIn(text=t) for t in texts])
+        assert all(d.asked for d in decided)
+
+    for base in _serve(root):
+        login(page, base, "feed")
+        page.wait_for_url(f"{base}/label")
+        _waiting(page)
+        arrive("alpha")
+        _shown_text(page, "alpha", timeout_s=6.0)  # polled in, no reload
+        arrive("bravo", "charlie")
+        page.keyboard.press("s")
+        _shown_text(page, "bravo")
+        page.keyboard.press("0")
+        _shown_text(page, "alpha")  # the skipped item, before charlie
+        page.keyboard.press("1")
+        _shown_text(page, "charlie")
+        page.keyboard.press("0")
+        rows = wait_labels(root, "feed", 3)
+        _waiting(page)
+    with Project.open(root) as project, project.db.read() as s:
+        assert len(s.scalars(select(Item.id)).all()) == 3
+    assert [r.label for r in rows] == ["0", "1", "0"]
+    assert len({r.item_id for r in rows}) == 3

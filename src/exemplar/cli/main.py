@@ -42,7 +42,8 @@ def simulate(
         str,
         typer.Option(
             help="Built-in name (see `exemplar datasets`) or a .csv/.npy/.npz path; "
-            "detection and segmentation: cells (synthetic) or nuclei (mnfinder tiles)."
+            "detection and segmentation: cells (synthetic) or nuclei (mnfinder tiles); "
+            "--scenario stream also: bananas or phishing (river's, offline)."
         ),
     ],
     task: Annotated[
@@ -135,6 +136,33 @@ def simulate(
         float,
         typer.Option(help="With --curate: share of pool items given a jittered near-duplicate."),
     ] = 0.30,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="pool (default): pool-based selection; stream: items arrive one at a time "
+            "and budget managers decide at once (against random at the same budget); "
+            "synthesis: the learner synthesizes query points, against pool-based selection; "
+            "annotators: several simulated annotators of different accuracy, relabel or "
+            "label new (ActiveLab)."
+        ),
+    ] = "pool",
+    budget: Annotated[
+        float, typer.Option(help="With --scenario stream: share of arrivals that may be labeled.")
+    ] = 0.1,
+    managers: Annotated[
+        str,
+        typer.Option(
+            help="With --scenario stream: comma-separated budget managers (fixed_uncertainty, "
+            "variable_uncertainty, split, balanced_incremental; random is always added)."
+        ),
+    ] = "fixed_uncertainty,variable_uncertainty,split,balanced_incremental",
+    annotator_accuracy: Annotated[
+        str,
+        typer.Option(
+            help="With --scenario annotators: comma-separated accuracies of the simulated "
+            "annotators, e.g. 0.9,0.75,0.6."
+        ),
+    ] = "0.9,0.75,0.6",
 ) -> None:
     """Compare strategies against random on a fully labeled dataset, with paired seeds.
 
@@ -153,6 +181,16 @@ def simulate(
         from exemplar.errors import ConfigError
 
         raise ConfigError(f"--curate runs on classification only, not --task {task}")
+    if scenario not in ("pool", "stream", "synthesis", "annotators"):
+        from exemplar.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown scenario {scenario!r}; choose pool, stream, synthesis or annotators"
+        )
+    if scenario != "pool" and (task != "classification" or curate):
+        from exemplar.errors import ConfigError
+
+        raise ConfigError(f"--scenario {scenario} runs on classification, without --curate")
     objects = task != "classification"
     default_cycles = 5 if objects else 30
     initial = (10 if objects else 20) if initial is None else initial
@@ -180,6 +218,59 @@ def simulate(
             epochs=epochs,
             min_steps=min_steps,
             images=images,
+            out=out,
+        )
+        return
+    if scenario == "stream":
+        from exemplar.cli.stream_commands import simulate_stream
+
+        simulate_stream(
+            dataset,
+            model=model,
+            model_params=parse_params(model_param or []),
+            seeds=seeds,
+            initial=initial,
+            budget=budget,
+            managers=managers,
+            test_size=test_size,
+            label_column=label_column,
+            jobs=jobs,
+            out=out,
+        )
+        return
+    if scenario == "synthesis":
+        from exemplar.cli.synthesis_commands import simulate_synthesis
+
+        simulate_synthesis(
+            dataset,
+            strategies=strategies,
+            model=model,
+            model_params=parse_params(model_param or []),
+            seeds=seeds,
+            initial=initial,
+            batch_size=batch_size,
+            cycles=cycles,
+            test_size=test_size,
+            label_column=label_column,
+            jobs=jobs,
+            out=out,
+        )
+        return
+    if scenario == "annotators":
+        from exemplar.cli.relabel_commands import simulate_annotators
+
+        simulate_annotators(
+            dataset,
+            accuracies=annotator_accuracy,
+            model=model,
+            model_params=parse_params(model_param or []),
+            seeds=seeds,
+            initial=initial,
+            batch_size=batch_size,
+            cycles=cycles,
+            test_size=test_size,
+            label_column=label_column,
+            jobs=jobs,
             out=out,
         )
         return
@@ -422,7 +513,16 @@ def main() -> None:
 
 
 # Project and server commands register themselves on `app`.
-from exemplar.cli import project_commands, server_commands, video_commands  # noqa: F401
+from exemplar.cli import (  # noqa: F401
+    project_commands,
+    relabel_commands,
+    scale_commands,
+    select_commands,
+    server_commands,
+    stream_commands,
+    synthesis_commands,
+    video_commands,
+)
 
 
 def _simulate_curation(

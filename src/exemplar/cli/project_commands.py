@@ -285,6 +285,9 @@ def status(
         hist.add_column(
             col, justify="right" if col not in ("state", "model", "decision") else "left"
         )
+    arms = any(h.get("arm") for h in info["history"])  # strategy albl: the arm drawn
+    if arms:
+        hist.add_column("arm", justify="left")
     for h in info["history"]:
         val, bat = h["validation"].get(metric), h["batch"].get(metric)
         hist.add_row(
@@ -295,6 +298,7 @@ def status(
             "—" if val is None else f"{val:.3f}",
             "—" if bat is None else f"{bat:.3f}",
             h["decision"] or "—",
+            *([h.get("arm") or "—"] if arms else []),
         )
     console.print(hist)
 

@@ -207,8 +207,13 @@ class ScoringSection(_Section):
     """Where the pool is scored: in this process chunk by chunk (``local``), or on a Ray
     cluster (``ray``) that writes its outputs as shards (``npy`` or ``parquet``).
 
-    ``ray_address`` empty starts a Ray on this machine; ``auto`` joins the cluster this
-    machine belongs to; ``ray://host:10001`` connects to a remote cluster's client port.
+    ``ray_address`` empty starts a Ray on this machine (or joins the cluster named by the
+    ``RAY_ADDRESS`` environment variable, when set); ``auto`` joins the cluster this machine
+    belongs to; ``ray://host:10001`` connects to a remote cluster's client port. ``x_rows``
+    says how workers get the feature rows: ``file`` (they read the project's feature file,
+    which every node must see at the same path), ``ship`` (through Ray's object store, a
+    bounded number of row ranges at a time), ``auto`` (``file`` on a one-node cluster).
+    ``num_cpus`` sizes a Ray started here only. See docs/scale.md, "Scoring on Ray".
     """
 
     engine: Literal["local", "ray"] = "local"
@@ -216,6 +221,16 @@ class ScoringSection(_Section):
     shard_format: Literal["npy", "parquet"] = "npy"
     rows_per_task: int = Field(default=65_536, ge=256)
     num_cpus: int | None = Field(default=None, ge=1)
+    x_rows: Literal["auto", "file", "ship"] = "auto"
+
+    @model_validator(mode="after")
+    def _cpus_for_a_local_ray(self) -> ScoringSection:
+        if self.num_cpus is not None and self.ray_address:
+            raise ValueError(
+                "[scoring].num_cpus sizes a Ray started on this machine; with ray_address "
+                "set, the cluster's own CPUs are used (drop num_cpus)"
+            )
+        return self
 
 
 class StreamSection(_Section):
@@ -223,9 +238,12 @@ class StreamSection(_Section):
 
     ``budget`` is the share of arrivals that may be sent to the oracle; ``manager`` is the
     budget manager that decides (``exemplar.stream``); ``retrain_every`` is the number of
-    new labels between retrains of the stream's model.
+    new labels between retrains of the stream's model. ``enabled`` makes the project a
+    stream project: it accepts stream items, its label page is a feed, and the background
+    learner and ``exemplar refill`` never queue pool items for it (docs/streams.md).
     """
 
+    enabled: bool = False
     manager: Literal[
         "fixed_uncertainty", "variable_uncertainty", "split", "balanced_incremental", "random"
     ] = "variable_uncertainty"
@@ -257,6 +275,11 @@ class OracleSection(_Section):
     def _file_needs_path(self) -> OracleSection:
         if self.kind == "file" and not self.path:
             raise ValueError("oracle kind 'file' needs a path to the labels file")
+        if self.relabel == "activelab" and self.overlap < 2:
+            raise ValueError(
+                "relabel = 'activelab' needs overlap of at least 2 (the most annotators an "
+                "item may get); new items get one, relabels add more"
+            )
         if self.overlap > 1 and self.kind != "human":
             raise ValueError(
                 f"overlap = {self.overlap} needs oracle kind 'human' (several people per item); "
@@ -528,6 +551,11 @@ class ProjectConfig(_Section):
                 'project is labeled by people (kind "human", through the Objects API) or '
                 'simulated from imported ground truth (kind "simulated")'
             )
+        if objects and self.scoring.engine == "ray":
+            raise ValueError(
+                '[scoring].engine = "ray" scores feature models; a detection or segmentation '
+                'project scores locally (engine = "local")'
+            )
         if self.stopping.budget_unit == "objects" and not objects:
             raise ValueError(
                 '[stopping].budget_unit = "objects" needs a detection or segmentation project'
@@ -557,9 +585,15 @@ class ProjectConfig(_Section):
             except ConfigError as exc:
                 raise ValueError(f"[model].candidates: {exc}") from None
         try:
-            get_strategy(self.selection.strategy, **self.selection.params)
+            chosen = get_strategy(self.selection.strategy, **self.selection.params)
         except ConfigError as exc:
             raise ValueError(f"[selection].strategy: {exc}") from None
+        if self.selection.cost_aware and chosen.name == "albl":
+            raise ValueError(
+                "[selection].cost_aware = true does not work with strategy 'albl': the "
+                "bandit's importance weights assume its arm's batch is the batch labeled; "
+                "turn cost_aware off or pick another strategy"
+            )
         try:  # what the typed tables cannot say (e.g. a criterion's own checks)
             self.stopping.build()
         except ConfigError as exc:

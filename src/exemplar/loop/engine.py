@@ -10,6 +10,7 @@ gives the same result as a run that was never killed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -20,10 +21,19 @@ from typing import Any, Literal
 
 import numpy as np
 from filelock import FileLock
+from sklearn.model_selection import KFold
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
+from exemplar.curation.relabel import (
+    NO_LABEL,
+    activelab_scores,
+    majority_vote,
+    plan_batch,
+    to_project_classes,
+)
+from exemplar.engines import score_pool_ray
 from exemplar.errors import ConfigError, ModelError, ProjectError, StoreError
 from exemplar.loop.context import LoopContext
 from exemplar.loop.curate import curate_cycle, finish_class_change
@@ -31,7 +41,13 @@ from exemplar.loop.faults import crash_point
 from exemplar.loop.lock import project_lock
 from exemplar.loop.model_selector import CandidateResult, best_candidate
 from exemplar.loop.oracle import Oracle, make_oracle
-from exemplar.loop.scoring import drop_scored, load_scored, save_scored, score_pool
+from exemplar.loop.scoring import (
+    ScoredPool,
+    drop_scored,
+    load_scored,
+    save_scored,
+    score_pool,
+)
 from exemplar.loop.segments import frame_segments
 from exemplar.loop.selection import pick_batch
 from exemplar.loop.tasks import (
@@ -46,27 +62,34 @@ from exemplar.loop.tasks import (
 )
 from exemplar.models import (
     ModelAdapter,
+    checkpoint_classes,
     checkpoint_suffix,
     family_of,
+    get_recipe,
     load_model,
+    make_model,
     save_model,
 )
+from exemplar.models.label_cost import LabelCostModel
 from exemplar.objects import Objects
 from exemplar.predictions import Predictions
 from exemplar.stopping import Observation
 from exemplar.store.annotations import objects_labeled
+from exemplar.store.label_times import timed_labels
 from exemplar.store.pool import NO_BUDGET, PoolIndex, budget_room, drop_stale_entries, still_free
-from exemplar.store.queue import enqueue
+from exemplar.store.queue import add_vote_slots, enqueue
 from exemplar.store.schema import (
     OPEN_QUEUE_STATUSES,
     Cycle,
     CycleState,
     Item,
+    Label,
     ModelVersion,
     QueueEntry,
     Split,
 )
-from exemplar.strategies import ReducedSamples, Strategy, get_strategy
+from exemplar.store.votes import item_votes
+from exemplar.strategies import ALBL, CostAware, ReducedSamples, Strategy, get_strategy
 
 __all__ = ["LoopEngine", "RunOutcome", "cycle_seed"]
 
@@ -326,21 +349,39 @@ class LoopEngine:
         if self.cfg.data.segment_frames > 0:  # video frames: one per segment in a batch first
             with self.project.db.read() as s:
                 segments = frame_segments(s, pool_ids.tolist(), self.cfg.data.segment_frames)
-        picks = pick_batch(
-            predictions,
-            self._strategy(cycle),
-            pool_rows,
-            labeled.rows[scored],
-            None if objects else labeled.y[scored],
-            batch_size=cycle.batch_size,
-            seed=cycle.seed,
-            cold_start=version is None,
-            n_labeled=int(labeled.y.size),
-            initial_size=self.cfg.selection.initial_size,
-            control_fraction=self.cfg.selection.control_fraction,
-            budget_left=budget_left,
-            reduced=reduced,
-            segments=segments,
+        base = self._strategy(cycle)
+        bandit = self._bandit(base, cycle, version) if predictions is not None else None
+        if bandit is not None and version is not None and predictions is not None:
+            predictions = self._with_classes(predictions, version, cycle)
+        strategy, cost_record = self._cost_aware(base, cycle, predictions, version)
+        # ActiveLab: part of the batch may go to one more vote on labeled items.
+        activelab = self.cfg.oracle.relabel == "activelab" and not objects
+        relabels: list[tuple[int, int | None, str | None, float | None, int]] = []
+        relabel_record = None
+        if activelab and version is not None and predictions is not None:
+            relabels, relabel_record = self._relabel_slots(
+                version, predictions, pool_rows, cycle.batch_size
+            )
+        new_size = cycle.batch_size - len(relabels)
+        picks = (
+            pick_batch(
+                predictions,
+                strategy,
+                pool_rows,
+                labeled.rows[scored],
+                None if objects else labeled.y[scored],
+                batch_size=new_size,
+                seed=cycle.seed,
+                cold_start=version is None,
+                n_labeled=int(labeled.y.size),
+                initial_size=self.cfg.selection.initial_size,
+                control_fraction=self.cfg.selection.control_fraction,
+                budget_left=budget_left,
+                reduced=reduced,
+                segments=segments,
+            )
+            if new_size > 0
+            else []
         )
         position = np.searchsorted(pool_rows, [p.row for p in picks])
         entries: list[tuple[int, str | None, float | None]] = [
@@ -355,7 +396,21 @@ class LoopEngine:
             drop_stale_entries(s)
             # The budget once more in the enqueueing transaction: it is a hard limit.
             free = still_free(s, entries)[: self._room(s)]
-            enqueue(s, cycle.id, free, overlap=self.cfg.oracle.overlap)
+            # With ActiveLab a new item gets one annotator; relabels ask for more.
+            enqueue(s, cycle.id, free, overlap=1 if activelab else self.cfg.oracle.overlap)
+            if relabels:
+                add_vote_slots(s, relabels)
+            if bandit is not None and bandit.last_arm is not None:  # ALBL: resumable bandit
+                row = s.get_one(Cycle, cycle.id)
+                row.metrics = {
+                    **row.metrics,
+                    "albl": bandit.state_dict(),
+                    "albl_arm": bandit.last_arm,
+                }
+            if cost_record is not None or relabel_record is not None:  # for the record
+                row = s.get_one(Cycle, cycle.id)
+                extra = {"cost_model": cost_record, "relabel": relabel_record}
+                row.metrics = {**row.metrics, **{k: v for k, v in extra.items() if v}}
             if proposals:
                 queued = {item_id for item_id, _, _ in free}
                 write_proposals(
@@ -512,6 +567,222 @@ class LoopEngine:
             params = dict(sel.params) if same else {}
         return get_strategy(cycle.strategy, **params)
 
+    def _bandit(
+        self, strategy: Strategy, cycle: Cycle, version: ModelVersion | None
+    ) -> ALBL | None:
+        """An :class:`~exemplar.strategies.ALBL` strategy continuing the bandit recorded by
+        the latest earlier cycle, with the predictions that cycle selected on (the reward's
+        previous model); None for any other strategy or at cold start.
+
+        When that cycle's checkpoint was pruned, the bandit continues without them and
+        skips one reward (``[model] keep_checkpoints`` of 2 or more keeps it).
+        """
+        if not isinstance(strategy, ALBL) or version is None:
+            return None
+        with self.project.db.read() as s:
+            earlier = s.scalars(
+                select(Cycle).where(Cycle.number < cycle.number).order_by(Cycle.number.desc())
+            )
+            last = next((c for c in earlier if "albl" in (c.metrics or {})), None)
+            previous = s.get(ModelVersion, last.model_version_id) if last is not None else None
+        if last is None:
+            return strategy
+        strategy.load_state_dict(last.metrics["albl"])
+        if previous is not None:
+            try:
+                seen, _ = self._load_scored(previous)
+                strategy.remember(self._with_classes(seen, previous, last))
+            except (ProjectError, StoreError):
+                self.on_event(f"albl: model {previous.version} is gone; one reward is skipped")
+        return strategy
+
+    def _with_classes(
+        self, predictions: Predictions, version: ModelVersion, cycle: Cycle
+    ) -> Predictions:
+        """``predictions`` with the class of each probability column (from the checkpoint)."""
+        if predictions.classes is not None or predictions.proba is None:
+            return predictions
+        model = self._load_model(version, cycle, committee=False)
+        return dataclasses.replace(predictions, classes=np.asarray(model.classes_))
+
+    def _cost_aware(
+        self,
+        strategy: Strategy,
+        cycle: Cycle,
+        predictions: Predictions | None,
+        version: ModelVersion | None,
+    ) -> tuple[Strategy, dict[str, Any] | None]:
+        """``strategy`` wrapped in :class:`~exemplar.strategies.CostAware` when the project
+        asks for cost-aware selection and ``cost_min_labels`` labels carry a time.
+
+        The expected seconds come from a :class:`~exemplar.models.label_cost.LabelCostModel`
+        fitted on the timed labels (Settles, Craven & Friedland 2008): item features and,
+        for a scikit-learn recipe of feature rows, the model's *out-of-sample* probabilities
+        of the timed items (3-fold, as :meth:`_out_of_sample`), since the stored ones are
+        in-sample for labeled items and would not look like the pool's; other recipes use
+        item features only. Items imported after the pool was scored are left out. The
+        second value is what is recorded in the cycle's metrics (None when off).
+        """
+        sel = self.cfg.selection
+        if not sel.cost_aware:
+            return strategy, None
+        if isinstance(strategy, ALBL):
+            raise ConfigError(
+                "[selection].cost_aware = true does not work with strategy 'albl' (its "
+                "importance weights assume its arm's batch is the batch labeled)"
+            )
+        if predictions is None or version is None:
+            return strategy, {"applied": False, "reason": "no model yet (cold start)"}
+        if predictions.proba is None or isinstance(self.task, ObjectTask):
+            return strategy, {"applied": False, "reason": "classification only"}
+        with self.project.db.read() as s:
+            newest = s.scalar(select(func.max(Label.id)))
+            timed = timed_labels(s, through_label_id=newest)
+        if len(timed) < sel.cost_min_labels:
+            reason = f"{len(timed)} timed labels, fewer than cost_min_labels={sel.cost_min_labels}"
+            return strategy, {"applied": False, "reason": reason, "n_timed": len(timed)}
+        proba = predictions.proba
+        n_scored = int(proba.shape[0])
+        try:
+            X: np.ndarray | None = self.project.features()[:n_scored]
+        except ProjectError:
+            X = None
+        # Items imported since the pool was scored have no probabilities: left out.
+        keep = timed.rows < n_scored
+        rows, seconds, labels = timed.rows[keep], timed.seconds[keep], timed.labels[keep]
+        held = self._timed_proba(version, rows, labels) if rows.size else None
+        model = LabelCostModel(min_labels=sel.cost_min_labels, random_state=cycle.seed).fit(
+            None if X is None else np.asarray(X[rows]), seconds, proba=held, labels=labels
+        )
+        costs = model.predict(X, proba=proba if held is not None or X is None else None)
+        record = {
+            "applied": True,
+            "through_label_id": newest,
+            "inputs": [
+                name
+                for name, used in (("features", X is not None), ("proba", held is not None))
+                if used
+            ],
+            **model.summary_.to_dict(),
+        }
+        return CostAware(strategy, costs=costs), record
+
+    def _timed_proba(
+        self, version: ModelVersion, rows: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray | None:
+        """Out-of-sample probabilities of timed ``rows`` in the columns of ``version``'s
+        model (its stored pool probabilities' columns), or None when they cannot be had
+        (a recipe :meth:`_out_of_sample` does not refit, or labels outside the classes)."""
+        classes = list(self.project.classes)
+        index = {c: i for i, c in enumerate(classes)}
+        unique, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        given = [str(x) for x in np.asarray(labels)[first]]
+        if any(c not in index for c in given):
+            return None
+        votes = np.array([index[c] for c in given], dtype=np.int64)
+        held = self._out_of_sample(version, unique, votes, index)
+        if held is None:
+            return None
+        model_classes = checkpoint_classes(self.project.root / version.path, version.recipe)
+        if any(str(c) not in index for c in model_classes):
+            return None
+        out = held[:, [index[str(c)] for c in model_classes]].astype(np.float64)
+        total = out.sum(axis=1, keepdims=True)
+        out = np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / out.shape[1])
+        return out[inverse.ravel()]
+
+    def _relabel_slots(
+        self,
+        version: ModelVersion,
+        predictions: Predictions,
+        pool_rows: np.ndarray,
+        batch_size: int,
+    ) -> tuple[list[tuple[int, int | None, str | None, float | None, int]], dict[str, Any]]:
+        """The labeled items that get one more vote in this batch (ActiveLab, Goh & Mueller
+        2023), as :func:`~exemplar.store.queue.add_vote_slots` entries, and the record.
+
+        Every labeled item and every pool candidate is scored on one scale
+        (:func:`~exemplar.curation.relabel.activelab_scores`, from the standing votes and
+        the model's probabilities); the lowest scores get the batch's labels. An item can
+        be relabeled while it has fewer than ``overlap`` votes, its round has no open slot,
+        and its votes came through the queue.
+        """
+        with self.project.db.read() as s:
+            voted = item_votes(s)
+        classes = list(self.project.classes)
+        index = {c: i for i, c in enumerate(classes)}
+        voted = [v for v in voted if all(c in index for c in v.votes.values())]
+        if not voted or predictions.proba is None:
+            return [], {"asked": 0, "reason": "no votes to weigh"}
+        model_classes = [
+            str(c) for c in checkpoint_classes(self.project.root / version.path, version.recipe)
+        ]
+        proba = predictions.proba
+        # Classes the model knows but the project no longer has: columns dropped.
+        dropped = to_project_classes(proba[:0], model_classes, classes)[1]
+
+        def full(rows: np.ndarray) -> np.ndarray:
+            return to_project_classes(proba[rows], model_classes, classes)[0]
+
+        annotators = sorted({a for v in voted for a in v.votes})
+        matrix = np.full((len(voted), len(annotators)), NO_LABEL, dtype=np.int64)
+        for i, v in enumerate(voted):
+            for a, c in v.votes.items():
+                matrix[i, annotators.index(a)] = index[c]
+        rows = np.array([v.row for v in voted], dtype=np.int64)
+        votes = majority_vote(matrix, len(classes))
+        held_out = self._out_of_sample(version, rows, votes, index)
+        labeled_proba = full(rows) if held_out is None else held_out
+        scores = activelab_scores(
+            matrix, labeled_proba, full(pool_rows) if pool_rows.size else None
+        )
+        eligible = np.array([v.slots > 0 and not v.open for v in voted], dtype=bool)
+        plan = plan_batch(
+            scores, matrix, batch_size, max_labels=self.cfg.oracle.overlap, eligible=eligible
+        )
+        entries: list[tuple[int, int | None, str | None, float | None, int]] = [
+            (voted[i].item_id, voted[i].cycle_id, "activelab", float(score), rank)
+            for rank, ((kind, i), score) in enumerate(zip(plan.order, plan.scores, strict=True))
+            if kind == "relabel"
+        ]
+        accuracy = dict(zip(annotators, scores.annotator_accuracy.tolist(), strict=True))
+        record = {
+            "asked": len(entries),
+            "new": batch_size - len(entries),
+            "annotator_accuracy": {a: round(x, 4) for a, x in accuracy.items()},
+            "model_weight": round(scores.model_weight, 4),
+            "out_of_sample": held_out is not None,
+        }
+        if dropped:
+            record["dropped_classes"] = dropped
+        return entries, record
+
+    def _out_of_sample(
+        self, version: ModelVersion, rows: np.ndarray, votes: np.ndarray, index: dict[str, int]
+    ) -> np.ndarray | None:
+        """Cross-validated probabilities of labeled ``rows`` (3 folds of ``version``'s recipe
+        fit on the majority ``votes``), as ActiveLab asks; None for a recipe that is not a
+        scikit-learn model of feature rows (the stored, in-sample ones are used then)."""
+        recipe = get_recipe(version.recipe)
+        if recipe.family != "sklearn" or recipe.inputs != "rows" or rows.size < 6:
+            return None
+        classes = list(self.project.classes)
+        X = np.asarray(self.project.features()[rows])
+        y = np.array([classes[int(v)] for v in votes])
+        out = np.full((rows.size, len(classes)), 1.0 / len(classes), dtype=np.float32)
+        folds = KFold(3, shuffle=True, random_state=0)
+        with threadpool_limits(limits=1):
+            for train, test in folds.split(X):
+                if np.unique(y[train]).size < 2:
+                    continue
+                model = make_model(
+                    version.recipe, 0, device=self.cfg.model.device, **version.params
+                ).fit(X[train], y[train])
+                proba = model.predict(X[test]).require_proba()
+                out[test] = 0.0
+                out[np.ix_(test, [index[str(c)] for c in model.classes_])] = proba
+        return out
+
     def _budget(self) -> float:
         budget = self.cfg.stopping.label_budget
         return float(budget) if budget is not None else float("inf")
@@ -607,6 +878,40 @@ class LoopEngine:
         model = self._load_model(version, cycle)
         X = self._inputs(version)
         pool_rows, _ = self._pool(X.shape[0])
+        if self.cfg.scoring.engine == "ray":  # same arrays, scored by Ray Data (docs/scale.md)
+            # (a detection project with engine "ray" is refused when the config loads)
+            arrays, scoring = self.project.arrays, self.cfg.scoring
+            shards = arrays.root / "shards" / version.version
+            # Embeddings and whole samples are assembled straight into their arrays/ files.
+            on_disk = {
+                k: arrays.root / "arrays" / f"{k}-{version.version}.npy"
+                for k in ("embeddings", "samples")
+            }
+            scored = score_pool_ray(
+                model,
+                X,
+                self._strategy(cycle),
+                unlabeled=pool_rows,
+                rows_per_task=scoring.rows_per_task,
+                shard_dir=shards,
+                shard_format=scoring.shard_format,
+                address=scoring.ray_address,
+                num_cpus=scoring.num_cpus,
+                chunk_size=self.cfg.selection.chunk_size,
+                x_rows=scoring.x_rows,
+                out_paths=on_disk,
+            )
+            pred = scored.predictions
+            stored = {
+                k: None
+                for k, path in on_disk.items()
+                if Path(getattr(getattr(pred, k), "filename", None) or "").resolve()
+                == path.resolve()
+            }
+            rest = ScoredPool(dataclasses.replace(pred, **stored), scored.reduced)
+            save_scored(arrays, version.version, rest)  # the other arrays, as local scores
+            shutil.rmtree(shards, ignore_errors=True)
+            return
         scored = score_pool(
             model,
             X,

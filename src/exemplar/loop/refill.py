@@ -118,9 +118,12 @@ def refill_queue(
     -------
     Refill
         Nothing is added once the project has stopped, while entries are open (or wait,
-        with ``while_leased``), or when the label budget is spent.
+        with ``while_leased``), when the label budget is spent, or in a stream project
+        (``[stream] enabled``), whose stream alone decides what is asked.
     """
     cfg = context.config
+    if cfg.stream.enabled:
+        return Refill(0, None, "a stream project: only the stream queues items")
     with context.db.read() as s:
         newest = s.scalar(select(Cycle).order_by(Cycle.number.desc()).limit(1))
         if newest is not None and newest.state == CycleState.STOPPED:

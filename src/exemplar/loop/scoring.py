@@ -25,7 +25,6 @@ as proposals.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
 from exemplar.objects import ObjectPredictions
 from exemplar.predictions import Predictions
 from exemplar.store.arrays import ArrayStore
-from exemplar.strategies.base import ReducedSamples, Strategy, top_k
+from exemplar.strategies.base import ReducedSamples, ScoredPool, Strategy, top_k
 
 __all__ = ["SCORED_KINDS", "ScoredPool", "drop_scored", "load_scored", "save_scored", "score_pool"]
 
@@ -49,23 +48,6 @@ SCORED_KINDS = (
     "candidates",
     "candidate-samples",
 )
-
-
-@dataclass(frozen=True)
-class ScoredPool:
-    """What scoring keeps of a pool, ready for :func:`~exemplar.loop.query_batch`.
-
-    Attributes
-    ----------
-    predictions : Predictions
-        ``proba`` for every row, ``embeddings`` (memory-mapped) if the strategy reads them,
-        and ``samples`` only for a strategy that cannot use a reduction.
-    reduced : ReducedSamples or None
-        The reduction of the samples, for a scoring strategy that reads samples.
-    """
-
-    predictions: Predictions
-    reduced: ReducedSamples | None = None
 
 
 def save_scored(arrays: ArrayStore, version: str, scored: ScoredPool) -> None:

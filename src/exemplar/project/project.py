@@ -237,9 +237,16 @@ class Project:
         return lease(self.db, annotator, lease_seconds=self.config.oracle.lease_seconds)
 
     def submit_label(
-        self, entry_id: int, annotator: str, label: str, *, idempotency_key: str | None = None
+        self,
+        entry_id: int,
+        annotator: str,
+        label: str,
+        *,
+        idempotency_key: str | None = None,
+        seconds: float | None = None,
     ) -> None:
-        """Record a human label for a leased queue entry."""
+        """Record a human label for a leased queue entry (``seconds``: the time spent on it;
+        without it, the time from the lease to this call is recorded)."""
         from exemplar.store.queue import submit
 
         submit(
@@ -249,13 +256,16 @@ class Project:
             label,
             classes=self.classes,
             idempotency_key=idempotency_key,
+            seconds=seconds,
         )
 
     def skip_item(self, entry_id: int, annotator: str) -> None:
-        """Put a leased item back at the end of the queue."""
+        """Put a leased item back at the end of the queue (a stream item: back into the
+        feed after ``[stream] skip_requeue_after`` other items)."""
+        from exemplar.project.stream import requeue_after
         from exemplar.store.queue import skip
 
-        skip(self.db, entry_id, annotator)
+        skip(self.db, entry_id, annotator, requeue_after=requeue_after(self, entry_id))
 
     def undo_last_label(self, annotator: str) -> UndoneLabel | None:
         """Take back ``annotator``'s newest label still in force (see ``store.queue.undo_last``).

@@ -46,6 +46,7 @@ def project_status(project: Any) -> dict[str, Any]:
             "n_labels": c.metrics.get("n_labels"),
             "validation": c.metrics.get("validation", {}),
             "batch": c.metrics.get("batch", {}),
+            "arm": c.metrics.get("albl_arm"),  # the strategy ALBL's bandit drew
             "decision": c.decision,
             "timings": c.timings,
             "stop_reason": c.stop_reason,

@@ -27,6 +27,7 @@ from exemplar.server.deps import API_PREFIX, CSRF_HEADER, ServerState
 from exemplar.server.middleware import MAX_BODY_BYTES, install_middleware
 from exemplar.server.routes import (
     accounts,
+    costs,
     curation,
     dashboard,
     items,
@@ -38,6 +39,7 @@ from exemplar.server.routes import (
     video_pages,
     viewer,
 )
+from exemplar.server.routes import stream as stream_routes
 from exemplar.server.routes import video as video_routes
 from exemplar.server.security import (
     LoginRateLimiter,
@@ -123,9 +125,11 @@ def create_app(
     app.state.exemplar = state
     for module in (session, accounts, items, objects, pages, review, dashboard, curation, viewer):
         app.include_router(module.router())
+    app.include_router(costs.router())
     app.include_router(curation.pages())
     app.include_router(video_routes.router())
     app.include_router(video_pages.router())
+    app.include_router(stream_routes.router())
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
 
     @app.get(f"{API_PREFIX}/docs", include_in_schema=False)

@@ -104,7 +104,9 @@ class LabelIn(BaseModel):
 
     ``action`` is ``label`` (``label`` names the class), ``accept`` (take the model's
     proposal) or ``reject`` (record the proposal as rejected). Retrying with the same
-    ``idempotency_key`` returns the label written the first time.
+    ``idempotency_key`` returns the label written the first time. ``seconds`` is the time
+    the annotator spent on the item (the page's timer, over 0 and at most 24 h); without
+    it the server records the time from the lease to the answer.
     """
 
     entry_id: int = Field(ge=MIN_DB_ID, le=MAX_DB_ID)
@@ -113,6 +115,7 @@ class LabelIn(BaseModel):
     idempotency_key: str | None = Field(
         default=None, min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$"
     )
+    seconds: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _label_names_a_class(self) -> LabelIn:

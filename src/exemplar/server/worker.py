@@ -167,7 +167,13 @@ class BackgroundLearner:
                 self.link.write_state(self.state())
 
     def tick(self, *, force: bool = False) -> str:
-        """One look at the loop; returns what it did (for tests and logs)."""
+        """One look at the loop; returns what it did (for tests and logs).
+
+        A stream project (``[stream] enabled``) runs no pool cycle and no refill: its
+        stream decides, item by item, what is asked, and retrains its own model.
+        """
+        if self.project.config.stream.enabled:
+            return "stream"
         # One engine for every tick: it caches the pool's item index between cycles.
         engine = self._engine = self._engine or LoopEngine(self.project)
         with self.project.db.read() as s:

@@ -34,7 +34,7 @@ from exemplar.data import Dataset
 from exemplar.errors import ConfigError
 from exemplar.loop import LabeledPool, SimulatedOracle, pick_batch, score_pool
 from exemplar.models import ModelAdapter, family_of, get_recipe, make_model
-from exemplar.strategies import get_strategy
+from exemplar.strategies import ALBL, get_strategy
 
 __all__ = ["SimulationConfig", "SimulationResult", "run_simulation", "validate_config"]
 
@@ -49,6 +49,7 @@ RESULT_COLUMNS = (
     "fit_seconds",
     "batch_classes",
     "labeled_classes",
+    "arm",
 )
 
 
@@ -181,12 +182,15 @@ def _run_curve(
     pool.label(initial, initial_labels)
     query_seconds = 0.0
     batch_classes = len(np.unique(pool.y_labeled))
+    arm = ""  # the ALBL arm that picked the batch this round added
     for rnd in range(config.cycles + 1):
         labeled = pool.labeled
         model = make_adapter(config, name, seed)
         t0 = time.perf_counter()
         model.fit(X_pool[labeled], pool.y_labeled)
         fit_seconds = time.perf_counter() - t0
+        if isinstance(strategy, ALBL):  # the bandit's reward hook, after retraining
+            strategy.observe(labeled, pool.y_labeled)
         pred = model.predict_labels(X_test)
         yield {
             "strategy": name,
@@ -199,6 +203,7 @@ def _run_curve(
             "fit_seconds": fit_seconds,
             "batch_classes": batch_classes,
             "labeled_classes": int(np.unique(pool.y_labeled).size),
+            "arm": arm,
         }
         if rnd == config.cycles:
             return
@@ -219,6 +224,7 @@ def _run_curve(
             reduced=reduced,
         )
         query_seconds = time.perf_counter() - t0
+        arm = (strategy.last_arm or "") if isinstance(strategy, ALBL) else ""
         picked = np.fromiter((p.row for p in picks), dtype=np.int64, count=len(picks))
         labels = oracle.query(picked)
         pool.label(picked, labels)

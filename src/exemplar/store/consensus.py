@@ -132,6 +132,7 @@ def record_vote(
     strategy: str | None,
     score: float | None,
     idempotency_key: str | None,
+    seconds: float | None = None,
 ) -> Label:
     """Write ``annotator``'s vote for slot ``entry_id`` and settle the item if it completes it.
 
@@ -175,6 +176,7 @@ def record_vote(
         status=written_status,
         annotator=annotator,
         idempotency_key=idempotency_key,
+        seconds=seconds,
         **kw,
     )
     if disputed and vote.item_id == item_id:

@@ -69,6 +69,7 @@ def add_label(
     model_version: str | None = None,
     confidence: float | None = None,
     hard_negative: bool | None = None,
+    seconds: float | None = None,
 ) -> Label:
     """Append one label row in the caller's transaction (an ORM session or a Core connection).
 
@@ -77,7 +78,8 @@ def add_label(
     ``label`` may be None only for a rejected proposal (or an undo marker) and for the
     ``disputed`` marker of an item whose overlap annotators disagree. A model's proposal
     carries its ``model_version`` and ``confidence``; ``hard_negative`` marks a verified
-    label that corrects a confident proposal.
+    label that corrects a confident proposal. ``seconds`` is the time a person spent on the
+    label (the labeling app's timer): what cost-aware selection learns from.
     """
     conn = session.connection() if isinstance(session, Session) else session
     dialect = conn.dialect
@@ -106,6 +108,7 @@ def add_label(
             "model_version": model_version,
             "confidence": confidence,
             "hard_negative": hard_negative,
+            "seconds": seconds,
         }
         cur.execute(insert_sql, {**values, "created_at": bind_time(dialect, created_at)})
         inserted = cur.fetchone()
@@ -133,6 +136,7 @@ _COLUMNS = (
     "model_version",
     "confidence",
     "hard_negative",
+    "seconds",
 )
 _INSERT_SQL = (
     f"INSERT INTO labels ({', '.join(_COLUMNS)}) "

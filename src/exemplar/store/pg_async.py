@@ -46,6 +46,7 @@ from exemplar.store.queue import (
     PG_LEASE_PREFETCH,
     PG_SUBMIT,
     LeasedItem,
+    check_label_seconds,
     lease_params,
     leased_item,
     pg_submit_params,
@@ -141,16 +142,18 @@ class AsyncQueue:
         status: LabelStatus | str = LabelStatus.VERIFIED,
         source: LabelSource | str = LabelSource.HUMAN,
         now: datetime | None = None,
+        seconds: float | None = None,
     ) -> Label:
         """:func:`exemplar.store.queue.submit` on the event loop (one durable statement).
 
         The rare cases the statement does not write (a retry, an overlap vote, an error)
         run in a worker thread, through :func:`~exemplar.store.queue.submit_in_transaction`.
         """
+        check_label_seconds(seconds)
         if label is not None:
             validate_class(label, classes)
             params = pg_submit_params(
-                entry_id, annotator, label, idempotency_key, status, source, now
+                entry_id, annotator, label, idempotency_key, status, source, now, seconds
             )
             async with self._connection() as conn:
                 cur = await conn.execute(PG_SUBMIT, params)
@@ -168,6 +171,7 @@ class AsyncQueue:
             status=status,
             source=source,
             now=now,
+            seconds=seconds,
         )
 
     @asynccontextmanager

@@ -63,12 +63,16 @@ from exemplar.store.schema import (
 )
 
 __all__ = [
+    "MAX_LABEL_SECONDS",
     "LeaseLostError",
     "LeasedItem",
     "QueueError",
     "UndoneLabel",
+    "add_vote_slots",
+    "check_label_seconds",
     "enqueue",
     "expire_leases",
+    "label_seconds",
     "lease",
     "pending_for_cycle",
     "queue_counts",
@@ -76,6 +80,7 @@ __all__ = [
     "skip",
     "submit",
     "undo_last",
+    "unpark",
 ]
 
 _Q = cast(Table, QueueEntry.__table__)
@@ -83,6 +88,27 @@ _PENDING = QueueStatus.PENDING.value
 _LEASED = QueueStatus.LEASED.value
 _DONE = QueueStatus.DONE.value
 _SKIPPED = QueueStatus.SKIPPED.value
+#: Longest time recorded for one label (24 h); a longer one is not a measurement.
+MAX_LABEL_SECONDS = 86_400
+
+
+def label_seconds(leased_at: datetime, now: datetime) -> float | None:
+    """Seconds from an entry's lease to its submit, or None when outside ``(0, 24 h]``.
+
+    What a label records when the client sends no timer of its own. It is an upper bound
+    when a client leases the next item ahead (the labeling page's prefetch), so the page
+    sends its own timer.
+    """
+    waited = (now - leased_at).total_seconds()
+    return waited if 0 < waited <= MAX_LABEL_SECONDS else None
+
+
+def check_label_seconds(seconds: float | None) -> None:
+    """A client's labeling time must be a number of seconds in ``(0, 24 h]``."""
+    if seconds is not None and not (0 < seconds <= MAX_LABEL_SECONDS):  # NaN fails too
+        raise QueueError(
+            f"seconds must be over 0 and at most {MAX_LABEL_SECONDS} (24 h), got {seconds}"
+        )
 
 
 @dataclass(frozen=True)
@@ -122,10 +148,12 @@ def enqueue(
     entries: Sequence[tuple[int, str | None, float | None]],
     *,
     overlap: int = 1,
+    first_rank: int = 0,
 ) -> int:
     """Add ``(item_id, strategy, score)`` entries, best first, in the caller's transaction.
 
-    An entry's rank is its position in ``entries`` (0 is served first). Each item gets
+    An entry's rank is ``first_rank`` plus its position in ``entries`` (0 is served
+    first; a stream appends at its feed position). Each item gets
     ``overlap`` entries (slots 0..overlap-1, same rank), one per annotator wanted. Items
     already queued for ``cycle_id`` (or repeated within ``entries``) are left as they are,
     so enqueueing a batch twice is harmless.
@@ -161,7 +189,7 @@ def enqueue(
                 "slot": slot,
                 "strategy": strategy,
                 "score": None if score is None else float(score),
-                "rank": rank,
+                "rank": first_rank + rank,
             }
             for slot in range(overlap)
         )
@@ -177,6 +205,47 @@ def enqueue(
         cur.executemany(_ENQUEUE_SQL[dialect.name], [{**r, "now": stamp} for r in rows])
     finally:
         cur.close()
+    return len(rows)
+
+
+def add_vote_slots(
+    session: Session, entries: Sequence[tuple[int, int | None, str | None, float | None, int]]
+) -> int:
+    """Ask one more vote of labeled items: a new slot in each item's queue round.
+
+    ``entries`` are ``(item_id, cycle_id, strategy, score, rank)``: the slot joins the round
+    ``(item_id, cycle_id)`` the item was labeled in, numbered after its slots, so nobody
+    who holds or labeled a slot of that round is offered it (one annotator never labels an
+    item twice), and its vote settles the item with the round's others
+    (:func:`exemplar.store.consensus.record_vote`: agreement keeps the label, a
+    disagreement sends the item to review). In the caller's transaction; returns the
+    number of slots added.
+    """
+    conn = session.connection()
+    dialect = conn.dialect
+    now = bind_time(dialect, utcnow())
+    rows = []
+    for item_id, cycle_id, strategy, score, rank in entries:
+        taken = session.scalar(
+            select(func.max(_Q.c.slot)).where(round_filter(_Q, item_id, cycle_id))
+        )
+        rows.append(
+            {
+                "item_id": int(item_id),
+                "cycle_id": cycle_id,
+                "slot": 0 if taken is None else int(taken) + 1,
+                "strategy": strategy,
+                "score": None if score is None else float(score),
+                "rank": int(rank),
+                "now": now,
+            }
+        )
+    if rows:
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(_ENQUEUE_SQL[dialect.name], rows)
+        finally:
+            cur.close()
     return len(rows)
 
 
@@ -275,6 +344,7 @@ def submit(
     status: LabelStatus | str = LabelStatus.VERIFIED,
     source: LabelSource | str = LabelSource.HUMAN,
     now: datetime | None = None,
+    seconds: float | None = None,
 ) -> Label:
     """Write ``annotator``'s label for queue entry ``entry_id`` and mark the entry done.
 
@@ -285,6 +355,9 @@ def submit(
     ``idempotency_key`` returns the label written the first time. With overlap (the item
     has several slots) the label is one vote: see
     :func:`exemplar.store.consensus.record_vote` for how it is written and settled.
+    ``seconds`` is the time the annotator spent on the item (the labeling app's timer);
+    without it, the time from the entry's lease to this submit is recorded
+    (:func:`label_seconds`).
 
     Raises
     ------
@@ -297,20 +370,30 @@ def submit(
         ``label`` is not one of ``classes``. Nothing is written.
     """
     now = _utc(now)
+    check_label_seconds(seconds)
     if label is not None:
         validate_class(label, classes)  # fail before taking the write lock
     try:
         with db.write_turn():
             if db.dialect == "postgresql" and label is not None:
                 params = pg_submit_params(
-                    entry_id, annotator, label, idempotency_key, status, source, now
+                    entry_id, annotator, label, idempotency_key, status, source, now, seconds
                 )
                 with _pg_autocommit(db) as conn:
                     row = conn.execute(PG_SUBMIT, params).fetchone()
                 if row is not None:
                     return submitted_label(row, params)
             return _submit(
-                db, entry_id, annotator, label, classes, idempotency_key, status, source, now
+                db,
+                entry_id,
+                annotator,
+                label,
+                classes,
+                idempotency_key,
+                status,
+                source,
+                now,
+                seconds=seconds,
             )
     except db.engine.dialect.loaded_dbapi.Error as exc:
         raise StoreError(f"queue database error: {exc}") from exc
@@ -328,6 +411,7 @@ def submit_in_transaction(
     source: LabelSource | str = LabelSource.HUMAN,
     now: datetime | None = None,
     on_write: Callable[[Connection, Label], None] | None = None,
+    seconds: float | None = None,
 ) -> Label:
     """:func:`submit` without PostgreSQL's one-statement path: every case, in one transaction.
 
@@ -338,6 +422,7 @@ def submit_in_transaction(
     commits with the label, and what it raises rolls the whole submit back
     (:func:`exemplar.store.annotations.submit_objects` writes an item's objects so).
     """
+    check_label_seconds(seconds)
     if label is not None:
         validate_class(label, classes)
     try:
@@ -353,6 +438,7 @@ def submit_in_transaction(
                 source,
                 _utc(now),
                 on_write,
+                seconds,
             )
     except db.engine.dialect.loaded_dbapi.Error as exc:
         raise StoreError(f"queue database error: {exc}") from exc
@@ -366,9 +452,11 @@ def pg_submit_params(
     status: LabelStatus | str,
     source: LabelSource | str,
     now: datetime | None,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
     """The parameters of :data:`PG_SUBMIT` (``label`` already checked against the classes)."""
     return {
+        "seconds": seconds,
         "entry_id": entry_id,
         "annotator": annotator,
         "label": label,
@@ -382,7 +470,7 @@ def pg_submit_params(
 
 def submitted_label(row: Sequence[Any], params: dict[str, Any]) -> Label:
     """The :class:`Label` written by :data:`PG_SUBMIT` (its returned row and parameters)."""
-    label_id, item_id, cycle_id, strategy, score = row
+    label_id, item_id, cycle_id, strategy, score, seconds = row
     return Label(
         id=int(label_id),
         item_id=item_id,
@@ -395,6 +483,7 @@ def submitted_label(row: Sequence[Any], params: dict[str, Any]) -> Label:
         score=score,
         idempotency_key=params["idempotency_key"],
         created_at=params["created_at"],
+        seconds=seconds,
     )
 
 
@@ -409,6 +498,7 @@ def _submit(
     source: LabelSource | str,
     now: datetime,
     on_write: Callable[[Connection, Label], None] | None = None,
+    seconds: float | None = None,
 ) -> Label:
     # A Core transaction, not an ORM session: this runs inside the queue's write turn,
     # and the session's unit-of-work bookkeeping cost more than the two writes.
@@ -420,7 +510,7 @@ def _submit(
             entry = cur.fetchone()
             if entry is None:
                 raise QueueError(f"no queue entry {entry_id}")
-            item_id, cycle_id, strategy, score, entry_status, holder, n_slots = entry
+            item_id, cycle_id, strategy, score, entry_status, holder, n_slots, leased_at = entry
             if entry_status == _DONE or holder != annotator:
                 if idempotency_key is not None:
                     # A retry of a submit that went through: hand back the first label.
@@ -443,6 +533,8 @@ def _submit(
                         "(the lease expired and the item was reassigned); the label was not saved"
                     )
                 raise QueueError(f"queue entry {entry_id} was already submitted by {annotator!r}")
+            if seconds is None and entry_status == _LEASED:  # the lease to this submit
+                seconds = label_seconds(read_time(dialect, leased_at), now)
             if n_slots > 1:  # overlap: one vote among several annotators' (consensus.py)
                 written = record_vote(
                     session,
@@ -457,6 +549,7 @@ def _submit(
                     strategy=strategy,
                     score=score,
                     idempotency_key=idempotency_key,
+                    seconds=seconds,
                 )
             else:
                 written = add_label(
@@ -471,6 +564,7 @@ def _submit(
                     strategy=strategy,
                     score=score,
                     idempotency_key=idempotency_key,
+                    seconds=seconds,
                 )
             if written.item_id != item_id:
                 raise QueueError(
@@ -486,11 +580,25 @@ def _submit(
     return written
 
 
-def skip(db: Database, entry_id: int, annotator: str, *, now: datetime | None = None) -> None:
+def skip(
+    db: Database,
+    entry_id: int,
+    annotator: str,
+    *,
+    now: datetime | None = None,
+    requeue_after: int | None = None,
+) -> None:
     """Give the entry back as ``skipped``: it is served again after every pending entry.
 
     Skipped entries are not dropped; among themselves they come back in the order they
-    were skipped.
+    were skipped. With ``requeue_after=k`` (a never-ending stream feed, where pending
+    entries keep arriving and "after every pending entry" would be never) the entry goes
+    back to ``pending`` instead, ranked to be served after ``k`` other entries of its
+    cycle and strategy: the next ``k`` waiting ones, or ones still to be queued at the
+    following feed positions (ranks are feed positions there). When no other entry waits,
+    the entry is *parked* (status ``leased`` to nobody, with no expiry: no lease serves it,
+    no expiry frees it) until :func:`unpark` wakes it after ``k`` new entries, so a lone
+    skipped item is not served straight back.
 
     Raises
     ------
@@ -502,6 +610,9 @@ def skip(db: Database, entry_id: int, annotator: str, *, now: datetime | None = 
     now = _utc(now)
     with db.write_turn(), db.engine.begin() as conn:
         status = _held_status(conn, entry_id, annotator)
+        if requeue_after is not None:
+            _requeue(conn, entry_id, requeue_after, now)
+            return
         if status == _SKIPPED:
             return
         last = conn.execute(
@@ -516,6 +627,50 @@ def skip(db: Database, entry_id: int, annotator: str, *, now: datetime | None = 
             .where(_Q.c.id == entry_id)
             .values(status=_SKIPPED, rank=rank, lease_expires=None, updated_at=now)
         )
+
+
+def _requeue(conn: Connection, entry_id: int, after: int, now: datetime) -> None:
+    """Set the entry pending, ranked ``after`` feed positions past the next waiting one."""
+    if after < 1:
+        raise QueueError(f"requeue_after must be at least 1, got {after}")
+    entry = conn.execute(select(_Q.c.cycle_id, _Q.c.strategy).where(_Q.c.id == entry_id)).one()
+    same = (
+        (_Q.c.cycle_id.is_(None) if entry.cycle_id is None else _Q.c.cycle_id == entry.cycle_id)
+        & (_Q.c.strategy.is_(None) if entry.strategy is None else _Q.c.strategy == entry.strategy)
+        & (_Q.c.id != entry_id)
+    )
+    base = conn.scalar(select(func.min(_Q.c.rank)).where(same, _Q.c.status == _PENDING))
+    values: dict[str, Any] = {"status": _PENDING, "lease_expires": None, "updated_at": now}
+    if base is None:
+        # Nothing else waits: park the entry (leased to nobody, never expiring) so it is not
+        # served straight back; :func:`unpark` wakes it once ``after`` new entries came.
+        base = conn.scalar(select(func.count()).where(same | (_Q.c.id == entry_id), _Q.c.slot == 0))
+        values.update(status=_LEASED, annotator=None)
+    # Ties are served by id: entries queued after this one (higher ids) come after it.
+    conn.execute(update(_Q).where(_Q.c.id == entry_id).values(rank=int(base) + after, **values))
+
+
+def unpark(session: Session, cycle_id: int | None, strategy: str | None, position: int) -> int:
+    """Return parked skipped entries (see :func:`skip` with ``requeue_after``) to ``pending``
+    once an entry was queued at feed ``position`` just before their rank; returns how many.
+
+    In the caller's transaction (the stream's, right after it queued an asked item).
+    """
+    same_cycle = _Q.c.cycle_id.is_(None) if cycle_id is None else _Q.c.cycle_id == cycle_id
+    same_strategy = _Q.c.strategy.is_(None) if strategy is None else _Q.c.strategy == strategy
+    result = session.execute(
+        update(_Q)
+        .where(
+            same_cycle,
+            same_strategy,
+            _Q.c.status == _LEASED,
+            _Q.c.annotator.is_(None),
+            _Q.c.lease_expires.is_(None),
+            _Q.c.rank <= position + 1,
+        )
+        .values(status=_PENDING, updated_at=utcnow())
+    )
+    return int(cast(Any, result).rowcount or 0)
 
 
 def release(db: Database, entry_id: int, annotator: str, *, now: datetime | None = None) -> bool:
@@ -919,24 +1074,30 @@ PG_LEASE_PREFETCH = (_PG_LOCK_AND_EXPIRE, _PG_LEASE_BESIDES)
 #: entry's holder is checked again on its new version.
 PG_SUBMIT = pyformat(f"""
 WITH entry AS (
-    SELECT q.id, q.item_id, q.cycle_id, q.strategy, q.score FROM queue AS q
+    SELECT q.id, q.item_id, q.cycle_id, q.strategy, q.score,
+           CASE WHEN q.status = '{_LEASED}'
+                 AND q.updated_at BETWEEN :now - interval '{MAX_LABEL_SECONDS} seconds' AND :now
+                THEN EXTRACT(EPOCH FROM (:now - q.updated_at)) END AS waited
+    FROM queue AS q
     WHERE q.id = :entry_id AND q.status <> '{_DONE}' AND q.annotator = :annotator
       AND NOT EXISTS (SELECT 1 FROM queue AS s WHERE s.item_id = q.item_id
                       AND s.cycle_id IS NOT DISTINCT FROM q.cycle_id AND s.id <> q.id)
     FOR UPDATE OF q
 ), written AS (
     INSERT INTO labels (item_id, label, status, source, annotator, cycle_id, strategy, score,
-                        idempotency_key, created_at)
+                        idempotency_key, created_at, seconds)
     SELECT item_id, :label, :status, :source, :annotator, cycle_id, strategy, score,
-           :idempotency_key, :created_at FROM entry
+           :idempotency_key, :created_at,
+           COALESCE(CAST(:seconds AS double precision), NULLIF(waited, 0)) FROM entry
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, item_id, cycle_id, strategy, score
+    RETURNING id, item_id, cycle_id, strategy, score, seconds
 ), done AS (
     UPDATE queue SET status = '{_DONE}', lease_expires = NULL, updated_at = :now
     WHERE id = (SELECT id FROM entry) AND EXISTS (SELECT 1 FROM written)
     RETURNING id
 )
-SELECT written.id, written.item_id, written.cycle_id, written.strategy, written.score
+SELECT written.id, written.item_id, written.cycle_id, written.strategy, written.score,
+       written.seconds
 FROM written, done
 """)
 
@@ -953,7 +1114,7 @@ _ENQUEUE_SQL = {"sqlite": _ENQUEUE, "postgresql": pyformat(_ENQUEUE)}
 _ENTRY_SQL = (
     "SELECT item_id, cycle_id, strategy, score, status, annotator, "
     "(SELECT COUNT(*) FROM queue AS s WHERE s.item_id = queue.item_id "
-    "AND s.cycle_id {same} queue.cycle_id) FROM queue WHERE id = :entry_id"
+    "AND s.cycle_id {same} queue.cycle_id), updated_at FROM queue WHERE id = :entry_id"
 )
 _DONE_SQL = (
     f"UPDATE queue SET status = '{_DONE}', lease_expires = NULL, updated_at = :now "

@@ -3,6 +3,7 @@
 Every strategy is listed by ``exemplar strategies`` and documented in docs/strategies.md.
 """
 
+from exemplar.strategies.albl import ALBL
 from exemplar.strategies.badge import Badge
 from exemplar.strategies.bald import Bald
 from exemplar.strategies.base import (
@@ -22,6 +23,7 @@ from exemplar.strategies.class_balanced import ClassBalanced
 from exemplar.strategies.cluster_margin import ClusterMargin
 from exemplar.strategies.consensus_kl import ConsensusKL
 from exemplar.strategies.coreset import CoreSet
+from exemplar.strategies.cost_aware import CostAware
 from exemplar.strategies.entropy import Entropy
 from exemplar.strategies.expected_count import ExpectedCount
 from exemplar.strategies.information_density import InformationDensity
@@ -64,10 +66,13 @@ for _cls in (
     BoxCommittee,
     ExpectedCount,
     BoxUncertainThenDiverse,
+    CostAware,
+    ALBL,
 ):
     register(_cls)
 
 __all__ = [
+    "ALBL",
     "DEFAULT_STRATEGY",
     "STRATEGIES",
     "Badge",
@@ -81,6 +86,7 @@ __all__ = [
     "ClusterMargin",
     "ConsensusKL",
     "CoreSet",
+    "CostAware",
     "Entropy",
     "ExpectedCount",
     "InformationDensity",

@@ -29,6 +29,7 @@ from exemplar.predictions import Predictions
 __all__ = [
     "QueryContext",
     "ReducedSamples",
+    "ScoredPool",
     "ScoringStrategy",
     "Strategy",
     "as_rng",
@@ -83,6 +84,27 @@ class ReducedSamples:
     utility: np.ndarray
     rows: np.ndarray | None = None
     samples: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ScoredPool:
+    """What scoring keeps of a pool, ready for :func:`~exemplar.loop.query_batch`.
+
+    Made by :func:`exemplar.loop.score_pool` (in this process) and
+    :func:`exemplar.engines.score_pool_ray` (on a Ray cluster); it lives here, beside
+    :class:`ReducedSamples`, so both layers can build it.
+
+    Attributes
+    ----------
+    predictions : Predictions
+        ``proba`` for every row, ``embeddings`` (memory-mapped) if the strategy reads them,
+        and ``samples`` only for a strategy that cannot use a reduction.
+    reduced : ReducedSamples or None
+        The reduction of the samples, for a scoring strategy that reads samples.
+    """
+
+    predictions: Predictions
+    reduced: ReducedSamples | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +348,10 @@ class ScoringStrategy(Strategy):
         if ctx.reduced is not None:
             return np.asarray(ctx.reduced.utility[ctx.unlabeled])
         assert ctx.predictions is not None
-        return self.utility(ctx.predictions.take(ctx.unlabeled))
+        preds = ctx.predictions
+        if preds.embeddings is not None and "embeddings" not in self.requires:
+            preds = replace(preds, embeddings=None)  # take() would copy them for nothing
+        return self.utility(preds.take(ctx.unlabeled))
 
 
 def _as_indices(values: ArrayLike | None, name: str) -> np.ndarray:

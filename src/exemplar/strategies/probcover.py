@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from exemplar.errors import StrategyError
-from exemplar.strategies._knn import BACKENDS, NeighborIndex, sq_dist_block
+from exemplar.errors import ConfigError, StrategyError
+from exemplar.strategies._knn import BACKENDS, NeighborIndex, resolve_backend, sq_dist_block
 from exemplar.strategies.base import QueryContext, Strategy
 
 __all__ = ["ProbCover"]
@@ -50,9 +50,12 @@ class ProbCover(Strategy):
         20,000 candidates when it is installed, exact numpy blocks otherwise. Raise
         ``max_candidates`` with faiss to cover more of a large pool.
     approximate : bool, default=False
-        With faiss, search an inverted-file (IVF) index: balls may miss items across
-        cell borders, so ball sizes are slightly underestimated; for ``max_candidates``
-        in the millions, where the exact search costs O(m²·D).
+        Search a faiss inverted-file (IVF) index: balls may miss items across cell
+        borders, so ball sizes are slightly underestimated; for ``max_candidates`` in the
+        millions, where the exact search costs O(m²·D). Needs faiss: refused
+        (:class:`StrategyError`) with ``backend="numpy"`` or when faiss is not
+        installed; with ``"auto"`` it selects faiss at any size. Only then is a seed
+        drawn for the IVF training sample.
 
     Notes
     -----
@@ -127,7 +130,7 @@ class ProbCover(Strategy):
         x -= center  # centred: less float32 cancellation in |x|² + |y|² - 2x·y
         x_sq = np.einsum("ij,ij->i", x, x)
         m = x.shape[0]
-        seed = int(rng.integers(2**31 - 1)) if self.approximate else None
+        seed = int(rng.integers(2**31 - 1)) if self.approximate else None  # IVF only
         index = NeighborIndex(
             x, backend=self.backend, approximate=self.approximate, random_state=seed
         )
@@ -147,7 +150,7 @@ class ProbCover(Strategy):
                 covered |= index.reverse_counts(lab, delta) > 0
         else:
             covered = np.zeros(m, dtype=bool)
-        degree = index.reverse_counts(x[~covered], delta)
+        degree = _count_within(index, x, np.flatnonzero(~covered), delta)
         scores = np.zeros(unl.size, dtype=np.float64)
         scores[cand_pos] = degree
 
@@ -166,7 +169,7 @@ class ProbCover(Strategy):
             new = np.flatnonzero(ball)
             covered[new] = True
             # Items in `new` no longer count towards any ball that holds them.
-            degree -= index.reverse_counts(x[new], delta)
+            degree -= _count_within(index, x, new, delta)
         selected = cand_pos[np.asarray(picks, dtype=np.int64)]
         if len(picks) < ctx.batch_size:
             # Everything is covered: random fill from the unlabeled items not yet picked.
@@ -190,10 +193,26 @@ class ProbCover(Strategy):
             raise StrategyError(f"backend must be 'auto', 'faiss' or 'numpy', got {self.backend!r}")
         if not isinstance(self.approximate, (bool, np.bool_)):
             raise StrategyError(f"approximate must be True or False, got {self.approximate!r}")
+        if self.approximate:
+            try:
+                resolve_backend(self.backend, 0, approximate=True)
+            except ConfigError as exc:
+                raise StrategyError(f"ProbCover: {exc}") from None
 
 
 def _row_step(m: int) -> int:
     return max(1, min(_CHUNK_ROWS, _BLOCK_ELEMENTS // max(m, 1)))
+
+
+def _count_within(
+    index: NeighborIndex, x: np.ndarray, rows: np.ndarray, delta: float
+) -> np.ndarray:
+    """For each row of ``x``, how many of ``x[rows]`` lie within ``delta`` (copies one
+    chunk of rows at a time, never ``x[rows]`` whole)."""
+    counts = np.zeros(x.shape[0], dtype=np.int64)
+    for start in range(0, rows.size, _CHUNK_ROWS):
+        counts += index.reverse_counts(x[rows[start : start + _CHUNK_ROWS]], delta)
+    return counts
 
 
 def _median_nn_distance(x: np.ndarray, x_sq: np.ndarray, rng: np.random.Generator) -> float:

@@ -107,6 +107,12 @@ def test_simulate_writes_outputs(tmp_path: Path) -> None:
         (["--dataset", "wine", "--strategies", "bogus"], "unknown strategy 'bogus'"),
         (["--dataset", "wine", "--cycles", "1000"], "exceeds the pool"),
         (["--dataset", "/no/such/file.csv"], "/no/such/file.csv"),
+        (["--dataset", "wine", "--scenario", "bogus"], "unknown scenario 'bogus'"),
+        (["--dataset", "wine", "--scenario", "stream", "--curate"], "without --curate"),
+        (
+            ["--dataset", "cells", "--task", "detection", "--scenario", "synthesis"],
+            "classification",
+        ),
     ],
 )
 def test_errors_are_one_line_without_traceback(

@@ -419,3 +419,32 @@ def test_concurrent_reloads_of_one_annotator_get_one_item(db: Database, db_url: 
         h.dispose()
     assert len(got) == len(handles) and len(set(got)) == 1
     assert queue_counts(db)["leased"] == 1
+
+
+def test_a_lone_requeued_skip_is_parked_until_k_entries_come(db: Database) -> None:
+    """``skip(requeue_after=k)`` with nothing else waiting: not served straight back, not
+    freed by lease expiry, and pending again once ``unpark`` saw k new feed positions."""
+    from exemplar.store.queue import unpark
+
+    with db.session() as s:
+        items = [Item(uid=f"s{i}", row=i, uri=f"mem://s{i}", kind="features") for i in range(3)]
+        s.add_all(items)
+        s.flush()
+        ids = [it.id for it in items]
+        enqueue(s, None, [(ids[0], "stream", 1.0)], first_rank=0)
+    got = _lease(db, "ann", T0)
+    skip(db, got.entry_id, "ann", requeue_after=2, now=T0)
+    assert lease(db, "ann", lease_seconds=60, now=T0) is None
+    assert expire_leases(db, now=T0 + timedelta(days=365)) == 0
+    assert lease(db, "other", lease_seconds=60, now=T0 + timedelta(days=365)) is None
+    for position, item_id in ((1, ids[1]), (2, ids[2])):
+        with db.session() as s:
+            enqueue(s, None, [(item_id, "stream", 1.0)], first_rank=position)
+            woke = unpark(s, None, "stream", position)
+        assert woke == (1 if position == 2 else 0)
+    served = []
+    for _ in range(3):
+        item = _lease(db, "ann", T0)
+        served.append(item.item_id)
+        submit(db, item.entry_id, "ann", "cat", classes=CLASSES, now=T0)
+    assert served == [ids[1], ids[2], ids[0]]

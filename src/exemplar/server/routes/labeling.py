@@ -93,6 +93,7 @@ async def post_label(request: Request) -> Response:
                 idempotency_key=_key(user, body),
                 status=LabelStatus.VERIFIED,
                 source=LabelSource.HUMAN,
+                seconds=body.seconds,
             )
             out = _label_out(written)
         else:
@@ -143,6 +144,7 @@ def write_label(project: Project, user: User, body: LabelIn) -> LabelOut:
         idempotency_key=_key(user, body),
         status=status,
         source=LabelSource.HUMAN,
+        seconds=body.seconds,
     )
     return _label_out(written)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from exemplar.project.stream import is_stream_project
 from exemplar.server.deps import State, page_csrf, page_user, templates
 from exemplar.server.security import CONTENT_SECURITY_POLICY
 from exemplar.store.accounts import Role
@@ -76,6 +77,8 @@ def router() -> APIRouter:
                 "classes": list(
                     zip(state.project.classes, class_keys(state.project.classes), strict=True)
                 ),
+                # A stream project's page is a never-ending feed (docs/streams.md).
+                "feed": is_stream_project(state.project),
             },
         )
 

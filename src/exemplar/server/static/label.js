@@ -4,6 +4,11 @@
 (function () {
   const API = "/api/v1";
   const csrf = document.querySelector('meta[name="exemplar-csrf"]').content;
+  // A stream project's queue never ends: when it is empty, wait for asked items.
+  const feedMeta = document.querySelector('meta[name="exemplar-feed"]');
+  const feed = Boolean(feedMeta && feedMeta.content);
+  const FEED_POLL_MS = 3000;
+  let polling = null;
   const $ = (id) => document.getElementById(id);
   const buttons = Array.from(document.querySelectorAll("#classes button"));
   // Key -> class index, as rendered by the server (data-key): the class name itself when
@@ -15,6 +20,18 @@
   let prefetched = null; // the next item, already leased
   let selected = null; // index of the pre-selected / picked class
   let busy = false;
+  // Labeling time of the shown item (sent as `seconds`): from render to answer, less the
+  // time the page was hidden (another tab, a locked screen).
+  let shownAt = performance.now(), hiddenFor = 0, hiddenSince = null;
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) hiddenSince = performance.now();
+    else if (hiddenSince !== null) { hiddenFor += performance.now() - hiddenSince; hiddenSince = null; }
+  });
+  function secondsSpent() {
+    const hidden = hiddenFor + (hiddenSince !== null ? performance.now() - hiddenSince : 0);
+    const s = (performance.now() - shownAt - hidden) / 1000;
+    return s > 0 && s <= 86400 ? Math.round(s * 1000) / 1000 : undefined;
+  }
 
   function newKey() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
@@ -64,13 +81,20 @@
 
   function render(item) {
     current = item;
+    shownAt = performance.now(); hiddenFor = 0;
+    hiddenSince = document.hidden ? shownAt : null;
     showError("");
     const media = $("media"), text = $("text"), table = $("features");
     media.hidden = text.hidden = table.hidden = true;
     clear($("why")); clear($("proposal"));
     if (!item) {
-      $("message").textContent = "The queue is empty: nothing to label right now.";
       select(null);
+      if (feed) {
+        $("message").textContent = "Waiting for the stream to ask for new items…";
+        if (polling === null) polling = setTimeout(poll, FEED_POLL_MS);
+        return;
+      }
+      $("message").textContent = "The queue is empty: nothing to label right now.";
       return;
     }
     $("message").textContent = "";
@@ -94,6 +118,16 @@
       select(item.classes.indexOf(item.proposal.label));
     } else {
       select(null);
+    }
+  }
+
+  // The feed: ask again for an item while the page shows none (and nothing is in flight).
+  async function poll() {
+    polling = null;
+    if (current || busy) return;
+    try { await advance(); } catch (err) {
+      showError(err.message);
+      if (polling === null) polling = setTimeout(poll, FEED_POLL_MS);
     }
   }
 
@@ -126,7 +160,8 @@
     if (busy || !current) return;
     busy = true;
     try {
-      await sendLabel(Object.assign({ entry_id: current.entry_id, idempotency_key: newKey() }, payload));
+      const timed = { entry_id: current.entry_id, idempotency_key: newKey(), seconds: secondsSpent() };
+      await sendLabel(Object.assign(timed, payload));
       await advance();
     } catch (err) { showError(err.message); } finally { busy = false; }
   }
