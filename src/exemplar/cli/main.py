@@ -7,7 +7,7 @@ Every command has ``--help``; long work shows a progress bar; an error is one cl
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -221,76 +221,42 @@ def simulate(
             out=out,
         )
         return
+    # What every classification scenario reads; each adds its own settings.
+    common: dict[str, Any] = {
+        "model": model,
+        "model_params": parse_params(model_param or []),
+        "seeds": seeds,
+        "initial": initial,
+        "test_size": test_size,
+        "label_column": label_column,
+        "jobs": jobs,
+        "out": out,
+    }
+    rounds_of: dict[str, Any] = {"batch_size": batch_size, "cycles": cycles}
     if scenario == "stream":
         from exemplar.cli.stream_commands import simulate_stream
 
-        simulate_stream(
-            dataset,
-            model=model,
-            model_params=parse_params(model_param or []),
-            seeds=seeds,
-            initial=initial,
-            budget=budget,
-            managers=managers,
-            test_size=test_size,
-            label_column=label_column,
-            jobs=jobs,
-            out=out,
-        )
+        simulate_stream(dataset, budget=budget, managers=managers, **common)
         return
     if scenario == "synthesis":
         from exemplar.cli.synthesis_commands import simulate_synthesis
 
-        simulate_synthesis(
-            dataset,
-            strategies=strategies,
-            model=model,
-            model_params=parse_params(model_param or []),
-            seeds=seeds,
-            initial=initial,
-            batch_size=batch_size,
-            cycles=cycles,
-            test_size=test_size,
-            label_column=label_column,
-            jobs=jobs,
-            out=out,
-        )
+        simulate_synthesis(dataset, strategies=strategies, **rounds_of, **common)
         return
     if scenario == "annotators":
         from exemplar.cli.relabel_commands import simulate_annotators
 
-        simulate_annotators(
-            dataset,
-            accuracies=annotator_accuracy,
-            model=model,
-            model_params=parse_params(model_param or []),
-            seeds=seeds,
-            initial=initial,
-            batch_size=batch_size,
-            cycles=cycles,
-            test_size=test_size,
-            label_column=label_column,
-            jobs=jobs,
-            out=out,
-        )
+        simulate_annotators(dataset, accuracies=annotator_accuracy, **rounds_of, **common)
         return
     if curate:
         _simulate_curation(
             dataset,
             strategies=strategies,
-            model=model,
-            model_params=parse_params(model_param or []),
             device=device,
-            seeds=seeds,
-            initial=initial,
-            batch_size=batch_size,
-            cycles=cycles,
-            test_size=test_size,
             noise=noise,
             duplicates=duplicates,
-            label_column=label_column,
-            jobs=jobs,
-            out=out,
+            **rounds_of,
+            **common,
         )
         return
     from exemplar.data import load_dataset

@@ -25,10 +25,10 @@ __all__ = ["ray_app"]
 
 ray_app = typer.Typer(
     name="ray",
-    help='Score pools on a Ray cluster ([scoring] engine = "ray"; docs/scale.md).\n\n'
+    help='Score pools on a Ray cluster (\\[scoring] engine = "ray"; docs/scale.md).\n\n'
     "\b\n"
     "exemplar ray check                         start a local Ray, score a test pool on it\n"
-    "exemplar ray check -p DIR                  the cluster the project's [scoring] names\n"
+    "exemplar ray check -p DIR                  the cluster the project's \\[scoring] names\n"
     "exemplar ray check --address auto          the cluster of `ray start --head`\n"
     "exemplar ray check --address ray://host:10001 --shard-dir /mnt/shared/tmp\n"
     "                                           a remote cluster (shards on a shared folder)",

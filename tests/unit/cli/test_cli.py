@@ -14,7 +14,24 @@ from exemplar.strategies import STRATEGIES
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["simulate"], ["strategies"], ["datasets"], ["models"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["simulate"],
+        ["strategies"],
+        ["datasets"],
+        ["models"],
+        ["stream"],
+        ["stream", "feed"],
+        ["stream", "decisions"],
+        ["ray"],
+        ["ray", "check"],
+        ["costs"],
+        ["relabel"],
+        ["select-file"],
+    ],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
