@@ -102,9 +102,15 @@ def markdown(summaries: dict[str, dict[str, Any]], seeds: int) -> str:
     """The table of docs/synthesis.md."""
     head = (
         f"| dataset | features | learner | labels | AULC default | AULC random | AULC synthesis "
-        f"| synthesis − default [95% CI] | synthesis − random [95% CI] | query distance ratio "
-        f"| oracle acc | call |\n|{'---|' * 12}\n"
+        f"| synthesis − default [95% CI] | synthesis − random [95% CI] "
+        f"| query distance ratio: boundary / exploration "
+        f"| oracle confidence: boundary / exploration / test items | oracle test acc "
+        f"| call |\n|{'---|' * 13}\n"
     )
+
+    def num(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}"
+
     lines = []
     for name, s in summaries.items():
         syn = s["synthesis"]
@@ -132,7 +138,11 @@ def markdown(summaries: dict[str, dict[str, Any]], seeds: int) -> str:
             f"| {cfg['initial']}+{cfg['cycles']}×{cfg['batch_size']} "
             f"| {st['default']['aulc_mean']:.3f} | {st['random']['aulc_mean']:.3f} "
             f"| {st['synthesis']['aulc_mean']:.3f} | {ci('default')} | {ci('random')} "
-            f"| {syn['offmanifold_ratio_median']:.2f} | {syn['oracle_test_accuracy']:.3f} "
+            f"| {num(syn['offmanifold_ratio_boundary_median'])} / "
+            f"{num(syn['offmanifold_ratio_explore_median'])} "
+            f"| {num(syn['oracle_query_confidence_boundary'])} / "
+            f"{num(syn['oracle_query_confidence_explore'])} / "
+            f"{syn['oracle_test_confidence']:.2f} | {syn['oracle_test_accuracy']:.3f} "
             f"| {call} |"
         )
     return head + "\n".join(lines) + f"\n\n{seeds} paired seeds; AULC normalized.\n"

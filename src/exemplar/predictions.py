@@ -6,10 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exemplar.errors import InvalidPredictionsError, MissingPredictionsError, SingleClassError
+from exemplar.errors import (
+    InvalidPredictionsError,
+    MissingPredictionsError,
+    ModelError,
+    SingleClassError,
+)
 from exemplar.objects import ObjectPredictions
 
-__all__ = ["Predictions"]
+__all__ = ["Predictions", "check_outputs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,27 @@ class Predictions:
         emb = self.embeddings if rows is None else self.embeddings[rows]
         _check_finite(emb, "embeddings")
         return emb
+
+
+def check_outputs(
+    pred: Predictions, rows: int, samples: bool, embeddings: bool, objects: bool = False
+) -> None:
+    """Raise ModelError unless a model's ``predict`` returned what was asked, for ``rows`` rows.
+
+    ``objects`` asks a detector's objects (and their ``samples``) instead of ``proba``.
+    Used by the local scorer (:func:`exemplar.loop.score_pool`) and the Ray one
+    (:func:`exemplar.engines.score_pool_ray`) on every chunk.
+    """
+    for name, asked, value in (
+        ("objects", objects, pred.objects),
+        ("proba", not objects, pred.proba),
+        ("samples", samples, pred.objects.samples if objects and pred.objects else pred.samples),
+        ("embeddings", embeddings, pred.embeddings),
+    ):
+        if asked and value is None:
+            raise ModelError(f"the model's predict returned no {name}")
+    if pred.n_items != rows:
+        raise ModelError(f"the model's predict returned {pred.n_items} rows for {rows}")
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:

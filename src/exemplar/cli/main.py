@@ -10,17 +10,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from exemplar.cli.common import app, console, one_line_errors, parse_params
+from exemplar.cli.simulate_common import (
+    load_simulation_dataset,
+    print_aulc_table,
+    print_outputs,
+    progress_bar,
+    results_table,
+)
 
 
 def _deprecated_alias(old: str, old_value: int | None, new: str, value: int, default: int) -> int:
@@ -33,6 +32,10 @@ def _deprecated_alias(old: str, old_value: int | None, new: str, value: int, def
         raise ConfigError(f"{old} is the old name of {new}; give only {new}")
     console.print(f"note: {old} is deprecated; use {new}", style="yellow", highlight=False)
     return old_value
+
+
+#: The budget managers ``--scenario stream`` compares with random by default.
+STREAM_MANAGERS = "fixed_uncertainty,variable_uncertainty,split,balanced_incremental"
 
 
 @app.command()
@@ -155,7 +158,7 @@ def simulate(
             help="With --scenario stream: comma-separated budget managers (fixed_uncertainty, "
             "variable_uncertainty, split, balanced_incremental; random is always added)."
         ),
-    ] = "fixed_uncertainty,variable_uncertainty,split,balanced_incremental",
+    ] = STREAM_MANAGERS,
     annotator_accuracy: Annotated[
         str,
         typer.Option(
@@ -221,6 +224,25 @@ def simulate(
             out=out,
         )
         return
+    unused: dict[str, tuple[object, object]] = {}
+    if scenario in ("stream", "annotators"):
+        unused |= {
+            "--strategies": (strategies, "default,random"),
+            "--noise-rate": (noise_rate, 0.0),
+            "--device": (device, "cpu"),
+            "--label-cost": (label_cost, 1.0),
+            "--engineering-cost": (engineering_cost, 0.0),
+        }
+    if scenario == "stream":
+        unused |= {"--batch-size": (batch_size, 10), "--cycles": (cycles, 30)}
+    else:
+        unused |= {
+            "--budget": (budget, 0.1),
+            "--managers": (managers, STREAM_MANAGERS),
+        }
+    if scenario != "annotators":
+        unused["--annotator-accuracy"] = (annotator_accuracy, "0.9,0.75,0.6")
+    _refuse_unused(scenario, unused)
     # What every classification scenario reads; each adds its own settings.
     common: dict[str, Any] = {
         "model": model,
@@ -241,7 +263,16 @@ def simulate(
     if scenario == "synthesis":
         from exemplar.cli.synthesis_commands import simulate_synthesis
 
-        simulate_synthesis(dataset, strategies=strategies, **rounds_of, **common)
+        simulate_synthesis(
+            dataset,
+            strategies=strategies,
+            device=device,
+            noise_rate=noise_rate,
+            label_cost=label_cost,
+            engineering_cost=engineering_cost,
+            **rounds_of,
+            **common,
+        )
         return
     if scenario == "annotators":
         from exemplar.cli.relabel_commands import simulate_annotators
@@ -259,7 +290,6 @@ def simulate(
             **common,
         )
         return
-    from exemplar.data import load_dataset
     from exemplar.simulate import (
         SimulationConfig,
         run_simulation,
@@ -270,10 +300,7 @@ def simulate(
 
     model = "logreg" if model is None else model
     names = tuple(s.strip() for s in strategies.split(",") if s.strip())
-    column: str | int | None = label_column
-    if label_column is not None and label_column.lstrip("-").isdigit():
-        column = int(label_column)
-    data = load_dataset(dataset, label_column=column)
+    data = load_simulation_dataset(dataset, label_column)
     config = SimulationConfig(
         dataset=data.name,
         model=model,
@@ -292,43 +319,21 @@ def simulate(
     )
     validate_config(config, data)
     total = len(names) * seeds * (cycles + 1)
-    with Progress(
-        TextColumn("[bold]simulating[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cycles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task(f"{data.name} · {', '.join(names)}", total=total)
-        result = run_simulation(config, data, on_progress=lambda k: progress.advance(bar, k))
+    with progress_bar("simulating", f"{data.name} · {', '.join(names)}", total) as on_progress:
+        result = run_simulation(config, data, on_progress=on_progress)
     summary = summarize(result)
     paths = write_outputs(result, summary, out)
-    table = Table(title=f"{data.name}: normalized AULC over {seeds} seeds")
-    for col in ("strategy", "AULC", "gain vs random [95% CI]", "final acc", "query ms"):
-        table.add_column(
-            col, justify="left" if col == "strategy" else "right", no_wrap=col == "strategy"
-        )
-    for name, s in summary["strategies"].items():
-        d = s.get("diff_vs_random")
-        gain = "—"
-        if d and name != "random":
-            gain = f"{d['mean']:+.3f}" + (
-                f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["ci_low"] is not None else ""
-            )
-        table.add_row(
-            name,
-            f"{s['aulc_mean']:.3f} ± {s['aulc_std']:.3f}",
-            gain,
-            f"{s['final_accuracy_mean']:.3f}",
-            f"{s['query_seconds_mean'] * 1000:.1f}",
-        )
-    console.print(table)
-    console.print(summary["verdict"], highlight=False)
-    console.print(
-        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
+    print_aulc_table(
+        f"{data.name}: normalized AULC over {seeds} seeds",
+        "strategy",
+        "gain vs random [95% CI]",
+        summary["strategies"],
+        {
+            name: s.get("diff_vs_random") if name != "random" else None
+            for name, s in summary["strategies"].items()
+        },
     )
+    print_outputs(summary["verdict"], paths)
 
 
 def _simulate_objects(
@@ -382,27 +387,14 @@ def _simulate_objects(
     )
     validate_object_config(config, pool, test)
     total = len(names) * seeds * (cycles + 1)
-    with Progress(
-        TextColumn("[bold]simulating[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cycles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task(f"{dataset} ({task}) · {', '.join(names)}", total=total)
-        result = run_object_simulation(
-            config, pool, test, on_progress=lambda k: progress.advance(bar, k)
-        )
+    description = f"{dataset} ({task}) · {', '.join(names)}"
+    with progress_bar("simulating", description, total) as on_progress:
+        result = run_object_simulation(config, pool, test, on_progress=on_progress)
     summary = summarize_objects(result)
     paths = write_object_outputs(result, summary, out)
     for line in summary["lines"].values():
         console.print(line, highlight=False)
-    console.print(summary["verdict"], highlight=False)
-    console.print(
-        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
-    )
+    print_outputs(summary["verdict"], paths)
 
 
 @app.command("strategies")
@@ -473,6 +465,15 @@ def datasets() -> None:
     )
 
 
+def _refuse_unused(scenario: str, options: dict[str, tuple[object, object]]) -> None:
+    """A clear error for an option the scenario does not read (never ignored silently)."""
+    from exemplar.errors import ConfigError
+
+    given = [flag for flag, (value, default) in options.items() if value != default]
+    if given:
+        raise ConfigError(f"--scenario {scenario} does not take {', '.join(given)}")
+
+
 def main() -> None:
     """Entry point for ``python -m exemplar``."""
     app()
@@ -510,7 +511,6 @@ def _simulate_curation(
     out: Path,
 ) -> None:
     """``exemplar simulate --curate``: curated vs plain active learning vs random."""
-    from exemplar.data import load_dataset
     from exemplar.errors import ConfigError
     from exemplar.simulate.curation import (
         ARMS,
@@ -527,10 +527,7 @@ def _simulate_curation(
             "--curate compares one active-learning strategy (plus random); "
             f"give one in --strategies, got {strategies!r}"
         )
-    column: str | int | None = label_column
-    if label_column is not None and label_column.lstrip("-").isdigit():
-        column = int(label_column)
-    data = load_dataset(dataset, label_column=column)
+    data = load_simulation_dataset(dataset, label_column)
     config = CurationSimulationConfig(
         dataset=data.name,
         model="logreg" if model is None else model,
@@ -547,24 +544,15 @@ def _simulate_curation(
         jobs=jobs,
     )
     validate_curation_config(config, data)
-    with Progress(
-        TextColumn("[bold]curation run[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cycles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task(data.name, total=len(ARMS) * seeds * (cycles + 1))
-        result = run_curation_simulation(
-            config, data, on_progress=lambda k: progress.advance(bar, k)
-        )
+    total = len(ARMS) * seeds * (cycles + 1)
+    with progress_bar("curation run", data.name, total) as on_progress:
+        result = run_curation_simulation(config, data, on_progress=on_progress)
     summary = summarize_curation(result)
     paths = write_curation_outputs(result, summary, out)
-    table = Table(title=f"{data.name}: after {cycles} cycles, mean over {seeds} seeds")
-    for col in ("arm", "labels spent", "training set", "accuracy", "wrong labels", "reviews"):
-        table.add_column(col, justify="left" if col == "arm" else "right")
+    table = results_table(
+        f"{data.name}: after {cycles} cycles, mean over {seeds} seeds",
+        ("arm", "labels spent", "training set", "accuracy", "wrong labels", "reviews"),
+    )
     for arm, s in summary["arms"].items():
         f = s["final"]
         table.add_row(
@@ -576,7 +564,4 @@ def _simulate_curation(
             f"{f['reviews_total']:.0f}",
         )
     console.print(table)
-    console.print(summary["verdict"], highlight=False)
-    console.print(
-        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
-    )
+    print_outputs(summary["verdict"], paths)

@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from exemplar.cli.common import app, console, one_line_errors
+from exemplar.cli.simulate_common import (
+    diff_cell,
+    load_simulation_dataset,
+    print_outputs,
+    progress_bar,
+    results_table,
+)
 from exemplar.errors import ConfigError
 
 __all__ = ["costs", "relabel", "simulate_annotators"]
@@ -152,7 +151,6 @@ def simulate_annotators(
     out: Path,
 ) -> None:
     """``exemplar simulate --scenario annotators``: ActiveLab vs new-only, fixed-k, random."""
-    from exemplar.data import load_dataset
     from exemplar.simulate.annotators import (
         AnnotatorSimulationConfig,
         run_annotator_simulation,
@@ -167,10 +165,7 @@ def simulate_annotators(
         raise ConfigError(
             f"--annotator-accuracy must be comma-separated numbers, got {accuracies!r}"
         ) from None
-    column: str | int | None = label_column
-    if label_column is not None and label_column.lstrip("-").isdigit():
-        column = int(label_column)
-    data = load_dataset(dataset, label_column=column)
+    data = load_simulation_dataset(dataset, label_column)
     config = AnnotatorSimulationConfig(
         dataset=data.name,
         accuracies=accs,
@@ -185,47 +180,22 @@ def simulate_annotators(
     )
     validate_annotator_config(config, data)
     arms = config.resolved_arms()
-    with Progress(
-        TextColumn("[bold]annotators[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cycles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task(data.name, total=len(arms) * seeds * (cycles + 1))
-        result = run_annotator_simulation(
-            config, data, on_progress=lambda k: progress.advance(bar, k)
-        )
+    total = len(arms) * seeds * (cycles + 1)
+    with progress_bar("annotators", data.name, total) as on_progress:
+        result = run_annotator_simulation(config, data, on_progress=on_progress)
     summary = summarize_annotators(result, config)
     paths = write_annotator_outputs(result, summary, out)
-    table = Table(title=f"{data.name}: after {cycles} cycles, mean over {seeds} seeds")
-    for col in (
-        "arm",
-        "AULC",
-        "vs random",
-        "labels spent",
-        "items",
-        "relabels",
-        "label acc.",
-        "accuracy",
-    ):
-        table.add_column(col, justify="left" if col == "arm" else "right")
+    table = results_table(
+        f"{data.name}: after {cycles} cycles, mean over {seeds} seeds",
+        ("arm", "AULC", "vs random", "labels spent", "items", "relabels", "label acc.", "accuracy"),
+    )
     for arm in arms:
         s = summary["strategies"][arm]
         f = summary["annotators"]["final"][arm]
-        d = s.get("diff_vs_random")
-        gain = (
-            "—"
-            if d is None or arm == "random"
-            else f"{d['mean']:+.3f}"
-            + ("" if d["ci_low"] is None else f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
-        )
         table.add_row(
             arm,
             f"{s['aulc_mean']:.3f}",
-            gain,
+            diff_cell(s.get("diff_vs_random") if arm != "random" else None),
             f"{f['labels_spent']:.0f}",
             f"{f['items']:.0f}",
             f"{f['relabels']:.0f}",
@@ -233,7 +203,4 @@ def simulate_annotators(
             f"{f['accuracy']:.3f}",
         )
     console.print(table)
-    console.print(summary["annotators"]["verdict"], highlight=False)
-    console.print(
-        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
-    )
+    print_outputs(summary["annotators"]["verdict"], paths)

@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from exemplar.cli.common import app, console, one_line_errors
+from exemplar.cli.simulate_common import (
+    diff_cell,
+    label_column_arg,
+    print_outputs,
+    progress_bar,
+    results_table,
+)
 
 __all__ = ["simulate_stream", "stream_app"]
 
@@ -62,10 +69,7 @@ def simulate_stream(
         write_stream_outputs,
     )
 
-    column: str | int | None = label_column
-    if label_column is not None and label_column.lstrip("-").isdigit():
-        column = int(label_column)
-    data = load_stream_dataset(dataset, label_column=column)
+    data = load_stream_dataset(dataset, label_column=label_column_arg(label_column))
     names = parse_managers(managers)
     config = StreamSimulationConfig(
         dataset=data.name,
@@ -79,50 +83,38 @@ def simulate_stream(
         jobs=jobs,
     )
     validate_stream_config(config, data)
-    with Progress(
-        TextColumn("[bold]streaming[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("runs"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task(f"{data.name} · budget {budget:g}", total=len(names) * seeds)
-        result = run_stream_simulation(config, data, on_progress=lambda k: progress.advance(bar, k))
+    description = f"{data.name} · budget {budget:g}"
+    with progress_bar(
+        "streaming", description, len(names) * seeds, unit="runs", remaining=False
+    ) as on_progress:
+        result = run_stream_simulation(config, data, on_progress=on_progress)
     summary = summarize_stream(result)
     paths = write_stream_outputs(result, summary, out)
-    table = Table(title=f"{data.name} stream, budget {budget:g}: {seeds} paired seeds")
-    for col in (
-        "manager",
-        "AULC",
-        "gain vs random [95% CI]",
-        "final acc",
-        "prequential",
-        "labels",
-        "spent",
-    ):
-        table.add_column(col, justify="left" if col == "manager" else "right", no_wrap=True)
+    table = results_table(
+        f"{data.name} stream, budget {budget:g}: {seeds} paired seeds",
+        (
+            "manager",
+            "AULC",
+            "gain vs random [95% CI]",
+            "final acc",
+            "prequential",
+            "labels",
+            "spent",
+        ),
+        no_wrap="all",
+    )
     for name, m in summary["managers"].items():
-        d = m.get("diff_vs_random")
-        gain = "—"
-        if d and name != "random":
-            gain = f"{d['mean']:+.3f}" + (
-                f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["ci_low"] is not None else ""
-            )
         table.add_row(
             name,
             f"{m['aulc_mean']:.3f} ± {m['aulc_std']:.3f}",
-            gain,
+            diff_cell(m.get("diff_vs_random") if name != "random" else None),
             f"{m['final_accuracy_mean']:.3f}",
             f"{m['prequential_accuracy_mean']:.3f}",
             f"{m['final_labels_mean']:.1f}",
             f"{m['spent_mean']:.3f}",
         )
     console.print(table)
-    console.print(summary["verdict"], highlight=False)
-    console.print(
-        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
-    )
+    print_outputs(summary["verdict"], paths)
 
 
 @stream_app.command("feed")
@@ -152,9 +144,7 @@ def feed(
 
     if labels_as not in ("ground_truth", "labels"):
         raise ConfigError(f"--labels-as must be ground_truth or labels, got {labels_as!r}")
-    column: str | int | None = label_column
-    if label_column is not None and label_column.lstrip("-").isdigit():
-        column = int(label_column)
+    column = label_column_arg(label_column)
     with Project.open(project) as proj:
         with Progress(
             TextColumn("[bold]streaming[/]"),

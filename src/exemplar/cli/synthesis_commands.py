@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
+from exemplar.cli.simulate_common import (
+    load_simulation_dataset,
+    print_aulc_table,
+    print_outputs,
+    progress_bar,
 )
-from rich.table import Table
-
-from exemplar.cli.common import console
 
 __all__ = ["simulate_synthesis"]
 
@@ -33,14 +28,19 @@ def simulate_synthesis(
     label_column: str | None,
     jobs: int,
     out: Path,
+    device: str = "cpu",
+    noise_rate: float = 0.0,
+    label_cost: float = 1.0,
+    engineering_cost: float = 0.0,
 ) -> None:
     """Run the synthesis arm and the pool-based ``strategies`` with paired seeds, print a
     table and the verdict, and write ``results.csv``, ``summary.json`` and ``report.html``.
 
     Synthesized points are labeled by a random-forest oracle fit on the pool's ground truth
     (see :mod:`exemplar.simulate.synthesis`); the Python API offers the other oracles.
+    ``device``, ``label_cost`` and ``engineering_cost`` go to every arm; a ``noise_rate``
+    other than 0 is refused (the oracle model's answers carry no label noise).
     """
-    from exemplar.data import load_dataset
     from exemplar.simulate import SimulationConfig
     from exemplar.simulate.synthesis import (
         SYNTHESIS_ARM,
@@ -52,10 +52,7 @@ def simulate_synthesis(
     )
 
     names = tuple(s.strip() for s in strategies.split(",") if s.strip())
-    column: str | int | None = label_column
-    if label_column is not None and label_column.lstrip("-").isdigit():
-        column = int(label_column)
-    data = load_dataset(dataset, label_column=column)
+    data = load_simulation_dataset(dataset, label_column)
     config = SynthesisConfig(
         SimulationConfig(
             dataset=data.name,
@@ -68,47 +65,24 @@ def simulate_synthesis(
             cycles=cycles,
             test_size=test_size,
             jobs=jobs,
+            device=device,
+            noise_rate=noise_rate,
+            label_cost=label_cost,
+            engineering_cost=engineering_cost,
         )
     )
     validate_synthesis_config(config, data)
     arms = (*config.pool_strategies, SYNTHESIS_ARM)
-    with Progress(
-        TextColumn("[bold]simulating[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("cycles"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
-        bar = progress.add_task(
-            f"{data.name} · {', '.join(arms)}", total=len(arms) * seeds * (cycles + 1)
-        )
-        sres = run_synthesis_simulation(
-            config, data, on_progress=lambda k: progress.advance(bar, k)
-        )
+    total = len(arms) * seeds * (cycles + 1)
+    with progress_bar("simulating", f"{data.name} · {', '.join(arms)}", total) as on_progress:
+        sres = run_synthesis_simulation(config, data, on_progress=on_progress)
     summary = summarize_synthesis(sres)
     paths = write_synthesis_outputs(sres, summary, out)
-    syn = summary["synthesis"]
-    table = Table(title=f"{data.name}: normalized AULC over {seeds} seeds")
-    for col in ("arm", "AULC", "synthesis minus arm [95% CI]", "final acc", "query ms"):
-        table.add_column(col, justify="left" if col == "arm" else "right", no_wrap=col == "arm")
-    for name, s in summary["strategies"].items():
-        d = syn["versus"].get(name)
-        diff = "—"
-        if d is not None:
-            diff = f"{d['mean']:+.3f}" + (
-                f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]" if d["ci_low"] is not None else ""
-            )
-        table.add_row(
-            name,
-            f"{s['aulc_mean']:.3f} ± {s['aulc_std']:.3f}",
-            diff,
-            f"{s['final_accuracy_mean']:.3f}",
-            f"{s['query_seconds_mean'] * 1000:.1f}",
-        )
-    console.print(table)
-    console.print(summary["verdict"], highlight=False)
-    console.print(
-        f"report: {paths['report']}  results: {paths['results']}  summary: {paths['summary']}"
+    print_aulc_table(
+        f"{data.name}: normalized AULC over {seeds} seeds",
+        "arm",
+        "synthesis minus arm [95% CI]",
+        summary["strategies"],
+        summary["synthesis"]["versus"],
     )
+    print_outputs(summary["verdict"], paths)

@@ -66,8 +66,8 @@ from exemplar.engines.shards import (
     write_shard,
 )
 from exemplar.errors import ConfigError, ModelError, StoreError
-from exemplar.predictions import Predictions
-from exemplar.strategies.base import ReducedSamples, ScoredPool, Strategy, top_k
+from exemplar.predictions import Predictions, check_outputs
+from exemplar.strategies.base import ReducedSamples, ScoredPool, Strategy, TopRows, top_k
 
 if TYPE_CHECKING:
     from exemplar.models.base import ModelAdapter
@@ -525,14 +525,14 @@ def _score_range(
     want_embeddings = "embeddings" in strategy.requires
     extra = {"views": True} if "views" in strategy.requires else {}
     m = rows.shape[0]
-    top = _Top(scorer.candidate_pool) if scorer is not None and scorer.candidate_pool else None
+    top = TopRows(scorer.candidate_pool) if scorer is not None and scorer.candidate_pool else None
     proba = utility = embeddings = samples = None
     embeddings_are_x = want_embeddings
     for offset in range(0, m, job.chunk):
         block = rows[offset : offset + job.chunk]
         end = offset + block.shape[0]
         pred = model.predict(block, samples=want_samples, embeddings=want_embeddings, **extra)
-        _check(pred, block.shape[0], want_samples, want_embeddings)
+        check_outputs(pred, block.shape[0], want_samples, want_embeddings)
         if proba is None:
             proba = np.empty((m, pred.proba.shape[1]), dtype=np.float32)
         proba[offset:end] = pred.proba
@@ -572,47 +572,6 @@ def _score_range(
         if array is not None:
             write_shard(job.shard_dir, kind, start, array, job.fmt, row_axis=axis)
     return bool(embeddings_are_x)
-
-
-def _check(pred: Predictions, rows: int, samples: bool, embeddings: bool) -> None:
-    """Raise ModelError unless the adapter returned what was asked, for ``rows`` rows."""
-    for name, asked, value in (
-        ("proba", True, pred.proba),
-        ("samples", samples, pred.samples),
-        ("embeddings", embeddings, pred.embeddings),
-    ):
-        if asked and value is None:
-            raise ModelError(f"the model's predict returned no {name}")
-    if pred.n_items != rows:
-        raise ModelError(f"the model's predict returned {pred.n_items} rows for {rows}")
-
-
-class _Top:
-    """A task's ``size`` eligible rows of highest utility and their samples, best first.
-
-    Merged chunk by chunk; ties go to the lower row, as ``top_k`` over the whole pool.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.rows = np.empty(0, dtype=np.int64)
-        self.utility = np.empty(0)
-        self.samples: np.ndarray | None = None
-
-    def add(
-        self, start: int, utility: np.ndarray, samples: np.ndarray, eligible: np.ndarray | None
-    ) -> None:
-        local = np.arange(utility.size) if eligible is None else np.flatnonzero(eligible)
-        local = local[top_k(utility[local], self.size)] if local.size else local
-        chunk_samples = np.asarray(samples[:, local])
-        if self.samples is None:
-            t, _, c = chunk_samples.shape
-            self.samples = np.empty((t, 0, c), dtype=chunk_samples.dtype)
-        rows = np.concatenate([self.rows, start + local])
-        scores = np.concatenate([self.utility, utility[local]])
-        keep = top_k(scores, self.size) if scores.size else np.empty(0, dtype=np.int64)
-        merged = np.concatenate([self.samples, chunk_samples], axis=1)
-        self.rows, self.utility, self.samples = rows[keep], scores[keep], merged[:, keep]
 
 
 def _assemble(

@@ -32,9 +32,9 @@ import numpy as np
 from exemplar.errors import ModelError
 from exemplar.models.base import DEFAULT_CHUNK_SIZE, ModelAdapter
 from exemplar.objects import ObjectPredictions
-from exemplar.predictions import Predictions
+from exemplar.predictions import Predictions, check_outputs
 from exemplar.store.arrays import ArrayStore
-from exemplar.strategies.base import ReducedSamples, ScoredPool, Strategy, top_k
+from exemplar.strategies.base import ReducedSamples, ScoredPool, Strategy, TopRows
 
 __all__ = ["SCORED_KINDS", "ScoredPool", "drop_scored", "load_scored", "save_scored", "score_pool"]
 
@@ -163,14 +163,14 @@ def score_pool(
     extra = {"views": True} if "views" in passes else {}
     top = None
     if scorer is not None and scorer.candidate_pool > 0 and not finds_objects:
-        top = _TopRows(scorer.candidate_pool, n, unlabeled)
+        top = TopRows(scorer.candidate_pool, n, unlabeled)
     proba = counts = utility = embeddings = samples = None
     embeddings_are_x = want_embeddings  # an adapter may return the feature rows themselves
     for start in range(0, n, chunk_size):
         block = X[start : start + chunk_size]
         stop = start + block.shape[0]
         pred = model.predict(block, samples=want_samples, embeddings=want_embeddings, **extra)
-        _check_outputs(pred, block.shape[0], want_samples, want_embeddings, finds_objects)
+        check_outputs(pred, block.shape[0], want_samples, want_embeddings, finds_objects)
         if finds_objects:
             assert pred.objects is not None
             if counts is None:
@@ -225,40 +225,6 @@ def score_pool(
     return ScoredPool(predictions, reduced)
 
 
-class _TopRows:
-    """The ``size`` eligible rows of highest utility seen so far, and their samples.
-
-    Rows are kept best first; ties go to the lower row, as :func:`top_k` over the whole
-    pool would break them.
-    """
-
-    def __init__(self, size: int, n: int, eligible: np.ndarray | None) -> None:
-        self.size = size
-        self.mask: np.ndarray | None = None
-        if eligible is not None:
-            self.mask = np.zeros(n, dtype=bool)
-            self.mask[np.asarray(eligible, dtype=np.int64)] = True
-        self.rows = np.empty(0, dtype=np.int64)
-        self.utility = np.empty(0)
-        self.samples: np.ndarray | None = None
-
-    def add(self, start: int, utility: np.ndarray, samples: np.ndarray) -> None:
-        """Merge one chunk (rows ``start ...``) into the running top list."""
-        local = np.arange(utility.size)
-        if self.mask is not None:
-            local = np.flatnonzero(self.mask[start : start + utility.size])
-        local = local[top_k(utility[local], self.size)] if local.size else local
-        chunk_samples = np.asarray(samples[:, local])
-        if self.samples is None:
-            t, _, c = chunk_samples.shape
-            self.samples = np.empty((t, 0, c), dtype=chunk_samples.dtype)
-        rows = np.concatenate([self.rows, start + local])
-        scores = np.concatenate([self.utility, utility[local]])
-        keep = top_k(scores, self.size) if scores.size else np.empty(0, dtype=np.int64)
-        merged = np.concatenate([self.samples, chunk_samples], axis=1)
-        self.rows, self.utility, self.samples = rows[keep], scores[keep], merged[:, keep]
-
-
 def _disk_array(shape: tuple[int, ...], dtype: np.dtype, tmp_dir: str | Path | None) -> np.ndarray:
     """A zeroed array backed by an unlinked temporary file (freed with its last reference)."""
     with tempfile.TemporaryFile(dir=tmp_dir) as fh:
@@ -273,19 +239,3 @@ def _object_counts(objects: ObjectPredictions) -> np.ndarray:
         [float(o.scores.sum()) if o.scores is not None else len(o) for o in objects.images],
         dtype=np.float32,
     )
-
-
-def _check_outputs(
-    pred: Predictions, rows: int, samples: bool, embeddings: bool, objects: bool = False
-) -> None:
-    """Raise ModelError unless the adapter returned what was asked, for ``rows`` rows."""
-    for name, asked, value in (
-        ("objects", objects, pred.objects),
-        ("proba", not objects, pred.proba),
-        ("samples", samples, pred.objects.samples if objects and pred.objects else pred.samples),
-        ("embeddings", embeddings, pred.embeddings),
-    ):
-        if asked and value is None:
-            raise ModelError(f"the model's predict returned no {name}")
-    if pred.n_items != rows:
-        raise ModelError(f"the model's predict returned {pred.n_items} rows for {rows}")

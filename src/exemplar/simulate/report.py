@@ -18,9 +18,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from exemplar.simulate.runner import RESULT_COLUMNS, SimulationResult
-from exemplar.simulate.summary import curve_table
+from exemplar.simulate.summary import curve_table, diff_text
 
-__all__ = ["write_files", "write_outputs"]
+__all__ = ["PAGE_STYLE", "png_base64", "win_tie_loss_rows", "write_files", "write_outputs"]
+
+#: The ``<style>`` of every simulation report page.
+PAGE_STYLE = """<style>
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}figure{display:inline-block;margin:0 1em 1em 0}
+img{max-width:520px}.verdict{background:#f3f6ff;border-left:4px solid #3557c4;padding:.8em 1em}
+.win{background:#d9f2d9}.loss{background:#f6d5d5}.small{color:#666;font-size:.9em}
+</style>"""
 
 
 def write_outputs(
@@ -55,6 +64,18 @@ def write_files(
     return paths
 
 
+def win_tie_loss_rows(wtl: dict[str, dict[str, str]]) -> str:
+    """The rows of the pairwise table: one per arm, its win/tie/loss against each other arm."""
+    esc = html.escape
+    names = list(wtl)
+    return "".join(
+        f"<tr><th>{esc(a)}</th>"
+        + "".join(f'<td class="{esc(wtl[a][b])}">{esc(wtl[a][b])}</td>' for b in names)
+        + "</tr>"
+        for a in names
+    )
+
+
 def render_html(result: SimulationResult, summary: dict[str, Any]) -> str:
     """A single HTML page with embedded PNG plots: opens offline, no external assets."""
     cfg = result.config
@@ -67,13 +88,7 @@ def render_html(result: SimulationResult, summary: dict[str, Any]) -> str:
     )
     rows = []
     for name, s in summary["strategies"].items():
-        d = s.get("diff_vs_random")
-        gain = (
-            "—"
-            if d is None or name == "random"
-            else f"{d['mean']:+.3f}"
-            + ("" if d["ci_low"] is None else f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
-        )
+        gain = diff_text(s.get("diff_vs_random") if name != "random" else None)
         reach = s["labels_to_target"]
         reach_txt = (
             f"{reach['mean']:.0f} ({reach['seeds_reached']}/{cfg.seeds} seeds)"
@@ -91,15 +106,7 @@ def render_html(result: SimulationResult, summary: dict[str, Any]) -> str:
             "</tr>"
         )
     names = list(summary["win_tie_loss"])
-    wtl_rows = "".join(
-        f"<tr><th>{esc(a)}</th>"
-        + "".join(
-            f'<td class="{esc(summary["win_tie_loss"][a][b])}">{esc(summary["win_tie_loss"][a][b])}</td>'
-            for b in names
-        )
-        + "</tr>"
-        for a in names
-    )
+    wtl_rows = win_tie_loss_rows(summary["win_tie_loss"])
     cost = summary.get("cost")
     cost_html = (
         f"<h2>Does it pay?</h2><p>{esc(cost['explanation'])}</p>"
@@ -113,13 +120,7 @@ def render_html(result: SimulationResult, summary: dict[str, Any]) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>exemplar simulation: {esc(cfg.dataset)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}figure{{display:inline-block;margin:0 1em 1em 0}}
-img{{max-width:520px}}.verdict{{background:#f3f6ff;border-left:4px solid #3557c4;padding:.8em 1em}}
-.win{{background:#d9f2d9}}.loss{{background:#f6d5d5}}.small{{color:#666;font-size:.9em}}
-</style></head><body>
+{PAGE_STYLE}</head><body>
 <h1>Active learning vs random on {esc(cfg.dataset)}</h1>
 <p class="verdict" id="verdict">{esc(summary["verdict"])}</p>
 {plots}
@@ -161,6 +162,11 @@ def _plot(result: SimulationResult, summary: dict[str, Any], metric: str, label:
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    return png_base64(fig)
+
+
+def png_base64(fig: Any) -> str:
+    """A matplotlib figure as a base64 PNG for an ``<img src="data:...">`` (then closed)."""
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -24,11 +24,8 @@ available offline.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,9 +41,10 @@ from threadpoolctl import threadpool_limits
 from exemplar.data import Dataset, load_dataset
 from exemplar.errors import ConfigError, DatasetError
 from exemplar.loop.stream import StreamLearner
-from exemplar.metrics import normalized_aulc, paired_difference, win_tie_loss
+from exemplar.metrics import normalized_aulc, win_tie_loss
 from exemplar.models import get_recipe, make_model
-from exemplar.simulate.report import write_files
+from exemplar.simulate.report import PAGE_STYLE, png_base64, win_tie_loss_rows, write_files
+from exemplar.simulate.summary import diff_text, diffs_vs_random, json_safe
 from exemplar.stream import MANAGERS, make_manager, uncertainty
 
 __all__ = [
@@ -372,11 +370,8 @@ def summarize_stream(result: StreamSimulationResult) -> dict[str, Any]:
             "mean": acc.mean(axis=0).tolist(),
             "std": (acc.std(axis=0, ddof=1) if acc.shape[0] > 1 else 0 * acc[0]).tolist(),
         }
-    if "random" in aulc:
-        for name in cfg.managers:
-            managers[name]["diff_vs_random"] = paired_difference(
-                aulc[name], aulc["random"]
-            ).to_dict()
+    for name, d in diffs_vs_random(aulc).items():
+        managers[name]["diff_vs_random"] = d
     summary: dict[str, Any] = {
         "scenario": "stream",
         "config": {
@@ -395,7 +390,7 @@ def summarize_stream(result: StreamSimulationResult) -> dict[str, Any]:
         "curves": curves,
     }
     summary["verdict"] = _verdict(summary)
-    return _clean(summary)
+    return json_safe(summary)
 
 
 def _verdict(summary: dict[str, Any]) -> str:
@@ -442,18 +437,6 @@ def _verdict(summary: dict[str, Any]) -> str:
     return text + call + tail
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return _clean(obj.item())
-    return obj
-
-
 # --------------------------------------------------------------------------- report
 
 
@@ -474,11 +457,7 @@ def _plot(summary: Mapping[str, Any], x: str, xlabel: str) -> str:
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_base64(fig)
 
 
 def render_stream_html(summary: Mapping[str, Any]) -> str:
@@ -495,13 +474,7 @@ def render_stream_html(summary: Mapping[str, Any]) -> str:
     )
     rows = []
     for name, m in summary["managers"].items():
-        d = m.get("diff_vs_random")
-        gain = (
-            "—"
-            if d is None or name == "random"
-            else f"{d['mean']:+.3f}"
-            + ("" if d["ci_low"] is None else f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
-        )
+        gain = diff_text(m.get("diff_vs_random") if name != "random" else None)
         rows.append(
             f"<tr><td>{esc(name)}</td><td>{m['aulc_mean']:.3f} ± {m['aulc_std']:.3f}</td>"
             f"<td>{esc(gain)}</td><td>{m['final_accuracy_mean']:.3f}</td>"
@@ -509,25 +482,11 @@ def render_stream_html(summary: Mapping[str, Any]) -> str:
             f"<td>{m['spent_mean']:.3f}</td><td>{m['decide_ms_mean']:.3f}</td></tr>"
         )
     names = list(summary["win_tie_loss"])
-    wtl = "".join(
-        f"<tr><th>{esc(a)}</th>"
-        + "".join(
-            f'<td class="{esc(summary["win_tie_loss"][a][b])}">{esc(summary["win_tie_loss"][a][b])}</td>'
-            for b in names
-        )
-        + "</tr>"
-        for a in names
-    )
+    wtl = win_tie_loss_rows(summary["win_tie_loss"])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>exemplar stream simulation: {esc(cfg["dataset"])}</title>
-<style>
-body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}figure{{display:inline-block;margin:0 1em 1em 0}}
-img{{max-width:520px}}.verdict{{background:#f3f6ff;border-left:4px solid #3557c4;padding:.8em 1em}}
-.win{{background:#d9f2d9}}.loss{{background:#f6d5d5}}.small{{color:#666;font-size:.9em}}
-</style></head><body>
+{PAGE_STYLE}</head><body>
 <h1>Stream budget managers vs random on {esc(cfg["dataset"])}</h1>
 <p class="verdict" id="verdict">{esc(summary["verdict"])}</p>
 {plots}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from exemplar.metrics import (
 )
 from exemplar.simulate.runner import SimulationResult
 
-__all__ = ["curve_table", "summarize"]
+__all__ = ["curve_table", "diff_text", "diffs_vs_random", "json_safe", "summarize"]
 
 #: Fraction of full-data accuracy that defines "labels needed" (issue: 95%).
 TARGET_FRACTION = 0.95
@@ -88,11 +89,8 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
             else 0.0,
             "fit_seconds_mean": float(_grid(result, name, "fit_seconds").mean()),
         }
-    if "random" in aulc:
-        for name in cfg.strategies:
-            strategies[name]["diff_vs_random"] = paired_difference(
-                aulc[name], aulc["random"]
-            ).to_dict()
+    for name, d in diffs_vs_random(aulc).items():
+        strategies[name]["diff_vs_random"] = d
     summary: dict[str, Any] = {
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "dataset": {
@@ -111,7 +109,23 @@ def summarize(result: SimulationResult) -> dict[str, Any]:
     summary["config"]["strategies"] = list(cfg.strategies)
     summary["cost"] = _cost(result, strategies, curves)
     summary["verdict"] = _verdict(result, summary)
-    return _clean(summary)
+    return json_safe(summary)
+
+
+def diffs_vs_random(aulc: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    """Each arm's paired difference in per-seed AULC against random, with its 95% t-interval
+    (:func:`~exemplar.metrics.paired_difference`); empty when random did not run."""
+    if "random" not in aulc:
+        return {}
+    return {name: paired_difference(v, aulc["random"]).to_dict() for name, v in aulc.items()}
+
+
+def diff_text(d: Mapping[str, Any] | None) -> str:
+    """A paired difference as ``+0.012 [-0.003, +0.027]`` (its 95% CI when known), or ``—``."""
+    if not d:
+        return "—"
+    ci = "" if d["ci_low"] is None else f" [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+    return f"{d['mean']:+.3f}{ci}"
 
 
 def best_strategy(summary: dict[str, Any]) -> str | None:
@@ -214,14 +228,15 @@ def _std(values: Any) -> float:
     return float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
-def _clean(obj: Any) -> Any:
-    """Replace NaN with None so the JSON is valid for every reader."""
+def json_safe(obj: Any) -> Any:
+    """Replace NaN with None (and numpy scalars with Python ones), so the JSON is valid for
+    every reader."""
     if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, float) and math.isnan(obj):
         return None
     if isinstance(obj, np.generic):
-        return _clean(obj.item())
+        return json_safe(obj.item())
     return obj

@@ -11,6 +11,7 @@ from exemplar.strategies.base import (
     ReducedSamples,
     ScoringStrategy,
     Strategy,
+    TopRows,
     as_rng,
     top_k,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "ReducedSamples",
     "ScoringStrategy",
     "Strategy",
+    "TopRows",
     "TypiClust",
     "UncertainThenDiverse",
     "VariationRatios",

@@ -32,6 +32,7 @@ __all__ = [
     "ScoredPool",
     "ScoringStrategy",
     "Strategy",
+    "TopRows",
     "as_rng",
     "top_k",
 ]
@@ -84,6 +85,62 @@ class ReducedSamples:
     utility: np.ndarray
     rows: np.ndarray | None = None
     samples: np.ndarray | None = None
+
+
+class TopRows:
+    """The ``size`` eligible rows of highest utility seen so far, and their samples.
+
+    The running candidate list of a strategy's ``candidate_pool`` (BatchBALD), merged chunk
+    by chunk while a pool is scored (:func:`exemplar.loop.score_pool`, and per task in
+    :func:`exemplar.engines.score_pool_ray`). Rows are kept best first; ties go to the lower
+    row, as :func:`top_k` over the whole pool would break them.
+
+    Parameters
+    ----------
+    size : int
+        How many rows to keep.
+    n : int
+        Number of rows in the pool (for ``eligible``).
+    eligible : array of int, optional
+        The only rows that may be kept (the unlabeled ones); all rows when None. A chunk's
+        own mask can be given to :meth:`add` instead.
+    """
+
+    def __init__(self, size: int, n: int = 0, eligible: np.ndarray | None = None) -> None:
+        self.size = size
+        self.mask: np.ndarray | None = None
+        if eligible is not None:
+            self.mask = np.zeros(n, dtype=bool)
+            self.mask[np.asarray(eligible, dtype=np.int64)] = True
+        self.rows = np.empty(0, dtype=np.int64)
+        self.utility = np.empty(0)
+        self.samples: np.ndarray | None = None
+
+    def add(
+        self,
+        start: int,
+        utility: np.ndarray,
+        samples: np.ndarray,
+        eligible: np.ndarray | None = None,
+    ) -> None:
+        """Merge one chunk (rows ``start ...``) into the running top list.
+
+        ``eligible`` is the chunk's boolean mask of rows that may be kept; by default the
+        slice of the mask given at construction (all rows when there is none).
+        """
+        if eligible is None and self.mask is not None:
+            eligible = self.mask[start : start + utility.size]
+        local = np.arange(utility.size) if eligible is None else np.flatnonzero(eligible)
+        local = local[top_k(utility[local], self.size)] if local.size else local
+        chunk_samples = np.asarray(samples[:, local])
+        if self.samples is None:
+            t, _, c = chunk_samples.shape
+            self.samples = np.empty((t, 0, c), dtype=chunk_samples.dtype)
+        rows = np.concatenate([self.rows, start + local])
+        scores = np.concatenate([self.utility, utility[local]])
+        keep = top_k(scores, self.size) if scores.size else np.empty(0, dtype=np.int64)
+        merged = np.concatenate([self.samples, chunk_samples], axis=1)
+        self.rows, self.utility, self.samples = rows[keep], scores[keep], merged[:, keep]
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,23 @@ def test_simulate_writes_outputs(tmp_path: Path) -> None:
             ["--dataset", "cells", "--task", "detection", "--scenario", "synthesis"],
             "classification",
         ),
+        (["--dataset", "wine", "--scenario", "synthesis", "--noise-rate", "0.3"], "noise_rate"),
+        (
+            ["--dataset", "wine", "--scenario", "stream", "--noise-rate", "0.3"],
+            "--scenario stream does not take --noise-rate",
+        ),
+        (
+            ["--dataset", "wine", "--scenario", "annotators", "--label-cost", "7"],
+            "--scenario annotators does not take --label-cost",
+        ),
+        (
+            ["--dataset", "wine", "--budget", "0.2"],
+            "--scenario pool does not take --budget",
+        ),
+        (
+            ["--dataset", "wine", "--scenario", "stream", "--cycles", "5"],
+            "--scenario stream does not take --cycles",
+        ),
     ],
 )
 def test_errors_are_one_line_without_traceback(

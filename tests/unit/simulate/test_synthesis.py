@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -143,6 +144,50 @@ def test_farthest_first_prefers_unexplored_candidates() -> None:
     assert picks[1] in (0, 1, 2)  # then the cluster, once
 
 
+def test_farthest_first_never_builds_a_candidates_by_anchors_by_features_array() -> None:
+    rng = np.random.default_rng(0)
+    candidates, anchors = rng.random((300, 400)), rng.random((200, 400))
+    tracemalloc.start()
+    try:
+        picks = synthesis._farthest_first(candidates, anchors, 5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6  # the 3-D difference array alone would take 192 MB
+    # Same first pick as the exact distances: the candidate farthest from every anchor.
+    exact = np.sqrt(((candidates[:, None, :] - anchors[None, :, :]) ** 2).sum(axis=2))
+    assert picks[0] == int(exact.min(axis=1).argmax())
+    assert len(set(picks.tolist())) == 5
+
+
+def test_the_batch_reports_how_many_points_are_boundary_queries() -> None:
+    X, y = _two_blobs()
+    model = make_model("logreg", 0).fit(X, y)
+    counts = {}
+    for explore in (0.0, 0.5, 1.0):
+        points, n_boundary = synthesis._synthesize(
+            model, X, y, 6, neighbours=3, steps=12, explore=explore, **_kwargs(X)
+        )
+        assert points.shape == (6, 2)
+        counts[explore] = n_boundary
+    assert counts == {0.0: 6, 0.5: 3, 1.0: 0}
+
+
+def test_diagnostics_split_boundary_and_exploration_queries() -> None:
+    X, _ = _two_blobs()
+    ref = synthesis._Reference.of(X)
+    far = X.max(axis=0) + 50.0 * X.std(axis=0)
+    points = np.vstack([X[:3], np.tile(far, (2, 1))])  # 3 real items, then 2 far points
+    out = synthesis._diagnostics(ref, points, np.array([0.9, 0.9, 0.9, 0.5, 0.7]), 3)
+    assert out["offmanifold_ratio_boundary"] == 0.0
+    assert out["offmanifold_ratio_explore"] > 10.0
+    assert out["offmanifold_ratio"] == 0.0  # the median over the batch hides the far points
+    assert out["oracle_confidence_boundary"] == pytest.approx(0.9)
+    assert out["oracle_confidence_explore"] == pytest.approx(0.6)
+    none = synthesis._diagnostics(ref, X[:2], np.array([1.0, 1.0]), 2)
+    assert np.isnan(none["offmanifold_ratio_explore"])
+
+
 def _config(**kw: Any) -> SynthesisConfig:
     sim: dict[str, Any] = {
         "dataset": "wine",
@@ -181,6 +226,43 @@ def test_rows_are_paired_with_the_pool_arms(wine_run: Any) -> None:
             if r["round"] > 0:
                 assert 0.0 < r["oracle_confidence"] <= 1.0
                 assert r["offmanifold_ratio"] > 0.0
+                for kind in ("boundary", "explore"):  # explore=0.5: both kinds in each batch
+                    assert 0.0 < r[f"oracle_confidence_{kind}"] <= 1.0
+                    assert r[f"offmanifold_ratio_{kind}"] > 0.0
+
+
+class _DtypeRecorder:
+    """A model adapter that records the dtype of every training set it is fit on."""
+
+    def __init__(self, model: ModelAdapter, seen: list[np.dtype[Any]]) -> None:
+        self.model, self.seen = model, seen
+
+    def fit(self, X: Any, y: Any) -> _DtypeRecorder:
+        self.seen.append(np.asarray(X).dtype)
+        self.model.fit(X, y)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def test_float32_data_stay_float32_so_the_arms_are_paired(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert WINE.y is not None
+    data = Dataset("wine32", np.asarray(WINE.X, dtype=np.float32), WINE.y)
+    seen: list[np.dtype[Any]] = []
+    original = synthesis.make_adapter
+    monkeypatch.setattr(synthesis, "make_adapter", lambda *a: _DtypeRecorder(original(*a), seen))
+    sres = run_synthesis_simulation(_config(sim={"dataset": "wine32", "seeds": 2}), data)
+    # The learner of the synthesis arm sees the data in their own dtype, like the pool arms.
+    assert len(seen) == 2 * 3 and all(d == np.float32 for d in seen)
+    rows = sres.result.rows
+    for seed in range(2):
+        start = {
+            r["strategy"]: (r["accuracy"], r["macro_f1"])
+            for r in rows
+            if r["seed"] == seed and r["round"] == 0
+        }
+        assert start[SYNTHESIS_ARM] == start["margin"] == start["random"]
 
 
 def test_summary_compares_synthesis_with_every_pool_arm(wine_run: Any) -> None:
@@ -199,7 +281,27 @@ def test_summary_compares_synthesis_with_every_pool_arm(wine_run: Any) -> None:
     assert syn["oracle"] == "random_forest"
     assert 0.8 < syn["oracle_test_accuracy"] <= 1.0
     assert "pool_verdict" in summary
+    for kind in ("boundary", "explore"):
+        assert syn[f"offmanifold_ratio_{kind}_median"] > 0.0
+        assert 0.0 < syn[f"oracle_query_confidence_{kind}"] <= 1.0
+    assert "boundary queries" in summary["verdict"]
+    assert "not an upper bound" in summary["verdict"]
     json.dumps(summary)  # valid JSON: no NaN
+
+
+def test_cost_and_pool_verdict_never_treat_synthesis_as_a_pool_strategy(wine_run: Any) -> None:
+    sres, _ = wine_run
+    # Make synthesis the arm with the best curve: it must still not be "the best strategy".
+    rows = [
+        {**r, "accuracy": 1.0, "macro_f1": 1.0} if r["strategy"] == SYNTHESIS_ARM else r
+        for r in sres.result.rows
+    ]
+    boosted = replace(sres, result=replace(sres.result, rows=rows))
+    summary = summarize_synthesis(boosted)
+    assert summary["strategies"][SYNTHESIS_ARM]["aulc_mean"] == 1.0
+    assert SYNTHESIS_ARM not in summary["pool_verdict"]
+    assert summary["cost"] is None or summary["cost"]["strategy"] in ("margin", "random")
+    assert summary["synthesis"]["versus"]["margin"]["mean"] > 0.0  # still compared with it
 
 
 def test_outputs_hold_the_synthesis_columns_and_section(wine_run: Any, tmp_path: Path) -> None:
@@ -212,6 +314,7 @@ def test_outputs_hold_the_synthesis_columns_and_section(wine_run: Any, tmp_path:
     assert all(r["n_synthesized"] == "" for r in rows if r["strategy"] != SYNTHESIS_ARM)
     page = paths["report"].read_text()
     assert 'id="synthesis"' in page and "Where synthesis helps" in page
+    assert "exploration queries</th>" in page and "unearned" not in page
     assert "Query synthesis vs pool-based selection" in page
     assert json.loads(paths["summary"].read_text())["verdict"] == summary["verdict"]
 
@@ -251,6 +354,31 @@ def test_invalid_settings_are_clear_errors() -> None:
         validate_synthesis_config(_config(), texts)
     with pytest.raises(ConfigError, match="exceeds the pool"):
         validate_synthesis_config(_config(sim={"cycles": 100}), WINE)
+    with pytest.raises(ConfigError, match="noise_rate"):
+        validate_synthesis_config(_config(sim={"noise_rate": 0.2}), WINE)
+
+
+def test_cli_command_passes_costs_through_and_refuses_label_noise(tmp_path: Path) -> None:
+    from exemplar.cli.synthesis_commands import simulate_synthesis
+
+    common: dict[str, Any] = {
+        "strategies": "margin,random",
+        "model": None,
+        "model_params": {},
+        "seeds": 2,
+        "initial": 10,
+        "batch_size": 5,
+        "cycles": 1,
+        "test_size": 0.25,
+        "label_column": None,
+        "jobs": 1,
+        "out": tmp_path,
+    }
+    with pytest.raises(ConfigError, match="noise_rate"):
+        simulate_synthesis("wine", noise_rate=0.3, **common)
+    simulate_synthesis("wine", label_cost=7.0, engineering_cost=3.0, **common)
+    config = json.loads((tmp_path / "summary.json").read_text())["config"]
+    assert (config["label_cost"], config["engineering_cost"]) == (7.0, 3.0)
 
 
 def test_cli_scenario_synthesis_writes_the_report(tmp_path: Path) -> None:
