@@ -149,6 +149,12 @@ class LoopEngine:
 
     def run(self, max_cycles: int | None = None) -> RunOutcome:
         """Run cycles until a stopping criterion fires, labels are awaited, or ``max_cycles``."""
+        if self.project.config.stream.enabled:
+            raise ProjectError(
+                "this is a stream project ([stream] enabled = true): its items are decided as "
+                "they arrive (exemplar stream feed, POST /api/v1/stream/items), not by pool "
+                "cycles; `exemplar run` does not apply"
+            )
         with self.lock():
             if self.project.n_rows == 0:
                 raise ProjectError("the project has no items; run `exemplar import` first")

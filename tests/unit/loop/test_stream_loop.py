@@ -11,6 +11,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sqlalchemy import select
 
+from exemplar.errors import ProjectError
 from exemplar.loop.stream import STREAM_STRATEGY, StreamLearner
 from exemplar.models import make_model
 from exemplar.project import Project
@@ -293,6 +294,10 @@ def test_a_stream_project_gets_no_pool_cycles_from_the_learner(tmp_path: Path) -
             strategies = set(s.scalars(select(QueueEntry.strategy)))
             n_entries = len(s.scalars(select(QueueEntry.id)).all())
         assert strategies == {STREAM_STRATEGY} and n_entries == sum(d.asked for d in out)
+        with pytest.raises(ProjectError, match="stream project"):
+            project.run()
+        with project.db.read() as s:
+            assert len(s.scalars(select(QueueEntry.id)).all()) == n_entries
 
 
 def test_feed_file_reports_rows_of_unknown_classes(tmp_path: Path) -> None:
