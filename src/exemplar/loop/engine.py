@@ -358,7 +358,7 @@ class LoopEngine:
         base = self._strategy(cycle)
         bandit = self._bandit(base, cycle, version) if predictions is not None else None
         if bandit is not None and version is not None and predictions is not None:
-            predictions = self._with_classes(predictions, version, cycle)
+            predictions = self._with_classes(predictions, version)
         strategy, cost_record = self._cost_aware(base, cycle, predictions, version)
         # ActiveLab: part of the batch may go to one more vote on labeled items.
         activelab = self.cfg.oracle.relabel == "activelab" and not objects
@@ -597,19 +597,17 @@ class LoopEngine:
         if previous is not None:
             try:
                 seen, _ = self._load_scored(previous)
-                strategy.remember(self._with_classes(seen, previous, last))
-            except (ProjectError, StoreError):
+                strategy.remember(self._with_classes(seen, previous))
+            except (ProjectError, StoreError, ModelError):
                 self.on_event(f"albl: model {previous.version} is gone; one reward is skipped")
         return strategy
 
-    def _with_classes(
-        self, predictions: Predictions, version: ModelVersion, cycle: Cycle
-    ) -> Predictions:
+    def _with_classes(self, predictions: Predictions, version: ModelVersion) -> Predictions:
         """``predictions`` with the class of each probability column (from the checkpoint)."""
         if predictions.classes is not None or predictions.proba is None:
             return predictions
-        model = self._load_model(version, cycle, committee=False)
-        return dataclasses.replace(predictions, classes=np.asarray(model.classes_))
+        classes = checkpoint_classes(self.project.root / version.path, version.recipe)
+        return dataclasses.replace(predictions, classes=np.asarray(classes))
 
     def _cost_aware(
         self,

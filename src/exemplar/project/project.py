@@ -261,11 +261,14 @@ class Project:
 
     def skip_item(self, entry_id: int, annotator: str) -> None:
         """Put a leased item back at the end of the queue (a stream item: back into the
-        feed after ``[stream] skip_requeue_after`` other items)."""
+        feed after ``[stream] skip_requeue_after`` other items, or after
+        ``[oracle] lease_seconds`` when no other item comes)."""
         from exemplar.project.stream import requeue_after
         from exemplar.store.queue import skip
 
-        skip(self.db, entry_id, annotator, requeue_after=requeue_after(self, entry_id))
+        after = requeue_after(self, entry_id)
+        park = None if after is None else float(self.config.oracle.lease_seconds)
+        skip(self.db, entry_id, annotator, requeue_after=after, park_seconds=park)
 
     def undo_last_label(self, annotator: str) -> UndoneLabel | None:
         """Take back ``annotator``'s newest label still in force (see ``store.queue.undo_last``).

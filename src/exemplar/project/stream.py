@@ -264,6 +264,8 @@ def stream_summary(project: Project) -> dict[str, Any]:
 
 def requeue_after(project: Project, entry_id: int) -> int | None:
     """``[stream] skip_requeue_after`` for a stream entry (the feed), else None."""
+    if not project.config.stream.enabled:  # no feed: a plain skip, with no extra read
+        return None
     with project.db.read() as s:
         strategy = s.scalar(select(QueueEntry.strategy).where(QueueEntry.id == entry_id))
     if strategy != STREAM_STRATEGY:

@@ -587,6 +587,7 @@ def skip(
     *,
     now: datetime | None = None,
     requeue_after: int | None = None,
+    park_seconds: float | None = None,
 ) -> None:
     """Give the entry back as ``skipped``: it is served again after every pending entry.
 
@@ -596,9 +597,11 @@ def skip(
     back to ``pending`` instead, ranked to be served after ``k`` other entries of its
     cycle and strategy: the next ``k`` waiting ones, or ones still to be queued at the
     following feed positions (ranks are feed positions there). When no other entry waits,
-    the entry is *parked* (status ``leased`` to nobody, with no expiry: no lease serves it,
-    no expiry frees it) until :func:`unpark` wakes it after ``k`` new entries, so a lone
-    skipped item is not served straight back.
+    the entry is *parked* (status ``leased`` to nobody) until :func:`unpark` wakes it after
+    ``k`` new entries, so a lone skipped item is not served straight back. With
+    ``park_seconds`` the park also ends when that time has passed (the lease expires and
+    any annotator may take the entry), so a feed that stops still serves it; without, only
+    :func:`unpark` wakes it.
 
     Raises
     ------
@@ -611,7 +614,7 @@ def skip(
     with db.write_turn(), db.engine.begin() as conn:
         status = _held_status(conn, entry_id, annotator)
         if requeue_after is not None:
-            _requeue(conn, entry_id, requeue_after, now)
+            _requeue(conn, entry_id, requeue_after, now, park_seconds)
             return
         if status == _SKIPPED:
             return
@@ -629,7 +632,9 @@ def skip(
         )
 
 
-def _requeue(conn: Connection, entry_id: int, after: int, now: datetime) -> None:
+def _requeue(
+    conn: Connection, entry_id: int, after: int, now: datetime, park_seconds: float | None
+) -> None:
     """Set the entry pending, ranked ``after`` feed positions past the next waiting one."""
     if after < 1:
         raise QueueError(f"requeue_after must be at least 1, got {after}")
@@ -642,10 +647,11 @@ def _requeue(conn: Connection, entry_id: int, after: int, now: datetime) -> None
     base = conn.scalar(select(func.min(_Q.c.rank)).where(same, _Q.c.status == _PENDING))
     values: dict[str, Any] = {"status": _PENDING, "lease_expires": None, "updated_at": now}
     if base is None:
-        # Nothing else waits: park the entry (leased to nobody, never expiring) so it is not
-        # served straight back; :func:`unpark` wakes it once ``after`` new entries came.
+        # Nothing else waits: park the entry (leased to nobody) so it is not served straight
+        # back; :func:`unpark` wakes it once ``after`` new entries came, or its park expires.
         base = conn.scalar(select(func.count()).where(same | (_Q.c.id == entry_id), _Q.c.slot == 0))
-        values.update(status=_LEASED, annotator=None)
+        expires = None if park_seconds is None else now + timedelta(seconds=park_seconds)
+        values.update(status=_LEASED, annotator=None, lease_expires=expires)
     # Ties are served by id: entries queued after this one (higher ids) come after it.
     conn.execute(update(_Q).where(_Q.c.id == entry_id).values(rank=int(base) + after, **values))
 
@@ -665,10 +671,9 @@ def unpark(session: Session, cycle_id: int | None, strategy: str | None, positio
             same_strategy,
             _Q.c.status == _LEASED,
             _Q.c.annotator.is_(None),
-            _Q.c.lease_expires.is_(None),
             _Q.c.rank <= position + 1,
         )
-        .values(status=_PENDING, updated_at=utcnow())
+        .values(status=_PENDING, lease_expires=None, updated_at=utcnow())
     )
     return int(cast(Any, result).rowcount or 0)
 

@@ -111,3 +111,16 @@ def test_items_imported_between_cycles_do_not_break_the_bandit(tmp_path: Path) -
     assert state["rounds"] == len(cycles)
     rewards = [h["reward"] for h in state["history"] if "reward" in h]
     assert rewards and all(0.0 <= r <= 1.0 for r in rewards)
+
+
+def test_a_pruned_previous_model_skips_one_reward_and_the_bandit_goes_on(tmp_path: Path) -> None:
+    """With ``keep_checkpoints = 1`` the previous model's checkpoint and scores are gone at
+    the next select: the run still finishes, the bandit still records every draw, and no
+    draw is credited (each reward needed the pruned model)."""
+    model = {"candidates": [{"recipe": "logreg", "params": {"C": 1.0}}], "keep_checkpoints": 1}
+    with make_project(tmp_path / "p", budget=60, selection=dict(SELECTION), model=model) as p:
+        assert p.run().status == "stopped"
+        cycles = [c for c in snapshot(p)["cycles"] if "albl" in c["metrics"]]
+    assert len(cycles) == 4
+    history = cycles[-1]["metrics"]["albl"]["history"]
+    assert len(history) == 4 and not any("gain" in h for h in history)

@@ -448,3 +448,18 @@ def test_a_lone_requeued_skip_is_parked_until_k_entries_come(db: Database) -> No
         served.append(item.item_id)
         submit(db, item.entry_id, "ann", "cat", classes=CLASSES, now=T0)
     assert served == [ids[1], ids[2], ids[0]]
+
+
+def test_a_parked_skip_with_park_seconds_returns_when_the_feed_stops(db: Database) -> None:
+    """``park_seconds``: a lone skipped stream entry is not served straight back, but once
+    the park has expired any annotator gets it, though no new entry ever came."""
+    with db.session() as s:
+        item = Item(uid="p0", row=0, uri="mem://p0", kind="features")
+        s.add(item)
+        s.flush()
+        enqueue(s, None, [(item.id, "stream", 1.0)], first_rank=0)
+    got = _lease(db, "ann", T0)
+    skip(db, got.entry_id, "ann", requeue_after=3, park_seconds=600, now=T0)
+    assert lease(db, "ann", lease_seconds=60, now=T0 + timedelta(seconds=599)) is None
+    back = lease(db, "other", lease_seconds=60, now=T0 + timedelta(seconds=601))
+    assert back is not None and back.item_id == item.id
