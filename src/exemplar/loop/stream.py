@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from exemplar.errors import ConfigError, StoreError
 from exemplar.loop.context import LoopContext
 from exemplar.models import ModelAdapter, make_model
-from exemplar.store.labels import add_label, current_labels
+from exemplar.store.labels import add_label, count_current_labels, current_labels
 from exemplar.store.queue import enqueue, unpark
 from exemplar.store.schema import Item, LabelSource, Meta, QueueEntry, StreamDecision
 from exemplar.stream import BudgetManager, Decision, make_manager, uncertainty
@@ -374,7 +374,7 @@ class ProjectStream:
         """Rebuild the stream's saved model if ours differs, then retrain when due; return
         the number of verified labels now."""
         with self.ctx.db.read() as s:
-            n = len(current_labels(s))
+            n = count_current_labels(s)
             raw = s.scalar(select(Meta.value).where(Meta.key == STATE_KEY))
         saved = None if raw is None else json.loads(raw).get("model")
         if saved is not None and saved["upto"] != self._trained_upto:

@@ -18,6 +18,7 @@ __all__ = [
     "UnknownClassError",
     "add_label",
     "add_labels",
+    "count_current_labels",
     "current_labels",
     "validate_class",
 ]
@@ -183,6 +184,20 @@ def add_labels(
             ],
         )
     return len(entries)
+
+
+def count_current_labels(session: Session, *, verified_only: bool = True) -> int:
+    """How many items :func:`current_labels` would return, counted in the database (one
+    scalar, not a row per labeled item: a stream checks it on every arrival)."""
+    newest = (
+        select(Label.item_id, func.max(Label.id).label("label_id"))
+        .group_by(Label.item_id)
+        .subquery()
+    )
+    query = select(func.count()).select_from(Label).join(newest, Label.id == newest.c.label_id)
+    if verified_only:
+        query = query.where(Label.status == LabelStatus.VERIFIED)
+    return int(session.scalar(query) or 0)
 
 
 def current_labels(

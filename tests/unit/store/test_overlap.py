@@ -383,3 +383,24 @@ def test_concurrent_annotators_never_share_a_slot_or_an_item(db: Database, db_ur
     assert sum(1 for r in rows if r.status == "disputed") == sum(
         1 for item in items if len(set(votes[item])) > 1
     )
+
+
+def test_counting_current_labels_in_the_database_matches_listing_them(db: Database) -> None:
+    """``count_current_labels`` counts what ``current_labels`` lists: an agreed item, a
+    disputed one (not verified) and an open vote (proposed), with and without
+    ``verified_only``."""
+    from exemplar.store.labels import count_current_labels
+
+    _fill(db, 3, overlap=2)
+    for label_a, label_b in (("cat", "cat"), ("cat", "dog")):
+        a = _lease(db, "alice")
+        b = _lease(db, "bob")
+        submit(db, a.entry_id, "alice", label_a, classes=CLASSES)
+        submit(db, b.entry_id, "bob", label_b, classes=CLASSES)
+    submit(db, _lease(db, "alice").entry_id, "alice", "cat", classes=CLASSES)
+    with db.read() as s:
+        for verified_only in (True, False):
+            listed = current_labels(s, verified_only=verified_only)
+            assert count_current_labels(s, verified_only=verified_only) == len(listed)
+        assert count_current_labels(s) == 1
+        assert count_current_labels(s, verified_only=False) == 3
